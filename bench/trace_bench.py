@@ -1,0 +1,122 @@
+"""Received-header parsing: mailboat.trace vs the mail-parser package, same corpus, one run.
+
+    .venv/bin/pip install mail-parser      # dev/bench dependency only
+    .venv/bin/python bench/trace_bench.py [--rounds N]
+
+Speed: headers parsed per second (each includes reading the date to UTC) over every
+``tests/data/received/*.json`` case. Correctness: how many cases each gets exactly right.
+mail-parser returns clauses as strings (``from``: "helo (rdns [ip])"), so it is scored through a
+generous adapter that takes the first word of each clause and pulls HELO/rDNS/IP out of the
+``from`` string the way Postfix writes it; fields it has no notion of (tls, via, warnings) are
+compared only in the "all fields" column, where mail-parser is credited with nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from mailboat.trace.parse import parse_received  # noqa: E402
+from mailboat.trace.render import hop_fields  # noqa: E402
+
+COMMON = ("by_host", "with_protocol", "id", "for", "timestamp")
+FROM = ("from_helo", "from_rdns", "from_ip")
+_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]|\(([0-9A-Fa-f:.]+)\)")
+_RDNS = re.compile(r"\((\S+?)\.?\s+\[")
+
+
+def load() -> list[dict]:
+    return [json.loads(p.read_text("utf-8")) for p in sorted((ROOT / "tests/data/received").glob("*.json"))]
+
+
+def _first(value: str | None) -> str | None:
+    if not value:
+        return None
+    word = value.split("(")[0].split()
+    return word[0] if word else None
+
+
+def mailparser_fields(raw: str) -> dict:
+    from mailparser.utils import receiveds_parsing
+
+    try:
+        hop = receiveds_parsing([raw])[0]
+    except Exception:  # noqa: BLE001 - a failure counts as a miss
+        return {}
+    frm = hop.get("from", "")
+    ip = _IP.search(frm)
+    rdns = _RDNS.search(frm)
+    date = hop.get("date_utc")
+    rcpt = _first(hop.get("for"))
+    return {
+        "from_helo": _first(frm),
+        "from_rdns": rdns.group(1) if rdns and rdns.group(1).lower() != "unknown" else None,
+        "from_ip": (ip.group(1) or ip.group(2)) if ip else None,
+        "by_host": _first(hop.get("by")),
+        "with_protocol": _first(hop.get("with")),
+        "id": _first(hop.get("id")),
+        "for": rcpt.strip("<>;") if rcpt else None,
+        "timestamp": datetime.fromisoformat(date).strftime("%Y-%m-%dT%H:%M:%SZ") if date else None,
+    }
+
+
+def rate(fn, raws: list[str], rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for raw in raws:
+            fn(raw)
+        best = min(best, time.perf_counter() - start)
+    return len(raws) / best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=20, help="timing rounds; the best is kept (default 20)")
+    args = ap.parse_args()
+    try:
+        import mailparser  # noqa: F401
+    except ImportError:
+        print("mail-parser is not installed: .venv/bin/pip install mail-parser", file=sys.stderr)
+        return 1
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+    cases = load()
+    raws = [c["raw"] for c in cases]
+    from mailparser.utils import receiveds_parsing
+
+    ours_rate = rate(parse_received, raws, args.rounds)
+    theirs_rate = rate(lambda r: receiveds_parsing([r]), raws, max(1, args.rounds // 4))
+    scores = {"mailboat": [0, 0, 0], "mail-parser": [0, 0, 0]}
+    for case in cases:
+        exp = case["expected"]
+        for name, got in (("mailboat", hop_fields(parse_received(case["raw"]))), ("mail-parser",
+                                                                                 mailparser_fields(case["raw"]))):
+            scores[name][0] += all(got.get(k) == exp[k] for k in COMMON)
+            scores[name][1] += all(got.get(k) == exp[k] for k in COMMON + FROM)
+            scores[name][2] += got == exp
+    table = Table(title=f"Received parsing, {len(cases)} corpus cases, best of {args.rounds} rounds")
+    for col in ("parser", "headers/s", "exact: by/with/id/for/date", "+ helo/rdns/ip", "exact: all fields"):
+        table.add_column(col, justify="right")
+    for name, speed in (("mailboat.trace", ours_rate), ("mail-parser", theirs_rate)):
+        s = scores["mailboat" if name.startswith("mailboat") else "mail-parser"]
+        table.add_row(name, f"{speed:,.0f}", *(f"{n}/{len(cases)}" for n in s))
+    console = Console()
+    console.print(table)
+    console.print(f"speed ratio: {ours_rate / theirs_rate:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Composition root: builds resolver, stores, pipeline, router, transports, runner and listeners
+from a Config, and runs them until SIGTERM/SIGINT.
+
+This is the only place (with `cli`) that reads the configuration models; everything it builds
+receives plain constructor arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from mailboat import __version__
+from mailboat.accounts import UserStore
+from mailboat.config import Config
+from mailboat.delivery.maildir import MaildirTransport
+from mailboat.policy import Pipeline
+from mailboat.policy.filters.loops import HopLimitFilter
+from mailboat.policy.filters.relay import RelayFilter
+from mailboat.policy.filters.submission import ListenerRequirementsFilter
+from mailboat.queue.runner import QueueRunner
+from mailboat.queue.sqlite import SqliteQueueStore
+from mailboat.resolver.dnspython import DnspythonResolver
+from mailboat.routing.router import Router
+from mailboat.server.listener import Listener
+from mailboat.server.session import Limits, ListenerSettings, ServerContext
+from mailboat.server.tls import ensure_self_signed, server_context
+
+log = logging.getLogger("mailboat.master")
+
+LISTENER_NOTES = {
+    ("smtp", "optional"): "STARTTLS offered",
+    ("smtp", "required"): "STARTTLS required",
+    ("smtp", "none"): "plaintext",
+    ("submission", "required"): "STARTTLS + AUTH required",
+    ("submissions", "implicit"): "implicit TLS, AUTH required",
+    ("lmtp", "none"): "LMTP",
+}
+
+
+def users_path(config: Config) -> str:
+    return os.path.join(config.data_dir, "users.db")
+
+
+def queue_path(config: Config) -> str:
+    return os.path.join(config.data_dir, "queue.db")
+
+
+def build_router(config: Config, users: UserStore) -> Router:
+    return Router(
+        local_domains=config.local_domains,
+        account_exists=users.exists,
+        aliases=config.aliases,
+        catch_all=config.domains.catch_all,
+        maildir_template=config.delivery.maildir,
+        data_dir=config.data_dir,
+        hostname=config.hostname,
+        lmtp=config.delivery.lmtp,
+        smarthost=config.relay.smarthost,
+        routes={r.domain: r.smarthost for r in config.route},
+    )
+
+
+@dataclass
+class Server:
+    """A running mailboat: listeners, queue store and runner."""
+
+    config: Config
+    listeners: list[Listener] = field(default_factory=list)
+    store: SqliteQueueStore | None = None
+    runner: QueueRunner | None = None
+    users: UserStore | None = None
+    _runner_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        self.users = UserStore(users_path(config))
+        router = build_router(config, self.users)
+        self.store = SqliteQueueStore(queue_path(config))
+        self.runner = QueueRunner(
+            self.store, router, {"maildir": MaildirTransport()},
+            retry_schedule=list(config.queue.retry), max_lifetime=config.queue.max_lifetime,
+        )
+        cert, key = config.tls.cert, config.tls.key
+        if not cert:
+            cert, key = ensure_self_signed(os.path.join(config.data_dir, "tls"), config.hostname)
+        resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
+        pipeline = Pipeline([
+            ListenerRequirementsFilter(),
+            RelayFilter(router, config.relay.trusted_networks),
+            HopLimitFilter(config.limits.hops),
+        ])
+        limits = Limits(
+            message_size=config.limits.message_size, recipients=config.limits.recipients,
+            errors=config.limits.errors, connections=config.limits.connections,
+            connections_per_ip=config.limits.connections_per_ip,
+            command_timeout=config.timeouts.command, data_timeout=config.timeouts.data,
+            tls_handshake_timeout=config.timeouts.tls_handshake, rdns_timeout=config.dns.timeout,
+        )
+        ctx = ServerContext(
+            hostname=config.hostname, pipeline=pipeline, store=self.store, limits=limits,
+            ssl_context=server_context(cert, key), resolver=resolver, on_enqueued=self.runner.wake,
+        )
+        for item in config.listener:
+            listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint)
+            await listener.start()
+            self.listeners.append(listener)
+        self._runner_task = asyncio.get_running_loop().create_task(self.runner.run())
+        log.info("daemon started -- version %s, configuration %s", __version__, config.data_dir)
+
+    async def stop(self) -> None:
+        for listener in self.listeners:
+            await listener.stop()
+        if self.runner is not None:
+            await self.runner.stop()
+        if self._runner_task is not None:
+            await asyncio.gather(self._runner_task, return_exceptions=True)
+        if self.store is not None:
+            await self.store.close()
+        if self.users is not None:
+            self.users.close()
+        log.info("daemon stopped")
+
+    def banner(self) -> str:
+        lines = [f"mailboat {__version__} serving {self.config.hostname}"]
+        for listener, item in zip(self.listeners, self.config.listener):
+            note = LISTENER_NOTES.get((item.kind, item.tls), f"tls={item.tls}, auth={item.auth}")
+            lines.append(f"  {item.kind:<12} {listener.bound:<22} {note}")
+        lines.append(f"data:   {self.config.data_dir} (queue.db, mail/, tls/, users.db)")
+        smtp_listener = next((l for l in self.listeners if l.settings.kind == "smtp"), None)
+        if smtp_listener is not None and not smtp_listener.bound.startswith("unix:"):
+            host, _, port = smtp_listener.bound.rpartition(":")
+            domain = self.config.local_domains[0]
+            lines.append("send a test message:")
+            lines.append(f"  swaks --server {host.strip('[]')}:{port} --to postmaster@{domain}")
+            lines.append(f"  then look in {self.config.data_dir}/mail/{domain}/postmaster/new/")
+        return "\n".join(lines)
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    server = Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        print(server.banner(), flush=True, file=sys.stdout)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def run(config: Config) -> None:
+    try:
+        import uvloop  # optional extra "speed"
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))

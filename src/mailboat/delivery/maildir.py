@@ -1,0 +1,235 @@
+"""Maildir delivery: write in tmp/, fsync, rename into new/, fsync new/ (the Maildir protocol).
+
+Each recipient's Maildir root comes from its route (`Maildir(path)`); tmp/ new/ cur/ are created
+with mode 0700 when missing. The file gets `Return-Path:` and `Delivered-To:` prepended (RFC 5321
+§4.4: the final delivery adds Return-Path) and the queued bytes after them, unchanged.
+
+Durability: an outcome says DELIVERED only after (1) the file's data is fsync'd, (2) it was
+renamed into new/, and (3) new/ itself was fsync'd (Linux does not persist a rename until its
+directory is synced; Exim does the same, chasquid does not). A crash before (3) may leave the
+file visible yet still undelivered in the queue: at worst a duplicate, never a loss.
+
+Batching (group sync): concurrent deliver() calls (the runner delivers many messages at once)
+queue their files; one worker thread takes everything queued and runs it in phases: write and
+fsync every file, rename them all, then fsync each distinct new/ directory ONCE. While it works
+the next batch accumulates. So 20 deliveries into one mailbox cost 20 file fsyncs but one
+directory fsync, and no fsync ever runs on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailboat.delivery.transport import outcome
+from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.queue.model import RecipientOutcome
+from mailboat.routing.route import Maildir, Route
+
+# Indirections so tests can inject faults and count syncs without touching the os module.
+_fsync: Callable[[int], None] = os.fsync
+_open = os.open
+
+# Errors an operator can fix while the message waits in the queue (disk full, quota, I/O,
+# permissions, too many open files): defer. Anything else about the path (it is a file, a name
+# is too long, a symlink loop) will not fix itself: fail.
+_TRANSIENT = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.ENOMEM, errno.EMFILE,
+              errno.ENFILE, errno.EROFS, errno.EACCES, errno.EPERM, errno.EBUSY, errno.EINTR,
+              errno.ESTALE}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(slots=True)
+class _Job:
+    root: str
+    recipient: str
+    data: list[bytes]  # prefix, message: written with one writev, never joined in memory
+    size: int
+    future: asyncio.Future = field(repr=False)
+    name: str = ""
+    error: OSError | None = None
+
+
+class MaildirTransport:
+    """Transport for `Maildir` routes. See the module docstring for the durability contract.
+
+    Args:
+        hostname: for unique file names (default: this machine's name).
+        clock: for outcome times and file names.
+    """
+
+    def __init__(self, *, hostname: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        host = hostname or socket.gethostname()
+        # Maildir names must not contain "/" or ":" (Maildir spec; Dovecot escapes them alike).
+        self._host = host.replace("/", "\\057").replace(":", "\\072")
+        self._clock = clock
+        self._counter = itertools.count(1)
+        self._queued: list[_Job] = []
+        self._worker: asyncio.Task | None = None
+        self.batches = 0  # batches run (for tests and metrics)
+        self.dir_syncs = 0
+
+    async def deliver(self, envelope: Envelope, message: bytes, recipients: list[Recipient],
+                      route: Route) -> list[RecipientOutcome]:
+        if not isinstance(route, Maildir):
+            raise TypeError(f"MaildirTransport cannot deliver to {route!r}")
+        loop = asyncio.get_running_loop()
+        results: list[RecipientOutcome] = []
+        jobs: list[_Job] = []
+        loop_error = _delivered_to_loop(message)
+        for rcpt in recipients:
+            now = self._clock()
+            if _CONTROL.search(envelope.sender) or _CONTROL.search(rcpt.address):
+                results.append(outcome(rcpt.address, 550, "5.1.3 control character in address", "local", now))
+            elif rcpt.address.lower() in loop_error:
+                # Postfix local(8): our own Delivered-To is already there, so this copy went round.
+                results.append(outcome(rcpt.address, 554, "5.4.6 mail forwarding loop for " + rcpt.address,
+                                       "local", now))
+            else:
+                prefix = f"Return-Path: <{envelope.sender}>\r\nDelivered-To: {rcpt.address}\r\n".encode()
+                jobs.append(_Job(route.path, rcpt.address, [prefix, message], len(prefix) + len(message),
+                                 loop.create_future()))
+        if jobs:
+            self._queued.extend(jobs)
+            if self._worker is None or self._worker.done():
+                self._worker = loop.create_task(self._work())
+            await asyncio.gather(*(job.future for job in jobs))
+        for job in jobs:
+            now = self._clock()
+            if job.error is None:
+                results.append(outcome(job.recipient, 250, "2.0.0 delivered to maildir", "local", now))
+            elif job.error.errno in _TRANSIENT:
+                results.append(outcome(job.recipient, 451, f"4.3.0 maildir delivery failed: {_why(job.error)}",
+                                       "local", now))
+            else:
+                results.append(outcome(job.recipient, 554, f"5.2.0 maildir delivery failed: {_why(job.error)}",
+                                       "local", now))
+        return results
+
+    async def _work(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await asyncio.to_thread(self._run_batch, batch)
+            except Exception as exc:  # a bug: never leave a caller waiting forever
+                for job in batch:
+                    job.error = job.error or OSError(errno.EIO, f"internal error: {exc!r}")
+            finally:
+                self.batches += 1
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_result(None)
+
+    def _unique_name(self, size: int) -> str:
+        # time.M<usec>P<pid>Q<counter>.<host>,S=<size> (Maildir spec + Dovecot's S= size field).
+        now = self._clock()
+        sec = int(now)
+        return f"{sec}.M{int((now - sec) * 1e6)}P{os.getpid()}Q{next(self._counter)}.{self._host},S={size}"
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        """Runs in a worker thread: phases described in the module docstring."""
+        written: list[_Job] = []
+        for job in batch:  # phase 1: write + fsync each file in tmp/
+            job.name = self._unique_name(job.size)
+            try:
+                self._write_tmp(job)
+                written.append(job)
+            except OSError as exc:
+                job.error = exc
+        renamed: dict[str, list[_Job]] = {}
+        for job in written:  # phase 2: rename into new/
+            try:
+                os.rename(os.path.join(job.root, "tmp", job.name), os.path.join(job.root, "new", job.name))
+                renamed.setdefault(os.path.join(job.root, "new"), []).append(job)
+            except OSError as exc:
+                job.error = exc
+                _unlink_quietly(os.path.join(job.root, "tmp", job.name))
+        for directory, jobs in renamed.items():  # phase 3: one fsync per new/ directory
+            try:
+                _sync_dir(directory)
+                self.dir_syncs += 1
+            except OSError as exc:
+                for job in jobs:  # visible but not known durable: retry later (duplicate, not loss)
+                    job.error = exc
+
+    def _write_tmp(self, job: _Job) -> None:
+        path = os.path.join(job.root, "tmp", job.name)
+        try:
+            fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            _make_maildir(job.root)  # first delivery to this mailbox (or it was removed)
+            fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, job.data)
+            _fsync(fd)
+        except OSError:
+            os.close(fd)
+            _unlink_quietly(path)
+            raise
+        os.close(fd)
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    views = [memoryview(c) for c in chunks if c]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
+def _make_maildir(root: str) -> None:
+    """Create root/{tmp,new,cur} (0700), and missing parents, and make the new entries durable."""
+    missing: list[str] = []
+    path = os.path.abspath(root)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    created = []
+    for path in [*reversed(missing), *(os.path.join(root, sub) for sub in ("tmp", "new", "cur"))]:
+        try:
+            os.mkdir(path, 0o700)
+            created.append(path)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", path) from None
+    # A directory entry is durable only once its parent is synced; this runs once per mailbox.
+    for parent in {os.path.dirname(p) for p in created}:
+        _sync_dir(parent)
+
+
+def _sync_dir(path: str) -> None:
+    fd = _open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _delivered_to_loop(message: bytes) -> set[str]:
+    """Lowercased addresses of the Delivered-To headers already in the message's header block."""
+    match = _HEADER_END.search(message)
+    head = message[: match.start()] if match else message
+    found = re.findall(rb"(?im)^delivered-to:[ \t]*<?([^\r\n>]+?)>?[ \t]*\r?$", head)
+    return {addr.decode("utf-8", "replace").strip().lower() for addr in found}

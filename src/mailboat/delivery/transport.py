@@ -1,0 +1,58 @@
+"""The Transport protocol: one small interface for every way a message leaves the queue.
+
+Maildir today; LMTP, smarthost relay and MX delivery with issue 3. The queue runner picks the
+transport registered under a route's `kind` ("maildir", "lmtp", "relay", "mx") and hands it a
+group of recipients that share one Route. `delivery` never imports `queue`: transports get plain
+values and return plain outcomes (STYLE "Dependency direction").
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.queue.model import RecipientOutcome, RecipientState
+from mailboat.routing.route import Route
+
+__all__ = ["Transport", "outcome", "RecipientOutcome", "RecipientState"]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Delivers one message to a group of recipients that share one Route.
+
+    Contract:
+    - Return exactly one RecipientOutcome per recipient, in any order, with state DELIVERED,
+      DEFERRED (4xx: try again later) or FAILED (5xx: never try again), the reply code and text
+      (the remote reply as received, or a local "2.0.0 ..." text), the host that answered and
+      the time.
+    - Report DELIVERED only once the message is on the destination's stable storage (or the
+      next hop said 250): the queue forgets a delivered recipient, so an early "delivered" is
+      a lost message.
+    - Never raise for a delivery problem; express it as outcomes. An exception that escapes
+      anyway is a bug: the runner logs it and defers every recipient of the group (451 4.3.0).
+    - Blocking work (file I/O, fsync) must not run on the event loop thread.
+    - The message bytes are the queued bytes; a transport may prepend trace headers
+      (Return-Path, Delivered-To) but never re-serialises the message.
+
+    Args of deliver():
+        envelope: the message's envelope (sender, DSN parameters, SMTPUTF8/BODY).
+        message: the message bytes.
+        recipients: final recipients (after alias expansion), all routed to `route`.
+        route: the Route value shared by the group (e.g. Maildir(path), Mx(domain)).
+    """
+
+    async def deliver(
+        self, envelope: Envelope, message: bytes, recipients: list[Recipient], route: Route
+    ) -> list[RecipientOutcome]: ...
+
+
+def outcome(recipient: str, code: int, text: str, host: str, at: float) -> RecipientOutcome:
+    """Build an outcome whose state follows the reply code (2xx, 4xx, 5xx)."""
+    if 200 <= code < 300:
+        state = RecipientState.DELIVERED
+    elif 400 <= code < 500:
+        state = RecipientState.DEFERRED
+    else:
+        state = RecipientState.FAILED
+    return RecipientOutcome(recipient, state, code, text, host, at)

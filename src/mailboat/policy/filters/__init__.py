@@ -1,0 +1,1 @@
+"""Built-in filters, one per file, assembled in order by mailboat.app."""

@@ -1,0 +1,160 @@
+"""In-memory QueueStore: the reference implementation of the contract, for tests and dev.
+
+Nothing survives the process, so only the durability points of the contract do not apply.
+Writes are still grouped like a real backend: every enqueue() issued in the same event-loop turn
+is applied in one "commit" (counted in `stats.commits`), so group-commit tests run on it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from mailboat.mail.envelope import Envelope
+from mailboat.queue.codec import finished_detail, queued_detail
+from mailboat.queue.model import (
+    QueueEvent,
+    QueueItem,
+    RecipientOutcome,
+    apply_outcomes,
+    initial_recipients,
+)
+from mailboat.queue.store import DEFAULT_LEASE, DuplicateQueueIdError, QueueError, StoreStats
+
+
+class MemoryQueueStore:
+    """QueueStore kept in dicts. See store.QueueStore for the meaning of every method."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE) -> None:
+        self.stats = StoreStats()
+        self._clock = clock
+        self._lease = lease
+        self._items: dict[str, QueueItem] = {}
+        self._bodies: dict[str, bytes] = {}
+        self._leases: dict[str, float] = {}
+        self._events: dict[str, list[QueueEvent]] = {}
+        self._pending: list[tuple[str, Envelope, bytes, asyncio.Future[None]]] = []
+        self._closed = False
+
+    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes) -> None:
+        self._check_open()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._commit)
+        self._pending.append((queue_id, envelope, bytes(message), future))
+        await future
+
+    def _commit(self) -> None:
+        batch, self._pending = self._pending, []
+        self.stats.commits += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        now = self._clock()
+        for queue_id, envelope, message, future in batch:
+            if queue_id in self._items:
+                error: Exception | None = DuplicateQueueIdError(f"{queue_id}: queue id already in use")
+            else:
+                error = None
+                self._items[queue_id] = QueueItem(
+                    queue_id, envelope, len(message), now, now, recipients=initial_recipients(envelope)
+                )
+                self._bodies[queue_id] = message
+                self._add_event(queue_id, now, "queued", queued_detail(envelope, len(message)))
+                self.stats.enqueued += 1
+            if not future.done():
+                future.set_exception(error) if error else future.set_result(None)
+
+    async def claim_due(self, now: float, limit: int) -> list[QueueItem]:
+        self._check_open()
+        due = [
+            item for item in self._items.values()
+            if not item.held and item.next_attempt <= now and self._leases.get(item.queue_id, 0.0) <= now
+            and not item.is_done
+        ]
+        due.sort(key=lambda item: (item.next_attempt, item.arrival))
+        claimed = due[:limit]
+        for item in claimed:
+            self._leases[item.queue_id] = now + self._lease
+        return claimed
+
+    async def record_outcomes(
+        self, queue_id: str, outcomes: list[RecipientOutcome], next_attempt: float | None
+    ) -> None:
+        self._check_open()
+        item = self._items.get(queue_id)
+        if item is None:
+            return
+        self.stats.commits += 1
+        recipients = apply_outcomes(item.recipients, outcomes)
+        at = max((o.at for o in outcomes), default=self._clock())
+        item = replace(item, recipients=recipients, attempts=item.attempts + 1,
+                       next_attempt=at if next_attempt is None else next_attempt)
+        self._items[queue_id] = item
+        self._leases.pop(queue_id, None)
+        if item.is_done:
+            await self.finish(queue_id, at)
+
+    async def finish(self, queue_id: str, at: float) -> None:
+        item = self._items.pop(queue_id, None)
+        self._bodies.pop(queue_id, None)
+        self._leases.pop(queue_id, None)
+        if item is not None:
+            self._add_event(queue_id, at, "finished", finished_detail(item))
+
+    async def load_message(self, queue_id: str) -> bytes:
+        self._check_open()
+        return self._bodies[queue_id]
+
+    async def get(self, queue_id: str) -> QueueItem | None:
+        self._check_open()
+        return self._items.get(queue_id)
+
+    async def delete(self, queue_id: str, at: float) -> bool:
+        if self._items.pop(queue_id, None) is None:
+            return False
+        self._bodies.pop(queue_id, None)
+        self._leases.pop(queue_id, None)
+        self._add_event(queue_id, at, "deleted", {})
+        return True
+
+    async def hold(self, queue_id: str, at: float) -> bool:
+        return self._update(queue_id, at, "hold", held=True)
+
+    async def release(self, queue_id: str, at: float) -> bool:
+        return self._update(queue_id, at, "release", held=False, next_attempt=at)
+
+    async def retry_now(self, queue_id: str, at: float) -> bool:
+        item = self._items.get(queue_id)
+        if item is None or item.held:
+            return False
+        return self._update(queue_id, at, "retry", next_attempt=at)
+
+    def _update(self, queue_id: str, at: float, kind: str, **changes: object) -> bool:
+        item = self._items.get(queue_id)
+        if item is None:
+            return False
+        self._items[queue_id] = replace(item, **changes)  # type: ignore[arg-type]
+        self._add_event(queue_id, at, kind, {})
+        return True
+
+    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+        self._add_event(queue_id, at, kind, dict(detail))
+
+    def _add_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+        self._events.setdefault(queue_id, []).append(QueueEvent(queue_id, at, kind, detail))
+
+    async def events(self, queue_id: str) -> list[QueueEvent]:
+        return sorted(self._events.get(queue_id, []), key=lambda e: e.at)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueError("queue store is closed")
+
+    # Last in the class so that `list[...]` annotations above mean the builtin.
+    async def list(self) -> list[QueueItem]:
+        self._check_open()
+        return sorted(self._items.values(), key=lambda item: (item.arrival, item.queue_id))

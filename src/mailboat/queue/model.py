@@ -1,0 +1,182 @@
+"""Queue values: a queued message, its per-recipient state and attempt history, delivery outcomes.
+
+Plain frozen values with plain types (an int reply code and a str reply text), so that the queue
+needs nothing from `smtp` and every backend (memory, SQLite, PostgreSQL) shares one meaning.
+`apply_outcomes` is the single place that turns delivery outcomes into new recipient states;
+backends call it inside their write transaction so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from mailboat.mail.envelope import Envelope, Recipient
+
+
+class RecipientState(StrEnum):
+    """Where one recipient stands.
+
+    PENDING and DEFERRED are "still to deliver" (the runner claims them); DELIVERED and FAILED are
+    final; EXPANDED marks an envelope recipient whose alias expansion has been recorded as its own
+    recipients (each with `original` set), so the alias is not expanded and delivered twice.
+    """
+
+    PENDING = "pending"  # never attempted
+    DEFERRED = "deferred"  # attempted, temporary failure (4xx); retried on schedule
+    DELIVERED = "delivered"
+    FAILED = "failed"  # permanent failure (5xx) or given up after max_lifetime
+    EXPANDED = "expanded"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (RecipientState.PENDING, RecipientState.DEFERRED)
+
+
+_STATUS_RE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """The result of one delivery attempt for one final recipient address.
+
+    Attributes:
+        recipient: the final address delivered to (after alias expansion).
+        state: DELIVERED, DEFERRED or FAILED.
+        reply_code: SMTP basic code (250, 451, 550, ...), also for local transports.
+        reply_text: reply text, starting with the RFC 3463 enhanced status when there is one
+            ("2.0.0 delivered to maildir"); for remote hosts, their text as received.
+        host: who answered: "local" for local transports, else the remote host name/address.
+        at: when (Unix time).
+        original: the envelope recipient this address was expanded from, or None when the
+            address is the envelope recipient itself. (Addition to the brief: alias expansion
+            happens in the runner, and the queue must remember which expansions are done.)
+    """
+
+    recipient: str
+    state: RecipientState
+    reply_code: int
+    reply_text: str
+    host: str
+    at: float
+    original: str | None = None
+
+    @property
+    def enhanced_status(self) -> str:
+        """"2.0.0"-style status from the reply text, else derived from the basic code."""
+        match = _STATUS_RE.match(self.reply_text)
+        if match and match.group(1) == str(self.reply_code)[0]:
+            return ".".join(match.groups())
+        return f"{str(self.reply_code)[0]}.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One recorded attempt for one recipient (what `queue show` and `journey` display)."""
+
+    at: float
+    host: str
+    reply_code: int
+    reply_text: str
+    state: RecipientState
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    """A recipient of a queued message with its state and history.
+
+    `original` is None for recipients of the envelope; alias expansions carry the envelope
+    recipient they came from, and inherit its ORCPT and NOTIFY (RFC 3461 §5.2.1 / §6.1).
+    """
+
+    recipient: Recipient
+    state: RecipientState = RecipientState.PENDING
+    original: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def address(self) -> str:
+        return self.recipient.address
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """A queued message as the runner, the CLI and the web UI see it (the bytes are separate).
+
+    Attributes:
+        queue_id: see `mail.ids`.
+        envelope: as accepted.
+        size: length of the stored message bytes.
+        arrival: when enqueue() committed (Unix time); the start of max_lifetime.
+        next_attempt: when the open recipients are due next.
+        attempts: number of delivery runs recorded so far (by record_outcomes).
+        held: on hold: never claimed until released.
+        recipients: every recipient with its state; open ones are what is left to deliver.
+    """
+
+    queue_id: str
+    envelope: Envelope
+    size: int
+    arrival: float
+    next_attempt: float
+    attempts: int = 0
+    held: bool = False
+    recipients: tuple[QueuedRecipient, ...] = field(default=())
+
+    @property
+    def open_recipients(self) -> tuple[QueuedRecipient, ...]:
+        return tuple(r for r in self.recipients if r.state.is_open)
+
+    @property
+    def is_done(self) -> bool:
+        return not any(r.state.is_open for r in self.recipients)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEvent:
+    """One line of a message's journey: "queued", "delivery", "finished", "hold", ..."""
+
+    queue_id: str
+    at: float
+    kind: str
+    detail: dict
+
+
+def initial_recipients(envelope: Envelope) -> tuple[QueuedRecipient, ...]:
+    return tuple(QueuedRecipient(r) for r in envelope.recipients)
+
+
+def apply_outcomes(
+    recipients: tuple[QueuedRecipient, ...], outcomes: list[RecipientOutcome]
+) -> tuple[QueuedRecipient, ...]:
+    """New recipient states after `outcomes` (pure; shared by every backend).
+
+    An outcome updates the recipient with the same (address, original). An outcome with an
+    `original` that has no row yet adds an expansion row inheriting ORCPT/NOTIFY from the
+    original, whose own state becomes EXPANDED. Outcomes for unknown addresses without an
+    original are ignored: the runner only reports on what it claimed.
+    """
+    rows = list(recipients)
+    index = {(r.address, r.original): i for i, r in enumerate(rows)}
+    for outcome in outcomes:
+        attempt = Attempt(outcome.at, outcome.host, outcome.reply_code, outcome.reply_text, outcome.state)
+        key = (outcome.recipient, outcome.original)
+        i = index.get(key)
+        if i is None:
+            parent_i = index.get((outcome.original, None)) if outcome.original is not None else None
+            if parent_i is None:
+                continue
+            parent = rows[parent_i]
+            rcpt = Recipient(outcome.recipient, parent.recipient.orcpt, parent.recipient.notify)
+            rows.append(QueuedRecipient(rcpt, outcome.state, outcome.original, (attempt,)))
+            index[key] = len(rows) - 1
+            rows[parent_i] = replace(parent, state=RecipientState.EXPANDED)
+        else:
+            row = rows[i]
+            rows[i] = replace(row, state=outcome.state, attempts=row.attempts + (attempt,))
+    return tuple(rows)

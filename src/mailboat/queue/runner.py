@@ -1,0 +1,300 @@
+"""The queue runner: claims due messages, routes each recipient, delivers, records, retries.
+
+Theory of operation
+-------------------
+One asyncio task (`run()`) loops: claim due messages from the store (up to the free delivery
+slots), start one `_process` task per message, then sleep until `wake()` is called (the session
+driver calls it after each enqueue), a slot frees up while work is waiting, or `poll_interval`
+passes (for deferred messages coming due, and for messages queued by another process).
+
+Processing one message (`_process`):
+1. load the bytes; for each open recipient: an envelope recipient is first expanded by
+   `router.expand()` (aliases); an expansion recorded earlier (`original` set) is used as is;
+2. `router.route(address)` for each final address; recipients are grouped by equal Route;
+3. each group goes to `transports[route.kind]` concurrently; Discard and Refuse routes become
+   outcomes here; a kind with no transport (LMTP/relay/MX until issue 3) is deferred with
+   "4.4.0 remote delivery not available yet";
+4. deferred recipients get the next time from `retry.next_attempt`; past `max_lifetime` they
+   become failed ("expired");
+5. final failures go to `on_final_failure(item, outcomes)` BEFORE they are recorded: issue 3
+   enqueues the DSN there, so a crash in between duplicates a bounce rather than losing it. If
+   the hook raises, the failures are recorded as deferred and retried (the bounce is owed);
+6. `store.record_outcomes()` commits all outcomes atomically (finishing the message when none
+   is open), then one Postfix-style log line per recipient and a journey event each.
+A crash anywhere before step 6 leaves the claim lease to expire: the message is delivered again
+(duplicates possible, loss not). Every exception is contained per message; the loop never dies.
+
+Log lines (logger "mailboat.queue"; the formatter adds "mailboat/queue[PID]: "):
+  QUEUEID: to=<rcpt>, [orig_to=<alias>, ]relay=local, delay=0.12, delays=a/b/c/d, dsn=2.0.0,
+  status=sent (delivered to maildir)
+delays: a = arrival to first claim, b = time deferred in the queue plus routing, c = connection
+set-up (0 until remote transports report it), d = the transport's delivery time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from mailboat.delivery.transport import Transport, outcome
+from mailboat.mail.envelope import Recipient
+from mailboat.queue import retry
+from mailboat.queue.model import QueueItem, RecipientOutcome, RecipientState, apply_outcomes
+from mailboat.queue.store import QueueError, QueueStore
+from mailboat.routing.route import Discard, Refuse, Route
+
+FinalFailureHook = Callable[[QueueItem, list[RecipientOutcome]], Awaitable[None]]
+_REMOTE_KINDS = frozenset({"lmtp", "relay", "mx"})
+_STATUS_WORD = {RecipientState.DELIVERED: "sent", RecipientState.DEFERRED: "deferred",
+                RecipientState.FAILED: "bounced"}
+
+
+async def _maybe_await(value: Any) -> Any:
+    # The router may be synchronous (static tables) or asynchronous (DNS, databases).
+    return await value if inspect.isawaitable(value) else value
+
+
+class QueueRunner:
+    """Delivers what the store says is due. See the module docstring for the flow.
+
+    Args:
+        store: the QueueStore.
+        router: has `expand(address) -> list[str]` and `route(address) -> Route` (sync or async).
+        transports: Transport per route kind ("maildir", "lmtp", "relay", "mx").
+        clock: Unix time; tests pass a fake.
+        schedule, max_lifetime: the retry policy (queue.retry).
+        logger: defaults to logging.getLogger("mailboat.queue").
+        on_final_failure: awaited with the item and its newly failed outcomes (DSN hook).
+        concurrency: messages delivered at once; batch_size: most claimed per store call.
+        poll_interval: longest sleep between looks at the store.
+        delivery_timeout: bound on one transport call; must stay below the store's lease.
+    """
+
+    def __init__(self, store: QueueStore, router: Any, transports: Mapping[str, Transport], *,
+                 clock: Callable[[], float] = time.time,
+                 schedule: list[float] | tuple[float, ...] = retry.DEFAULT_SCHEDULE,
+                 max_lifetime: float = retry.DEFAULT_MAX_LIFETIME,
+                 logger: logging.Logger | None = None, on_final_failure: FinalFailureHook | None = None,
+                 concurrency: int = 50, batch_size: int = 100, poll_interval: float = 5.0,
+                 delivery_timeout: float = 240.0) -> None:
+        self.store, self.router, self.transports = store, router, dict(transports)
+        self.clock, self.schedule, self.max_lifetime = clock, tuple(schedule), max_lifetime
+        self.log = logger or logging.getLogger("mailboat.queue")
+        self.on_final_failure = on_final_failure
+        self.concurrency, self.batch_size = concurrency, batch_size
+        self.poll_interval, self.delivery_timeout = poll_interval, delivery_timeout
+        self._wakeup = asyncio.Event()
+        self._inflight: set[asyncio.Task] = set()
+        self._backlog = False
+        self._task: asyncio.Task | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look at the store now (call after each enqueue). Cheap and idempotent."""
+        self._wakeup.set()
+
+    def start(self) -> asyncio.Task:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="mailboat-queue-runner")
+        return self._task
+
+    async def stop(self) -> None:
+        """Stop claiming and wait for deliveries in flight (their outcomes get recorded)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                room = self.concurrency - len(self._inflight)
+                started = await self._claim_and_start(room) if room > 0 else 0
+                self._backlog = room <= 0 or started == min(room, self.batch_size)
+            except QueueError as exc:
+                self.log.error("queue runner: cannot claim from the queue: %s", exc)
+            except Exception:
+                self.log.exception("queue runner: unexpected error")
+            if self._backlog and not self._inflight:
+                continue  # a full batch was claimed and already finished: there may be more
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver it completely (tests, `queue flush`). Returns its size."""
+        items = await self.store.claim_due(self.clock(), self.batch_size)
+        await asyncio.gather(*(self._process(item) for item in items))
+        return len(items)
+
+    async def _claim_and_start(self, room: int) -> int:
+        items = await self.store.claim_due(self.clock(), min(room, self.batch_size))
+        for item in items:
+            task = asyncio.get_running_loop().create_task(self._process(item))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        return len(items)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        if self._backlog:
+            self._wakeup.set()  # a slot freed while due work was waiting
+
+    # -- one message --------------------------------------------------------------------------
+
+    async def _process(self, item: QueueItem) -> None:
+        claimed = self.clock()
+        try:
+            message = await self.store.load_message(item.queue_id)
+        except KeyError:
+            return  # deleted after the claim
+        except Exception as exc:
+            self.log.error("%s: cannot load message, will retry: %s", item.queue_id, exc)
+            return  # the lease expires and the message is claimed again
+        try:
+            outcomes, timing = await self._deliver_all(item, message, claimed)
+            await self._record(item, outcomes, claimed, timing)
+        except Exception:
+            self.log.exception("%s: delivery run failed; it will be retried after the lease", item.queue_id)
+
+    async def _deliver_all(self, item: QueueItem, message: bytes, claimed: float
+                           ) -> tuple[list[RecipientOutcome], dict[str, float]]:
+        """Expand, route, group and deliver every open recipient. Returns outcomes and, per final
+        address, the transport time (for the delays= field)."""
+        outcomes: list[RecipientOutcome] = []
+        groups: dict[Route, dict[str, tuple[Recipient, list[str | None]]]] = {}
+        for row in item.open_recipients:
+            if row.original is None:
+                try:
+                    finals = list(await _maybe_await(self.router.expand(row.address)))
+                except Exception as exc:
+                    self.log.warning("%s: alias expansion of %s failed: %s", item.queue_id, row.address, exc)
+                    outcomes.append(outcome(row.address, 451, "4.3.0 alias expansion failed", "none", self.clock()))
+                    continue
+                if not finals:
+                    outcomes.append(outcome(row.address, 550, "5.1.1 alias expands to no recipient", "none",
+                                            self.clock()))
+                    continue
+                original = None if finals == [row.address] else row.address
+            else:
+                finals, original = [row.address], row.original
+            for address in finals:
+                try:
+                    route = await _maybe_await(self.router.route(address))
+                except Exception as exc:
+                    self.log.warning("%s: routing %s failed: %s", item.queue_id, address, exc)
+                    outcomes.append(replace(outcome(address, 451, "4.4.3 routing failed", "none", self.clock()),
+                                            original=original))
+                    continue
+                rcpt = Recipient(address, row.recipient.orcpt, row.recipient.notify)
+                # Two aliases reaching one mailbox: deliver once, record it for both.
+                groups.setdefault(route, {}).setdefault(address, (rcpt, []))[1].append(original)
+        timing: dict[str, float] = {}
+        results = await asyncio.gather(*(self._deliver_group(item, message, route, members, timing)
+                                         for route, members in groups.items()))
+        for group in results:
+            outcomes.extend(group)
+        return outcomes, timing
+
+    async def _deliver_group(self, item: QueueItem, message: bytes, route: Route,
+                             members: dict[str, tuple[Recipient, list[str | None]]],
+                             timing: dict[str, float]) -> list[RecipientOutcome]:
+        start = self.clock()
+        recipients = [rcpt for rcpt, _ in members.values()]
+        if isinstance(route, Refuse):
+            text = f"{route.status} {route.text}"
+            got = [outcome(r.address, route.code, text, "none", start) for r in recipients]
+        elif isinstance(route, Discard):
+            got = [outcome(r.address, 250, "2.0.0 discarded", "local", start) for r in recipients]
+        elif (transport := self.transports.get(route.kind)) is None:
+            text = ("4.4.0 remote delivery not available yet" if route.kind in _REMOTE_KINDS
+                    else f"4.3.5 no transport configured for {route.kind}")
+            got = [outcome(r.address, 451, text, "none", start) for r in recipients]
+        else:
+            try:
+                async with asyncio.timeout(self.delivery_timeout):
+                    got = list(await transport.deliver(item.envelope, message, recipients, route))
+            except Exception as exc:  # a transport bug or timeout: contained, retried later
+                self.log.error("%s: %s transport error: %r", item.queue_id, route.kind, exc)
+                got = []
+        by_address = {o.recipient: o for o in got}
+        end = self.clock()
+        results: list[RecipientOutcome] = []
+        for address, (_, originals) in members.items():
+            result = by_address.get(address) or outcome(address, 451, "4.3.0 internal delivery error", "none", end)
+            timing[address] = end - start
+            results.extend(replace(result, original=original) for original in originals)
+        return results
+
+    async def _record(self, item: QueueItem, outcomes: list[RecipientOutcome], claimed: float,
+                      timing: dict[str, float]) -> None:
+        now = self.clock()
+        next_time = None
+        expired = False
+        if any(o.state is RecipientState.DEFERRED for o in outcomes):
+            next_time = retry.next_attempt(item.attempts + 1, item.arrival, now, self.schedule, self.max_lifetime)
+            if next_time is None:  # max_lifetime reached: the open recipients fail now
+                expired = True
+                outcomes = [replace(o, state=RecipientState.FAILED) if o.state is RecipientState.DEFERRED else o
+                            for o in outcomes]
+        failures = [o for o in outcomes if o.state is RecipientState.FAILED]
+        if failures and self.on_final_failure is not None:
+            try:
+                await self.on_final_failure(item, failures)
+            except Exception:
+                self.log.exception("%s: final-failure hook failed; failures kept open for retry", item.queue_id)
+                outcomes = [replace(o, state=RecipientState.DEFERRED) if o.state is RecipientState.FAILED else o
+                            for o in outcomes]
+                next_time = now + self.schedule[0]
+        # Log and journal the attempts first: they happened whatever recording does next, and the
+        # journey then lists them before the "finished" record.
+        for detail in self._log_outcomes(item, outcomes, claimed, timing, expired):
+            try:  # best effort: the recipient states below are what counts
+                await self.store.record_event(item.queue_id, detail.pop("at"), "delivery", detail)
+            except Exception as exc:
+                self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
+        await self.store.record_outcomes(item.queue_id, outcomes, next_time)
+        if not any(r.state.is_open for r in apply_outcomes(item.recipients, outcomes)):
+            self.log.info("%s: removed", item.queue_id)
+
+    def _log_outcomes(self, item: QueueItem, outcomes: list[RecipientOutcome], claimed: float,
+                      timing: dict[str, float], expired: bool) -> list[dict]:
+        """One log line per outcome; returns the matching journey event details."""
+        events = []
+        first_wait = claimed - item.arrival
+        a, b = (first_wait, 0.0) if item.attempts == 0 else (0.0, first_wait)
+        for o in outcomes:
+            d = timing.get(o.recipient, 0.0)
+            delays = "/".join(_fmt(x) for x in (a, max(0.0, o.at - claimed - d) + b, 0.0, d))
+            status = "expired" if expired and o.state is RecipientState.FAILED and o.reply_code < 500 \
+                else _STATUS_WORD[o.state]
+            if o.host in ("local", "none"):
+                reason = o.reply_text.split(" ", 1)[1] if o.reply_text.startswith(o.enhanced_status + " ") \
+                    else o.reply_text
+            else:
+                reason = f"{o.reply_code} {o.reply_text}"
+            orig = f"orig_to=<{o.original}>, " if o.original and o.original != o.recipient else ""
+            self.log.info("%s: to=<%s>, %srelay=%s, delay=%s, delays=%s, dsn=%s, status=%s (%s)",
+                          item.queue_id, o.recipient, orig, o.host, _fmt(o.at - item.arrival), delays,
+                          o.enhanced_status, status, reason)
+            events.append({"at": o.at, "to": o.recipient, "orig_to": o.original, "relay": o.host,
+                           "dsn": o.enhanced_status, "status": status, "reply": f"{o.reply_code} {o.reply_text}"})
+        return events
+
+
+def _fmt(seconds: float) -> str:
+    """Postfix-style delay figures: "0", "0.12", "1.2", "35"."""
+    if seconds < 0.005:
+        return "0"
+    if seconds < 10:
+        return f"{seconds:.2f}".rstrip("0").rstrip(".")
+    return f"{seconds:.0f}"

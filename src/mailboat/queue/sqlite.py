@@ -1,0 +1,318 @@
+"""SQLite QueueStore: the single-node durable queue (stdlib sqlite3, WAL, one writer thread).
+
+Theory of operation
+-------------------
+Every write (enqueue, claim, outcomes, hold, events, ...) is a small function handed to the
+group-commit writer (`groupcommit.py`): ONE thread on ONE connection that runs whatever has
+accumulated in a single transaction and resolves the callers' futures after COMMIT. While one
+commit is being fsync'd the next batch accumulates: 20 sessions finishing DATA together cost one
+fsync rather than twenty. Claims are writes too (they set the lease), so they are serialised
+with everything else and a message can never be claimed twice at once.
+
+Durability: `journal_mode=WAL` with `synchronous=FULL`, so COMMIT returns only after the WAL is
+fsync'd. (NORMAL would skip that fsync and survive a process crash but not a power cut, which
+would make our 250 untruthful.) Message bytes are a BLOB in the same transaction as the
+envelope, so one fsync covers both and a failed write leaves neither behind.
+
+Failures: a batch that fails with a disk-level error is replayed one operation per transaction
+(groupcommit.py), so a caller fails only for its own message, with QueueFullError
+(SQLITE_FULL) or QueueWriteError (I/O error, read-only, corrupt file) and nothing stored.
+
+Reads (get, list, load_message, events) use separate read-only connections in worker threads;
+WAL lets them run beside the writer. A record that fails to decode is set aside
+(status 'corrupt', a "corrupt" event, one warning log line) and never stops the queue.
+
+Schema is versioned with PRAGMA user_version; an unknown newer version refuses to open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue as threadqueue
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mailboat.mail.envelope import Envelope
+from mailboat.queue import codec
+from mailboat.queue.model import QueueEvent, QueueItem, RecipientOutcome, apply_outcomes, initial_recipients
+from mailboat.queue.groupcommit import GroupCommitWriter
+from mailboat.queue.store import DEFAULT_LEASE, QueueError, StoreStats
+
+log = logging.getLogger("mailboat.queue")
+
+SCHEMA_VERSION = 1
+_SCHEMA = (
+    """CREATE TABLE message (
+        queue_id     TEXT PRIMARY KEY,
+        envelope     BLOB NOT NULL,              -- codec.encode_envelope
+        recipients   BLOB,                       -- codec.encode_recipients, NULL: all pending, no attempt
+        size         INTEGER NOT NULL,
+        arrival      REAL NOT NULL,
+        next_attempt REAL NOT NULL,
+        lease_until  REAL NOT NULL DEFAULT 0,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        status       TEXT NOT NULL DEFAULT 'active'  -- active, held or corrupt
+    )""",
+    "CREATE INDEX message_due ON message (status, next_attempt)",
+    # Bytes apart from the rows the runner scans, so claim queries never page through BLOBs.
+    "CREATE TABLE body (queue_id TEXT PRIMARY KEY, data BLOB NOT NULL)",
+    """CREATE TABLE event (
+        id       INTEGER PRIMARY KEY,
+        queue_id TEXT NOT NULL,
+        at       REAL NOT NULL,
+        kind     TEXT NOT NULL,
+        detail   TEXT NOT NULL
+    )""",
+    "CREATE INDEX event_queue_id ON event (queue_id, id)",
+)
+_COLUMNS = "queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status"
+
+class SqliteQueueStore:
+    """QueueStore in one SQLite file. See store.QueueStore for the meaning of every method.
+
+    Args:
+        path: database file (created with its schema when missing).
+        clock: stamps `arrival` at enqueue.
+        lease: claim lease in seconds.
+        release_leases: drop every lease at open. The serving process sets this (its previous
+            incarnation's claims died with it); `sendmail`-style enqueue-only users must not.
+    """
+
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE,
+                 release_leases: bool = False) -> None:
+        self.stats = StoreStats()
+        self.path = str(path)
+        self._clock = clock
+        self._lease = lease
+        try:
+            self._conn = self._connect()
+            self._migrate(self._conn)
+            if release_leases:
+                self._conn.execute("UPDATE message SET lease_until = 0 WHERE lease_until > 0")
+        except sqlite3.Error as exc:  # missing directory, not a database, permissions...
+            raise QueueError(f"cannot open the queue {self.path}: {exc}") from exc
+        self._readers: threadqueue.SimpleQueue[sqlite3.Connection] = threadqueue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._writer = GroupCommitWriter(self._conn, self.stats)
+
+    # -- connections and schema -------------------------------------------------------------
+
+    def _connect(self, readonly: bool = False) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (the module's implicit
+        # transactions would commit at surprising points).
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        if readonly:
+            conn.execute("PRAGMA query_only=1")
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise QueueError(f"{self.path}: queue schema version {version} is newer than this "
+                             f"mailboat supports ({SCHEMA_VERSION}); upgrade mailboat")
+        # Version 0: a new file. Under BEGIN IMMEDIATE and re-checked, so two processes opening a
+        # new queue at once cannot both create it. Future versions add "N -> N+1" steps here.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0) -> Any:
+        return await self._writer.submit(fn, size)  # type: ignore[misc]
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._writer.closed:
+            raise QueueError("queue store is closed")
+
+        def run() -> Any:
+            try:
+                conn = self._readers.get_nowait()
+            except threadqueue.Empty:
+                conn = self._connect(readonly=True)
+                self._all_readers.append(conn)
+            try:
+                return fn(conn)
+            finally:
+                self._readers.put(conn)
+
+        try:
+            return await asyncio.to_thread(run)
+        except sqlite3.Error as exc:
+            raise QueueError(f"queue read failed: {exc}") from exc
+
+    def _decode_row(self, row: tuple) -> QueueItem | None:
+        queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status = row
+        try:
+            env = codec.decode_envelope(envelope)
+            rcpts = codec.decode_recipients(recipients) if recipients is not None else initial_recipients(env)
+        except codec.CorruptRecordError as exc:
+            self._set_aside(queue_id, str(exc))
+            return None
+        return QueueItem(queue_id, env, size, arrival, next_attempt, attempts, status == "held", rcpts)
+
+    def _set_aside(self, queue_id: str, reason: str) -> None:
+        log.warning("%s: corrupt queue record set aside: %s", queue_id, reason)
+
+        def mark(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE message SET status = 'corrupt' WHERE queue_id = ?", (queue_id,))
+            _insert_event(conn, queue_id, self._clock(), "corrupt", {"reason": reason})
+
+        if self._writer.in_writer_thread():
+            mark(self._conn)  # already inside the writer's transaction
+        elif not self._writer.closed:
+            self._writer.submit(mark, wait=False)
+
+    # -- QueueStore ---------------------------------------------------------------------------
+
+    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes) -> None:
+        # Encode on the loop thread: the writer thread's time is the shared resource.
+        env = codec.encode_envelope(envelope)
+        arrival = self._clock()
+        event = json.dumps(codec.queued_detail(envelope, len(message)), ensure_ascii=False)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt) "
+                         "VALUES (?, ?, ?, ?, ?)", (queue_id, env, len(message), arrival, arrival))
+            conn.execute("INSERT INTO body (queue_id, data) VALUES (?, ?)", (queue_id, message))
+            conn.execute("INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, 'queued', ?)",
+                         (queue_id, arrival, event))
+
+        await self._write(op, size=len(message))
+        self.stats.enqueued += 1
+
+    async def claim_due(self, now: float, limit: int) -> list[QueueItem]:
+        def op(conn: sqlite3.Connection) -> list[QueueItem]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM message WHERE status = 'active' AND next_attempt <= ? "
+                "AND lease_until <= ? ORDER BY next_attempt, arrival LIMIT ?", (now, now, limit)).fetchall()
+            items = [item for item in map(self._decode_row, rows) if item is not None and not item.is_done]
+            conn.executemany("UPDATE message SET lease_until = ? WHERE queue_id = ?",
+                             [(now + self._lease, item.queue_id) for item in items])
+            return items
+
+        return await self._write(op)
+
+    async def record_outcomes(self, queue_id: str, outcomes: list[RecipientOutcome],
+                              next_attempt: float | None) -> None:
+        at = max((o.at for o in outcomes), default=self._clock())
+
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
+                               (queue_id,)).fetchone()
+            if row is None:
+                return  # deleted (or set aside) while it was being delivered
+            item = self._decode_row(row)
+            if item is None:
+                return
+            recipients = apply_outcomes(item.recipients, outcomes)
+            if not any(r.state.is_open for r in recipients):
+                done = QueueItem(queue_id, item.envelope, item.size, item.arrival, at,
+                                 item.attempts + 1, item.held, recipients)
+                _finish(conn, done, at)
+                return
+            conn.execute("UPDATE message SET recipients = ?, attempts = attempts + 1, next_attempt = ?, "
+                         "lease_until = 0 WHERE queue_id = ?",
+                         (codec.encode_recipients(recipients), at if next_attempt is None else next_attempt,
+                          queue_id))
+
+        await self._write(op)
+
+    async def finish(self, queue_id: str, at: float) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ?", (queue_id,)).fetchone()
+            item = self._decode_row(row) if row is not None else None
+            if item is not None:
+                _finish(conn, item, at)
+
+        await self._write(op)
+
+    async def load_message(self, queue_id: str) -> bytes:
+        row = await self._read(lambda c: c.execute("SELECT data FROM body WHERE queue_id = ?",
+                                                   (queue_id,)).fetchone())
+        if row is None:
+            raise KeyError(queue_id)
+        return bytes(row[0])
+
+    async def get(self, queue_id: str) -> QueueItem | None:
+        row = await self._read(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'", (queue_id,)).fetchone())
+        return self._decode_row(row) if row is not None else None
+
+    async def delete(self, queue_id: str, at: float) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            if conn.execute("DELETE FROM message WHERE queue_id = ?", (queue_id,)).rowcount == 0:
+                return False
+            conn.execute("DELETE FROM body WHERE queue_id = ?", (queue_id,))
+            _insert_event(conn, queue_id, at, "deleted", {})
+            return True
+
+        return await self._write(op)
+
+    async def hold(self, queue_id: str, at: float) -> bool:
+        return await self._set(queue_id, at, "hold", "status = 'held'", "status = 'active'", ())
+
+    async def release(self, queue_id: str, at: float) -> bool:
+        return await self._set(queue_id, at, "release", "status = 'active', next_attempt = ?",
+                               "status = 'held'", (at,))
+
+    async def retry_now(self, queue_id: str, at: float) -> bool:
+        return await self._set(queue_id, at, "retry", "next_attempt = ?", "status = 'active'", (at,))
+
+    async def _set(self, queue_id: str, at: float, kind: str, assignment: str, condition: str,
+                   params: tuple) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            # hold on a held message, release of an active one: a no-op that still reports found.
+            if conn.execute(f"UPDATE message SET {assignment} WHERE queue_id = ? AND {condition}",
+                            (*params, queue_id)).rowcount:
+                _insert_event(conn, queue_id, at, kind, {})
+                return True
+            row = conn.execute("SELECT status FROM message WHERE queue_id = ?", (queue_id,)).fetchone()
+            return row is not None and kind != "retry" and row[0] != "corrupt"
+
+        return await self._write(op)
+
+    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+        text = json.dumps(detail, ensure_ascii=False)
+        self._writer.submit(lambda conn: _insert_event(conn, queue_id, at, kind, text), wait=False)
+
+    async def events(self, queue_id: str) -> list[QueueEvent]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT at, kind, detail FROM event WHERE queue_id = ? ORDER BY at, id", (queue_id,)).fetchall())
+        return [QueueEvent(queue_id, at, kind, json.loads(detail)) for at, kind, detail in rows]
+
+    async def close(self) -> None:
+        await self._writer.close()  # runs what is already queued, then stops
+        for conn in self._all_readers:
+            conn.close()
+
+    # Last in the class so that `list[...]` annotations above mean the builtin.
+    async def list(self) -> list[QueueItem]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM message WHERE status != 'corrupt' ORDER BY arrival, queue_id").fetchall())
+        return [item for item in map(self._decode_row, rows) if item is not None]
+
+def _insert_event(conn: sqlite3.Connection, queue_id: str, at: float, kind: str, detail: dict | str) -> None:
+    text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
+    conn.execute("INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, ?, ?)", (queue_id, at, kind, text))
+
+
+def _finish(conn: sqlite3.Connection, item: QueueItem, at: float) -> None:
+    conn.execute("DELETE FROM message WHERE queue_id = ?", (item.queue_id,))
+    conn.execute("DELETE FROM body WHERE queue_id = ?", (item.queue_id,))
+    _insert_event(conn, item.queue_id, at, "finished", codec.finished_detail(item))

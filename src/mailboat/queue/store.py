@@ -1,0 +1,159 @@
+"""The QueueStore protocol: the one surface every queue backend implements, and its errors.
+
+Backends: `memory.py` (tests, dev), `sqlite.py` (single node), `postgres.py` (cluster, later).
+`tests/queue/test_store_contract.py` runs one suite over all of them, so they cannot drift.
+
+Durability contract (the text for docs/architecture.md)
+-------------------------------------------------------
+1. `enqueue()` returns only after the envelope and the message bytes are on stable storage
+   (fsync'd, in one transaction). The SMTP session sends "250 ... queued as ID" only after it
+   returns; RFC 5321 §6.1 makes that 250 a promise not to lose the message.
+2. If enqueue() raises, nothing of that message is stored: the client gets a 4xx and retries.
+   QueueFullError (disk or quota full) maps to 452 4.3.1, QueueWriteError (I/O error, read-only
+   or corrupt database) to 451 4.3.0, DuplicateQueueIdError to 451 4.3.0 with a new id.
+3. Group commit: concurrent enqueue() calls share one transaction and one fsync. A caller waits
+   for the commit holding its message, never for later ones; latency stays one commit.
+4. A recipient is marked delivered only after its transport reported success (the transport
+   fsyncs first). A crash between the two re-delivers it: at worst a duplicate, never a loss
+   (the same trade-off as qmail and Postfix; RFC 5321 §6.1 accepts it).
+5. `claim_due()` hands out a lease; until it expires, no other caller gets that message. A
+   runner that crashes holding leases loses nothing: the lease expires and the message is
+   claimed again (a serving process may drop its own stale leases at start-up).
+6. `record_outcomes()` is atomic: all outcomes of one run and the next attempt time commit
+   together; when no recipient is left open, the message leaves the queue in the same
+   transaction and a compact "finished" event remains for `mailboat journey`.
+7. A record that cannot be decoded is set aside (never delivered, never fatal) with a log line.
+8. Journey events (`record_event`) are written in the next group commit without making the
+   caller wait; an event recorded before an enqueue() by the same task commits no later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from mailboat.mail.envelope import Envelope
+from mailboat.queue.model import QueueEvent, QueueItem, RecipientOutcome
+
+DEFAULT_LEASE = 300.0  # seconds; longer than any single delivery run (SMTP DATA timeout is 10 min
+# on the client side, but our runner bounds a run well below this: see runner.py)
+
+
+class QueueError(Exception):
+    """Base of queue failures. The message is for logs, never for SMTP clients."""
+
+
+class QueueFullError(QueueError):
+    """No space left (ENOSPC, EDQUOT, SQLITE_FULL): 452 4.3.1 Insufficient system storage."""
+
+
+class QueueWriteError(QueueError):
+    """The write failed for another reason (EIO, read-only, corrupt database): 451 4.3.0."""
+
+
+class DuplicateQueueIdError(QueueError):
+    """enqueue() with an id already in the queue; the stored message is left untouched."""
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters for /metrics and for tests that check group commit."""
+
+    commits: int = 0  # write transactions committed
+    enqueued: int = 0  # messages enqueued
+    largest_batch: int = 0  # most operations in one transaction
+
+
+@runtime_checkable
+class QueueStore(Protocol):
+    """A durable queue of messages with per-recipient state.
+
+    All methods are coroutines and safe to call concurrently from many tasks of one event loop.
+    Times are Unix seconds (float) supplied by the caller where the contract depends on them
+    (`now`, `at`), so tests and the runner control the clock; the store stamps `arrival` with
+    its own clock (constructor argument) at enqueue.
+    """
+
+    stats: StoreStats
+
+    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes) -> None:
+        """Store a new message durably; return only once it is on stable storage.
+
+        Every recipient starts PENDING and the message is due at once. Also records a "queued"
+        journey event (sender, size, client) in the same transaction.
+
+        Raises:
+            QueueFullError, QueueWriteError: nothing of this message was stored.
+            DuplicateQueueIdError: the id exists; the existing message is untouched.
+        """
+        ...
+
+    async def claim_due(self, now: float, limit: int) -> list[QueueItem]:
+        """Lease up to `limit` messages that have open recipients, are due (next_attempt <= now),
+        not held, and not leased to someone else; oldest due first.
+
+        The lease lasts until `now + lease` (backend setting, default DEFAULT_LEASE) or until
+        record_outcomes() for that message. A message is never returned to two callers while a
+        lease runs; after expiry (e.g. the claimer crashed) it is claimable again.
+        """
+        ...
+
+    async def record_outcomes(
+        self, queue_id: str, outcomes: list[RecipientOutcome], next_attempt: float | None
+    ) -> None:
+        """Record one delivery run atomically and release the lease.
+
+        Each outcome updates its recipient's state and appends to its attempt history (see
+        model.apply_outcomes for alias expansions). The run counter goes up by one. If open
+        recipients remain, the message is due again at `next_attempt` (None: the caller must
+        have made every outcome final; open ones are then left due at once). If none remain,
+        the message is finished in the same transaction (see finish()).
+        Unknown queue_id: ignored (the message was deleted while being delivered).
+        """
+        ...
+
+    async def finish(self, queue_id: str, at: float) -> None:
+        """Remove the message and its bytes, keeping a "finished" event with each recipient's
+        final state for the journey. Idempotent."""
+        ...
+
+    async def load_message(self, queue_id: str) -> bytes:
+        """The message bytes exactly as enqueued. KeyError if the message is not queued."""
+        ...
+
+    async def get(self, queue_id: str) -> QueueItem | None:
+        """The message's current state, or None (never queued, finished, deleted or set aside)."""
+        ...
+
+    async def delete(self, queue_id: str, at: float) -> bool:
+        """Remove a message without delivering it (operator action). False if not queued."""
+        ...
+
+    async def hold(self, queue_id: str, at: float) -> bool:
+        """Put a message on hold: never claimed until released. False if not queued."""
+        ...
+
+    async def release(self, queue_id: str, at: float) -> bool:
+        """Take a message off hold; it becomes due at once. False if not queued."""
+        ...
+
+    async def retry_now(self, queue_id: str, at: float) -> bool:
+        """Make a queued (not held) message due at once. False if not queued or held."""
+        ...
+
+    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+        """Append a journey event (detail must be JSON-serialisable). Does not wait for disk."""
+        ...
+
+    async def events(self, queue_id: str) -> list[QueueEvent]:
+        """All journey events of a message, oldest first, also after it finished."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release resources. Idempotent."""
+        ...
+
+    # Last in the class so that `list[...]` annotations above mean the builtin.
+    async def list(self) -> list[QueueItem]:
+        """Every queued message (held ones included), in arrival order."""
+        ...

@@ -1,0 +1,1 @@
+"""Where each recipient goes: the Route values (`route.py`) and the Router that picks them."""

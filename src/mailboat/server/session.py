@@ -1,0 +1,344 @@
+"""The per-connection driver: socket bytes <-> smtp.ServerConnection, policy, spool, queue.
+
+Theory of operation. The protocol engine decides everything about SMTP syntax and sequence;
+this driver feeds it bytes, answers its decision events with help from the policy pipeline, and
+carries out what only I/O can do: TLS, time-outs, reverse DNS, and handing the finished message
+to the queue. The 250 after the final dot (or BDAT LAST) is sent only when `QueueStore.enqueue`
+has returned, which means envelope and bytes are on stable storage; many sessions finishing at
+once share one fsync there (group commit), so durability costs little per message.
+
+Limits on connections, time-outs and TLS handshakes live here, never in the engine (which has
+no clock). Client-supplied strings reach logs only through `log.safe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from mailboat import smtp
+from mailboat.log import safe
+from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.mail.ids import new_queue_id
+from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
+from mailboat.policy import Pipeline, SessionInfo, TransactionInfo
+from mailboat.queue.store import QueueError, QueueFullError, QueueStore
+from mailboat.resolver.base import Resolver, forward_confirmed_rdns
+from mailboat.server.stream import StreamProtocol
+
+log = logging.getLogger("mailboat.smtpd")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    kind: str  # smtp | submission | submissions | lmtp
+    tls: str  # none | optional | required | implicit
+    auth: str  # none | optional | required
+
+
+@dataclass(slots=True)
+class Limits:
+    message_size: int = 10_240_000
+    recipients: int = 1000
+    errors: int = 20
+    connections: int = 1000
+    connections_per_ip: int = 50
+    command_timeout: float = 300.0
+    data_timeout: float = 180.0
+    tls_handshake_timeout: float = 30.0
+    rdns_timeout: float = 5.0
+
+
+@dataclass(slots=True)
+class ConnectionCounter:
+    """Simultaneous connections, in total and per client address (421 4.7.0 past the limits)."""
+
+    total: int = 0
+    per_ip: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def admit(self, ip: str, limits: Limits) -> smtp.Reply | None:
+        if self.total >= limits.connections:
+            return smtp.Reply.make(421, "4.7.0", "Too many connections, try again later")
+        if ip and self.per_ip[ip] >= limits.connections_per_ip:
+            return smtp.Reply.make(421, "4.7.0", f"Too many connections from {ip}")
+        self.total += 1
+        self.per_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
+
+
+@dataclass(slots=True)
+class ServerContext:
+    """Everything the sessions of one server share (built by mailboat.app)."""
+
+    hostname: str
+    pipeline: Pipeline
+    store: QueueStore
+    limits: Limits
+    ssl_context: ssl.SSLContext | None = None
+    resolver: Resolver | None = None
+    on_enqueued: object = None  # callable(queue_id) -> None, e.g. QueueRunner.wake
+    counter: ConnectionCounter = field(default_factory=ConnectionCounter)
+
+
+def _peer(stream: StreamProtocol) -> tuple[str, int]:
+    peer = stream.peername
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), int(peer[1])
+    return "", 0  # unix socket
+
+
+class Session:
+    """One SMTP/LMTP conversation."""
+
+    def __init__(self, ctx: ServerContext, listener: ListenerSettings, stream: StreamProtocol) -> None:
+        self.ctx = ctx
+        self.listener = listener
+        self.stream = stream
+        ip, port = _peer(stream)
+        self.info = SessionInfo(
+            listener=listener.kind, peer_ip=ip, peer_port=port,
+            auth_required=listener.auth == "required", tls_required=listener.tls == "required",
+        )
+        tls_usable = ctx.ssl_context is not None
+        self.conn = smtp.ServerConnection(
+            hostname=ctx.hostname,
+            lmtp=listener.kind == "lmtp",
+            max_message_size=ctx.limits.message_size,
+            max_recipients=ctx.limits.recipients,
+            max_errors=ctx.limits.errors,
+            starttls_available=tls_usable and listener.tls in ("optional", "required"),
+            tls_active=listener.tls == "implicit",
+            auth_mechanisms=(),  # AUTH mechanisms arrive with submission (issue 6)
+        )
+        self.txn: TransactionInfo | None = None
+        self.chunks: list[bytes] = []
+        self.in_data = False
+        self._rdns_task: asyncio.Task[str | None] | None = None
+        self._started = time.monotonic()
+        self.messages = 0
+        if listener.tls == "implicit":
+            self._note_tls()
+
+    @property
+    def client(self) -> str:
+        return f"{self.info.rdns or 'unknown'}[{self.info.peer_ip or 'local'}]"
+
+    def _note_tls(self) -> None:
+        obj = self.stream.ssl_object()
+        if obj is not None:
+            self.info.tls_version = obj.version()
+            cipher = obj.cipher()
+            self.info.tls_cipher = cipher[0] if cipher else None
+
+    async def run(self) -> None:
+        refusal = self.ctx.counter.admit(self.info.peer_ip, self.ctx.limits)
+        if refusal is not None:
+            log.warning("connect from %s: %s", self.client, refusal.lines[0])
+            self.conn.start(refusal)
+            self.stream.write(self.conn.data_to_send())
+            self.stream.close()
+            return
+        try:
+            self._rdns_task = asyncio.ensure_future(self._lookup_rdns())
+            log.info("connect from unknown[%s]", self.info.peer_ip or "local")
+            verdict = await self.ctx.pipeline.on_connect(self.info)
+            self.conn.start(verdict.reply)
+            await self._loop()
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            log.info("lost connection from %s: %s", self.client, safe(exc))
+        except Exception:  # a bug must cost one session, never the server
+            log.exception("error: session with %s failed", self.client)
+            self.stream.write(smtp.Reply.make(421, "4.3.0", "Internal error, closing").to_bytes())
+        finally:
+            self.ctx.counter.release(self.info.peer_ip)
+            if self._rdns_task is not None and not self._rdns_task.done():
+                self._rdns_task.cancel()
+            self.stream.close()
+            log.info("disconnect from %s messages=%d", self.client, self.messages)
+
+    async def _lookup_rdns(self) -> str | None:
+        try:
+            async with asyncio.timeout(self.ctx.limits.rdns_timeout):
+                self.info.rdns = await forward_confirmed_rdns(self.ctx.resolver, self.info.peer_ip)
+        except TimeoutError:
+            self.info.rdns = None
+        return self.info.rdns
+
+    async def _read(self) -> bytes:
+        timeout = self.ctx.limits.data_timeout if self.in_data else self.ctx.limits.command_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.stream.read()
+        except TimeoutError:
+            log.info("timeout after %s from %s", "DATA" if self.in_data else "command", self.client)
+            self.stream.write(smtp.Reply.make(421, "4.4.2", f"{self.ctx.hostname} Error: timeout exceeded").to_bytes())
+            raise ConnectionAbortedError("timeout") from None
+
+    async def _loop(self) -> None:
+        conn = self.conn
+        while True:
+            out = conn.data_to_send()
+            if out:
+                self.stream.write(out)
+                await self.stream.drain()
+            event = conn.next_event()
+            if event is smtp.NEED_DATA:
+                if conn.closed:
+                    return
+                conn.receive_data(await self._read())
+                continue
+            match event:
+                case smtp.DataChunk(data=data):
+                    self.chunks.append(data)
+                case smtp.MailFrom():
+                    await self._on_mail(event)
+                case smtp.RcptTo():
+                    await self._on_rcpt(event)
+                case smtp.Data():
+                    self.in_data = True
+                    conn.accept()
+                case smtp.MessageComplete():
+                    await self._on_message(event)
+                case smtp.MessageAborted(reply=reply, reason=reason):
+                    log.warning("%s: message refused: %s (%d %s)", self.client, safe(reason), reply.code,
+                                safe(" ".join(reply.lines)))
+                    self._end_transaction()
+                case smtp.Helo(domain=domain, kind=kind):
+                    self.info.helo = domain
+                    self.info.esmtp = kind != "HELO"
+                    verdict = await self.ctx.pipeline.on_helo(self.info)
+                    self._answer(verdict.reply)
+                case smtp.StartTls():
+                    await self._starttls()
+                case smtp.Auth() | smtp.AuthResponse():
+                    conn.send(smtp.Reply.make(504, "5.5.4", "Authentication mechanism not supported"))
+                case smtp.Reset():
+                    self._end_transaction()
+                case smtp.CommandRejected(command=command, reply=reply):
+                    log.info("%s: rejected %s: %d %s", self.client, safe(command, 80), reply.code,
+                             safe(" ".join(reply.lines)))
+                case smtp.Quit() | smtp.ConnectionClosed():
+                    self.stream.write(conn.data_to_send())
+                    return
+
+    def _answer(self, reply: smtp.Reply | None) -> None:
+        if reply is None:
+            self.conn.accept()
+        else:
+            self.conn.send(reply)
+
+    async def _starttls(self) -> None:
+        self.stream.write(self.conn.data_to_send())  # "220 2.0.0 Ready to start TLS"
+        await self.stream.drain()
+        assert self.ctx.ssl_context is not None
+        try:
+            await self.stream.start_tls(self.ctx.ssl_context, self.ctx.limits.tls_handshake_timeout)
+        except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as exc:
+            log.info("%s: TLS handshake failed: %s", self.client, safe(exc))
+            raise ConnectionAbortedError("TLS handshake failed") from None
+        self._end_transaction()
+        self.info.helo, self.info.esmtp, self.info.auth_user = "", False, None
+        self.conn.tls_established()
+        self._note_tls()
+        log.info("%s: TLS established: %s %s", self.client, self.info.tls_version, self.info.tls_cipher)
+
+    async def _on_mail(self, event: smtp.MailFrom) -> None:
+        params = event.params
+        txn = TransactionInfo(sender=event.path.address, smtputf8=params.smtputf8, body=params.body,
+                              ret=params.ret, envid=params.envid)
+        verdict = await self.ctx.pipeline.on_mail(self.info, txn)
+        if verdict.reply is None:
+            self.txn = txn
+        else:
+            log.info("NOQUEUE: reject: MAIL from %s: %d %s; from=<%s>", self.client, verdict.reply.code,
+                     safe(" ".join(verdict.reply.lines)), safe(txn.sender))
+        self._answer(verdict.reply)
+
+    async def _on_rcpt(self, event: smtp.RcptTo) -> None:
+        assert self.txn is not None, "the engine emits RCPT only inside a transaction"
+        address = event.path.address
+        verdict = await self.ctx.pipeline.on_rcpt(self.info, self.txn, address)
+        if verdict.reply is None:
+            orcpt = f"{event.params.orcpt[0]};{event.params.orcpt[1]}" if event.params.orcpt else None
+            self.txn.recipients.append(Recipient(address, orcpt=orcpt, notify=event.params.notify))
+        else:
+            log.info("NOQUEUE: reject: RCPT from %s: %d %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                     self.client, verdict.reply.code, safe(" ".join(verdict.reply.lines)),
+                     safe(self.txn.sender), safe(address), "ESMTP" if self.info.esmtp else "SMTP",
+                     safe(self.info.helo))
+        self._answer(verdict.reply)
+
+    def _end_transaction(self) -> None:
+        self.txn = None
+        self.chunks = []
+        self.in_data = False
+
+    def _reply_all(self, reply: smtp.Reply, count: int) -> None:
+        """SMTP answers the end of data once; LMTP once per accepted recipient (RFC 2033 §4.2)."""
+        for _ in range(count if self.listener.kind == "lmtp" else 1):
+            self.conn.send(reply)
+
+    async def _on_message(self, event: smtp.MessageComplete) -> None:
+        txn = self.txn
+        assert txn is not None and txn.recipients
+        count = len(txn.recipients)
+        message = b"".join(self.chunks)
+        self.chunks = []
+        verdict = await self.ctx.pipeline.on_data(self.info, txn, message)
+        if verdict.reply is not None:
+            log.info("NOQUEUE: reject: END-OF-MESSAGE from %s: %d %s; from=<%s>", self.client,
+                     verdict.reply.code, safe(" ".join(verdict.reply.lines)), safe(txn.sender))
+            self._reply_all(verdict.reply, count)
+            self._end_transaction()
+            return
+        queue_id = new_queue_id()
+        if self._rdns_task is not None and not self._rdns_task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._rdns_task), self.ctx.limits.rdns_timeout)
+            except TimeoutError:
+                pass
+        protocol = with_protocol(esmtp=self.info.esmtp, tls=self.info.tls_version is not None,
+                                 auth=self.info.auth_user is not None, lmtp=self.listener.kind == "lmtp",
+                                 smtputf8=txn.smtputf8)
+        received = format_received(ReceivedInfo(
+            helo=self.info.helo, ip=self.info.peer_ip or "127.0.0.1", rdns=self.info.rdns,
+            hostname=self.ctx.hostname, protocol=protocol, queue_id=queue_id,
+            tls_version=self.info.tls_version, tls_cipher=self.info.tls_cipher,
+            recipient=txn.recipients[0].address if count == 1 else None,
+        ))
+        data = b"".join((*verdict.headers, received, message))
+        envelope = Envelope(
+            sender=txn.sender, recipients=tuple(txn.recipients), ret=txn.ret, envid=txn.envid,
+            body=txn.body, smtputf8=txn.smtputf8, client_ip=self.info.peer_ip, client_helo=self.info.helo,
+            auth_user=self.info.auth_user, protocol=protocol,
+        )
+        try:
+            await self.ctx.store.enqueue(queue_id, envelope, data)
+        except QueueFullError as exc:
+            log.warning("%s: queue full: %s", queue_id, safe(exc))
+            self._reply_all(smtp.Reply.make(452, "4.3.1", "Insufficient system storage"), count)
+            self._end_transaction()
+            return
+        except QueueError as exc:
+            log.error("%s: queue write error: %s", queue_id, safe(exc))
+            self._reply_all(smtp.Reply.make(451, "4.3.0", "Queue write error, try again later"), count)
+            self._end_transaction()
+            return
+        self.messages += 1
+        log.info("%s: client=%s%s", queue_id, self.client,
+                 f", sasl_username={safe(self.info.auth_user)}" if self.info.auth_user else "")
+        log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", queue_id, safe(txn.sender), len(data), count)
+        self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
+        self._end_transaction()
+        if callable(self.ctx.on_enqueued):
+            self.ctx.on_enqueued(queue_id)

@@ -1,0 +1,112 @@
+"""A minimal stream over asyncio.Protocol that we own end to end, STARTTLS included.
+
+Why not asyncio.StreamReader: at STARTTLS, every plaintext byte received after the STARTTLS
+line must be discarded (CVE-2011-0411, aiosmtpd CVE-2024-34083), and StreamReader keeps its
+buffer private. Here `start_tls()` clears our own buffer and then switches the transport, with
+no await in between, so nothing read before the handshake can be taken as encrypted input.
+Reads return everything buffered at once (bulk parsing is what makes DATA fast).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+
+class StreamProtocol(asyncio.Protocol):
+    def __init__(self, on_connect: Callable[[StreamProtocol], None]) -> None:
+        self._on_connect = on_connect
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self.transport: asyncio.Transport | None = None
+
+    # -- asyncio.Protocol callbacks ----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._on_connect(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > 1 << 20 and self.transport is not None:
+            self.transport.pause_reading()  # the session reads it out; bounded memory
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- what the session uses ---------------------------------------------------------------
+    @property
+    def peername(self) -> object:
+        return self.transport.get_extra_info("peername") if self.transport else None
+
+    def ssl_object(self) -> ssl.SSLObject | None:
+        return self.transport.get_extra_info("ssl_object") if self.transport else None
+
+    async def read(self) -> bytes:
+        """Everything received so far; b"" at end of stream."""
+        while not self._buffer and not self._eof:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self.transport is not None and not self._eof:
+            self.transport.resume_reading()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._paused and not self._eof:
+            self._drain_waiter = self._loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+
+    async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
+        """Discard buffered plaintext, then hand the socket to TLS (RFC 3207 §4.2)."""
+        assert self.transport is not None
+        self._buffer.clear()
+        transport = await self._loop.start_tls(
+            self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
+        )
+        self.transport = transport  # type: ignore[assignment]
+        self._buffer.clear()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,170 @@
+"""Message content readers: DATA (RFC 5321 §4.1.1.4, §4.5.2) and BDAT chunks (RFC 3030).
+
+Both work on large buffers with ``bytes.find``/``count`` and one precompiled regex, never
+line by line in Python, and return content slices as large as the input allows.
+
+Security rules (security.md §1, the SMTP smuggling family):
+
+* DATA ends **only** at ``<CRLF>.<CRLF>`` (or ``.<CRLF>`` as the very first line). No
+  other sequence (``<LF>.<LF>``, ``<CR>.<CR>``, ``<LF>.<CRLF>``, ``<CRLF>.<LF>``,
+  ``<CRLF>NUL.<CRLF>``, ``<CRLF>.<CR><CRLF>`` …) ends it.
+* A bare CR or LF, or a NUL, anywhere in the content makes the message refused, but the
+  reader keeps consuming to the real end of data before the engine answers: answering
+  early would make the rest of the message be read as commands.
+* The same content checks apply to BDAT chunks (they are relayed later with DATA, where
+  bare CR/LF would become smuggling material for the next hop), without dot handling.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import replies
+from .reply import Reply
+
+__all__ = ["ContentCheck", "DataReceiver", "BdatReceiver", "MAX_TEXT_LINE"]
+
+MAX_TEXT_LINE = 1000  # RFC 5321 §4.5.3.1.6, octets including CRLF, transparency dot excluded
+_TERMINATOR = b"\r\n.\r\n"
+# A "\n" followed by at least MAX_TEXT_LINE non-"\n" octets: a line of ≥ MAX_TEXT_LINE + 1
+# octets. The literal prefix lets the regex engine skip quickly between line starts.
+_LONG_LINE = re.compile(rb"\n[^\n]{%d}" % MAX_TEXT_LINE)
+
+
+class ContentCheck:
+    """Size, line-ending, NUL and line-length accounting for one message.
+
+    Feed it the content (after dot-unstuffing) in pieces of any size; the result does not
+    depend on where the pieces were cut. The first problem found is kept in ``error``.
+    """
+
+    __slots__ = ("max_size", "size", "error", "_line_len", "_pending_cr")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size  # 0: unlimited
+        self.size = 0
+        self.error: tuple[Reply, str] | None = None
+        self._line_len = 0  # octets since the last LF (the pending line, CR included)
+        self._pending_cr = False  # the previous piece ended with CR
+
+    def feed(self, piece: bytes) -> bool:
+        """Account for ``piece``; return True if it is still worth passing to the application."""
+        self.size += len(piece)
+        if self.error is not None or not piece:
+            return False
+        self._check_line_endings(piece)
+        if self.error is None:
+            self._check_line_length(piece)
+        if self.error is None and self.max_size and self.size > self.max_size:
+            self.error = (replies.MESSAGE_TOO_BIG, f"message exceeds {self.max_size} octets")
+        return self.error is None
+
+    def finish(self) -> None:
+        """The message ended: a CR left pending is a bare CR."""
+        if self.error is None and self._pending_cr:
+            self.error = (replies.BARE_LINE_ENDING, "bare CR at end of message")
+
+    def _check_line_endings(self, piece: bytes) -> None:
+        body = piece
+        if self._pending_cr:
+            if body[:1] != b"\n":
+                self.error = (replies.BARE_LINE_ENDING, "bare CR in message")
+                return
+            body = body[1:]
+        self._pending_cr = body[-1:] == b"\r"
+        if self._pending_cr:
+            body = body[:-1]
+        # Every CR is followed by LF and every LF preceded by CR iff the three counts agree.
+        pairs = body.count(b"\r\n")
+        if body.count(b"\r") != pairs or body.count(b"\n") != pairs:
+            self.error = (replies.BARE_LINE_ENDING, "bare CR or LF in message")
+        elif b"\x00" in body:
+            self.error = (replies.NUL_IN_DATA, "NUL in message")
+
+    def _check_line_length(self, piece: bytes) -> None:
+        limit = MAX_TEXT_LINE - 1  # octets allowed before the LF
+        first = piece.find(b"\n")
+        if first < 0:
+            self._line_len += len(piece)
+            too_long = self._line_len > limit
+        else:
+            too_long = self._line_len + first > limit or _LONG_LINE.search(piece, first) is not None
+            self._line_len = len(piece) - piece.rfind(b"\n") - 1
+        if too_long:
+            self.error = (replies.DATA_LINE_TOO_LONG, f"text line longer than {MAX_TEXT_LINE} octets")
+
+
+class DataReceiver:
+    """Reads DATA content up to ``<CRLF>.<CRLF>``, removing transparency dots (§4.5.2)."""
+
+    __slots__ = ("check", "_line_start")
+
+    def __init__(self, max_size: int) -> None:
+        self.check = ContentCheck(max_size)
+        self._line_start = True  # next octet starts a line (only true before the first one)
+
+    def feed(self, buf: bytes, pos: int) -> tuple[int, bytes, bool]:
+        """Consume content from ``buf[pos:]``.
+
+        Returns ``(new_pos, content, done)``: ``content`` is unstuffed content for the
+        application (``b""`` once the message is known to be refused); ``done`` means the
+        terminator was consumed. Up to four trailing octets that could start the terminator
+        are left unconsumed until more input shows what they are.
+        """
+        end = len(buf)
+        if self._line_start:
+            if pos >= end:
+                return pos, b"", False
+            if buf[pos] == 0x2E:  # "." starting the first line
+                if buf.startswith(b".\r\n", pos):
+                    self.check.finish()
+                    return pos + 3, b"", True
+                if end - pos < 3 and b".\r\n".startswith(buf[pos:end]):
+                    return pos, b"", False
+                pos += 1  # transparency dot
+                self._line_start = False
+        found = buf.find(_TERMINATOR, pos)
+        if found >= 0:
+            seg_end, new_pos, done = found + 2, found + len(_TERMINATOR), True
+        else:
+            seg_end = end
+            for k in (4, 3, 2, 1):  # hold back the longest tail that could start a terminator
+                if buf.endswith(_TERMINATOR[:k], pos):
+                    seg_end = end - k
+                    break
+            new_pos, done = seg_end, False
+        if seg_end > pos:
+            self._line_start = False
+        raw = buf[pos:seg_end]
+        # A line starting with "." lost its first dot; "\r\n.." → "\r\n." (non-overlapping).
+        content = raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
+        keep = self.check.feed(content)
+        if done:
+            self.check.finish()
+        return new_pos, content if keep else b"", done
+
+
+class BdatReceiver:
+    """Reads exactly ``remaining`` octets of one BDAT chunk, raw (RFC 3030 §2: no dot handling).
+
+    ``check`` is None for a refused BDAT whose octets are only skipped.
+    """
+
+    __slots__ = ("check", "remaining", "chunk_size", "last")
+
+    def __init__(self, size: int, last: bool, check: ContentCheck | None) -> None:
+        self.check = check
+        self.remaining = size
+        self.chunk_size = size
+        self.last = last
+
+    def feed(self, buf: bytes, pos: int) -> tuple[int, bytes, bool]:
+        """Same contract as :meth:`DataReceiver.feed`; ``done`` when the chunk is complete."""
+        take = min(self.remaining, len(buf) - pos)
+        self.remaining -= take
+        content = buf[pos : pos + take] if take else b""
+        keep = self.check.feed(content) if self.check is not None else False
+        done = self.remaining == 0
+        if done and self.last and self.check is not None:
+            self.check.finish()
+        return pos + take, content if keep else b"", done

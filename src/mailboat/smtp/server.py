@@ -1,0 +1,514 @@
+"""ServerConnection: the sans-I/O SMTP (RFC 5321) and LMTP (RFC 2033) server engine.
+
+Bytes go in with :meth:`ServerConnection.receive_data`, events come out of
+:meth:`ServerConnection.next_event`, bytes to write come out of
+:meth:`ServerConnection.data_to_send`. The engine never touches a socket or a clock.
+"""
+
+# ---------------------------------------------------------------------------------------------
+# Theory of operation
+# ---------------------------------------------------------------------------------------------
+#
+# The engine is a loop the driver turns:
+#
+#     conn.start()                        queue the 220 greeting
+#     while True:
+#         ev = conn.next_event()
+#         NEED_DATA        -> conn.receive_data(await read())      (b"" means EOF)
+#         decision event   -> conn.accept() / conn.send(reply)     (after any async policy work)
+#         notification     -> act on it (spool a DataChunk, log a CommandRejected, ...)
+#         ConnectionClosed -> flush and close the socket
+#         write(conn.data_to_send())
+#
+# Input modes. Every received byte is consumed by exactly one reader, chosen by `_mode`:
+#
+#     COMMAND      lines cut at CRLF only (RFC 5321 §2.3.8). A line holding a bare CR, a
+#                  bare LF or a NUL is refused whole; it is never split into two commands.
+#                  A line longer than its limit is discarded up to the next CRLF while it
+#                  streams in (memory stays bounded by commands.MAX_LINE), then refused.
+#     DATA         data.DataReceiver: bulk search for CRLF.CRLF, dot-unstuffing, content
+#                  checks; ends only at the real CRLF.CRLF, even when the message is
+#                  already known to be refused (SMTP smuggling, security.md §1).
+#     BDAT         data.BdatReceiver: exactly N raw octets, also when the BDAT command was
+#                  refused, so chunk content is never read as commands (RFC 3030 §2).
+#     AUTH         one raw SASL line (RFC 4954 §4) after the application sent 334.
+#     TLS_PENDING  after STARTTLS: nothing is read until tls_established().
+#     CLOSED       after 221/421/EOF: input is ignored, next_event() says ConnectionClosed.
+#
+# Decisions. MAIL, RCPT, DATA, end of message, HELO/EHLO/LHLO and AUTH need the
+# application's policy, which may take time (DNS, SPF, user lookup). The engine emits the
+# event and stops parsing until accept() or send() answers it. Several pipelined commands
+# may sit in the buffer (RFC 2920), but they are parsed one at a time, so the replies
+# always leave in command order without any bookkeeping. Everything the engine decides
+# alone (syntax, sequence, limits, RSET, NOOP, ...) is answered at once and, when it is a
+# refusal, reported with a CommandRejected notification for the logs.
+#
+# Session state (RFC 5321 §4.1.4, RFC 3207 §4.2):
+#
+#     greeting -> [HELO|EHLO|LHLO] -> [STARTTLS -> tls_established() -> back to greeting]
+#              -> [AUTH] -> MAIL -> RCPT+ -> DATA | BDAT* BDAT LAST -> (next MAIL)
+#
+# RSET and a new HELO/EHLO discard the transaction; STARTTLS discards the plaintext buffer
+# (CVE-2011-0411) and, once TLS is up, everything learnt before it (helo, auth).
+#
+# Errors. Client bytes never raise: parsers raise ReplyError subclasses carrying a Reply,
+# which the dispatcher turns into that reply. Syntax and sequence errors are counted; at
+# `max_errors` the engine sends 421 4.7.0 and closes. API misuse by the driver raises
+# LocalProtocolError.
+# ---------------------------------------------------------------------------------------------
+
+from __future__ import annotations
+
+from collections import deque
+
+from . import replies
+from .address import Path
+from .capabilities import ehlo_reply
+from .commands import MAX_AUTH_LINE, MAX_LINE, decode_line, is_base64, line_limit
+from .data import BdatReceiver, ContentCheck, DataReceiver
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import (
+    NEED_DATA,
+    Auth,
+    AuthResponse,
+    CommandRejected,
+    ConnectionClosed,
+    Data,
+    DataChunk,
+    DecisionEvent,
+    Event,
+    Helo,
+    MailFrom,
+    MessageAborted,
+    MessageComplete,
+    NeedData,
+    RcptTo,
+)
+from .reply import Reply
+from .verbs import InputMode as _Mode
+from .verbs import VerbHandlers
+
+__all__ = ["ServerConnection"]
+
+
+class _LineTooLong:
+    """Marker returned by _read_line() once an over-long line has been skipped to its CRLF."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+
+class ServerConnection(VerbHandlers):
+    """One inbound SMTP or LMTP session, without I/O.
+
+    Args:
+        hostname: our name, used in the greeting and the EHLO reply.
+        lmtp: speak LMTP (RFC 2033): LHLO instead of HELO/EHLO, and one reply per accepted
+            recipient at the end of each message.
+        max_message_size: octets after dot-unstuffing; 0 = unlimited. Advertised as SIZE.
+        max_recipients: accepted recipients per transaction; past it 452 4.5.3
+            (RFC 5321 §4.5.3.1.10). 0 = unlimited.
+        max_errors: syntax/sequence errors before 421 4.7.0 and close. 0 = unlimited.
+        starttls_available: offer STARTTLS while TLS is not active.
+        tls_active: the connection is already encrypted (implicit TLS, port 465).
+        auth_mechanisms: SASL mechanisms to offer, e.g. ``("PLAIN", "LOGIN")``.
+        auth_requires_tls: offer and accept AUTH only under TLS (else 538 5.7.11).
+        banner: text after the hostname in the default 220 greeting.
+    """
+
+    def __init__(
+        self,
+        hostname: str,
+        *,
+        lmtp: bool = False,
+        max_message_size: int = 10_240_000,
+        max_recipients: int = 1000,
+        max_errors: int = 20,
+        starttls_available: bool = False,
+        tls_active: bool = False,
+        auth_mechanisms: tuple[str, ...] = (),
+        auth_requires_tls: bool = True,
+        banner: str = "ESMTP mailboat",
+    ) -> None:
+        self.hostname = hostname
+        self.lmtp = lmtp
+        self.max_message_size = max_message_size
+        self.max_recipients = max_recipients
+        self.max_errors = max_errors
+        self.starttls_available = starttls_available
+        self.auth_mechanisms = tuple(m.upper() for m in auth_mechanisms)
+        self.auth_requires_tls = auth_requires_tls
+        self.banner = banner
+        # I/O state
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+        self._out = bytearray()
+        self._pending: deque[Event] = deque()
+        self._awaiting: DecisionEvent | None = None
+        self._mode = _Mode.COMMAND
+        self._receiver: DataReceiver | BdatReceiver | None = None
+        self._discarding: bytes | None = None  # head of an over-long line being skipped
+        self._started = False
+        self._refused_session = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
+        self._errors = 0
+        self._final_replies_left = 0  # replies still owed for the pending MessageComplete
+        # session state (public, read-only for the driver)
+        self.tls_active = tls_active
+        self.helo_name: str | None = None
+        self.esmtp = False
+        self.authenticated = False
+        self.auth_identity: str | None = None
+        self._pending_identity: str | None = None
+        # transaction state
+        self._mail: MailFrom | None = None
+        self._rcpts: list[Path] = []
+        self._rcpt_attempted = False
+        self._body_kind: str | None = None  # "DATA" or "BDAT" once content started
+        self._bdat_check: ContentCheck | None = None
+
+    # -- public read-only state ------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once 221/421 was queued or EOF was reached: flush data_to_send(), then close."""
+        return self._mode is _Mode.CLOSED
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """A decision event was returned and still needs accept() or send()."""
+        return self._awaiting is not None
+
+    @property
+    def accepted_recipients(self) -> tuple[Path, ...]:
+        """Recipients accepted in the current transaction, in RCPT order (LMTP reply order)."""
+        return tuple(self._rcpts)
+
+    @property
+    def mail_from(self) -> MailFrom | None:
+        """The accepted MAIL FROM of the current transaction, if any."""
+        return self._mail
+
+    @property
+    def smtputf8(self) -> bool:
+        """The current transaction's MAIL FROM carried SMTPUTF8 (RFC 6531)."""
+        return self._mail is not None and self._mail.params.smtputf8
+
+    @property
+    def body_type(self) -> str | None:
+        """BODY= of the current transaction ("7BIT", "8BITMIME") or None if not given."""
+        return None if self._mail is None else self._mail.params.body
+
+    # -- driver API ------------------------------------------------------------------------
+
+    def start(self, greeting: Reply | None = None) -> None:
+        """Queue the greeting: ``220 <hostname> <banner>`` or ``greeting``.
+
+        A 421 greeting closes the session after it. A 554 greeting keeps it open but every
+        command except QUIT gets 503 5.5.1, as RFC 5321 §3.1 requires.
+        """
+        if self._started:
+            raise LocalProtocolError("start() called twice")
+        if greeting is None:
+            greeting = Reply(220, None, (f"{self.hostname} {self.banner}".rstrip(),))
+        elif greeting.code not in (220, 421, 554):
+            raise LocalProtocolError(f"a greeting must be 220, 421 or 554, not {greeting.code}")
+        self._started = True
+        self._out += greeting.to_bytes()
+        if greeting.code == 421:
+            self._close()
+        elif greeting.code == 554:
+            self._refused_session = True
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the client; ``b""`` signals EOF. Ignored once closed."""
+        if self._mode is _Mode.CLOSED:
+            return
+        if self._eof:
+            if data:
+                raise LocalProtocolError("receive_data() after EOF")
+            return
+        if not data:
+            self._eof = True
+            return
+        if self._mode is _Mode.TLS_PENDING:
+            raise LocalProtocolError("plaintext received after STARTTLS; call tls_established() first")
+        if self._pos >= len(self._buf):
+            self._buf = bytes(data)
+        else:
+            self._buf = self._buf[self._pos :] + bytes(data)
+        self._pos = 0
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the client (replies), ``b""`` if none."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self) -> Event | NeedData:
+        """Return the next event, NEED_DATA, or ConnectionClosed once the session is over."""
+        if not self._started:
+            raise LocalProtocolError("call start() first")
+        while True:
+            if self._pending:
+                event = self._pending.popleft()
+                if isinstance(event, DecisionEvent):
+                    self._awaiting = event
+                return event
+            if self._awaiting is not None:
+                raise LocalProtocolError(f"answer {type(self._awaiting).__name__} with accept() or send() first")
+            if self._mode is _Mode.CLOSED:
+                return ConnectionClosed()
+            if self._mode is _Mode.TLS_PENDING:
+                raise LocalProtocolError("call tls_established() after the TLS handshake")
+            if not self._step():
+                if not self._eof:
+                    return NEED_DATA
+                self._close()
+
+    def tls_established(self) -> None:
+        """The TLS handshake after a StartTls event succeeded: reset to the initial state.
+
+        RFC 3207 §4.2: the server MUST discard any knowledge obtained from the client
+        before TLS (HELO/EHLO argument, authentication, transaction).
+        """
+        if self._mode is not _Mode.TLS_PENDING:
+            raise LocalProtocolError("tls_established() without a preceding StartTls")
+        self.tls_active = True
+        self.helo_name = None
+        self.esmtp = False
+        self.authenticated = False
+        self.auth_identity = None
+        self._reset_transaction()
+        self._buf, self._pos = b"", 0
+        self._mode = _Mode.COMMAND
+
+    def set_authenticated(self, identity: str) -> None:
+        """Record the identity the pending AUTH exchange proved; then ``send()`` a 235."""
+        if not isinstance(self._awaiting, Auth | AuthResponse):
+            raise LocalProtocolError("set_authenticated() outside an AUTH exchange")
+        self._pending_identity = identity
+
+    def accept(self) -> None:
+        """Answer the pending decision with its default positive reply."""
+        match self._awaiting:
+            case Helo(kind="HELO"):
+                self.send(Reply(250, None, (self.hostname,)))
+            case Helo():
+                self.send(self._capabilities())
+            case MailFrom():
+                self.send(replies.MAIL_OK)
+            case RcptTo():
+                self.send(replies.RCPT_OK)
+            case Data():
+                self.send(replies.START_DATA)
+            case None:
+                raise LocalProtocolError("accept() with no decision pending")
+            case other:
+                raise LocalProtocolError(f"{type(other).__name__} has no default reply; use send()")
+
+    def send(self, reply: Reply) -> None:
+        """Answer the pending decision with ``reply`` (a refusal or a custom positive reply).
+
+        Raises LocalProtocolError if nothing is pending or the code makes no sense here
+        (e.g. 354 to RCPT, or 235 without set_authenticated()).
+        """
+        event = self._awaiting
+        if event is None:
+            raise LocalProtocolError("send() with no decision pending")
+        code = reply.code
+        positive = code < 400
+        match event:
+            case Helo() | MailFrom() | RcptTo():
+                self._require(200 <= code < 300 or not positive, reply, event)
+            case Data():
+                self._require(code == 354 or not positive, reply, event)
+            case MessageComplete():
+                self._require(200 <= code < 300 or not positive, reply, event)
+            case Auth() | AuthResponse():
+                self._require(code in (334, 235) or not positive, reply, event)
+                if code == 235 and self._pending_identity is None:
+                    raise LocalProtocolError("call set_authenticated(identity) before sending 235")
+        self._out += reply.to_bytes()
+        self._awaiting = None
+        match event:
+            case Helo(domain=domain, kind=kind) if positive:
+                self.helo_name, self.esmtp = domain, kind != "HELO"
+            case MailFrom() if positive:
+                self._reset_transaction()
+                self._mail = event
+            case RcptTo(path=path) if positive:
+                self._rcpts.append(path)
+            case Data() if positive:
+                self._body_kind = "DATA"
+                self._receiver = DataReceiver(self.max_message_size)
+                self._mode = _Mode.DATA
+            case MessageComplete():
+                self._final_replies_left -= 1
+                if self._final_replies_left > 0 and code != 421:
+                    self._awaiting = event  # LMTP: one reply per accepted recipient
+                else:
+                    self._reset_transaction()
+            case Auth() | AuthResponse():
+                if code == 334:
+                    self._mode = _Mode.AUTH
+                elif code == 235:
+                    self.authenticated, self.auth_identity = True, self._pending_identity
+                if code != 334:
+                    self._pending_identity = None
+        if code == 421:  # RFC 5321 §3.8: the server closes after 421
+            self._close()
+
+    # -- internals: reading ------------------------------------------------------------------
+
+    def _step(self) -> bool:
+        """Consume input for one command / one content slice. False if nothing could be done."""
+        match self._mode:
+            case _Mode.COMMAND:
+                line = self._read_line()
+                if line is None:
+                    return False
+                if isinstance(line, _LineTooLong):
+                    self._reject(line.head, replies.LINE_TOO_LONG)
+                else:
+                    self._dispatch(line)
+                return True
+            case _Mode.DATA | _Mode.BDAT:
+                return self._read_content()
+            case _Mode.AUTH:
+                return self._read_auth_line()
+        return False
+
+    def _read_line(self, limit: int | None = None) -> bytes | _LineTooLong | None:
+        """Cut one CRLF-terminated line from the buffer, without its CRLF.
+
+        Over-long lines are skipped while they stream in; the marker comes back once
+        their CRLF arrives. ``limit`` overrides the per-verb limit (SASL lines).
+        """
+        buf, pos, end = self._buf, self._pos, len(self._buf)
+        if self._discarding is not None:
+            crlf = buf.find(b"\r\n", pos)
+            if crlf < 0:
+                # Drop what we have, keeping a final CR that may pair with the next LF.
+                keep = end - 1 if buf.endswith(b"\r") else end
+                self._pos = max(keep, pos)
+                return None
+            self._pos = crlf + 2
+            head, self._discarding = self._discarding, None
+            return _LineTooLong(head)
+        crlf = buf.find(b"\r\n", pos, pos + MAX_LINE)
+        if crlf < 0:
+            if end - pos >= MAX_LINE:
+                self._discarding = buf[pos : pos + 80]
+                return self._read_line(limit)
+            return None
+        line = buf[pos:crlf]
+        self._pos = crlf + 2
+        if len(line) + 2 > (limit or line_limit(line[:4])):
+            return _LineTooLong(line[:80])
+        return line
+
+    def _read_content(self) -> bool:
+        receiver = self._receiver
+        assert receiver is not None
+        start = self._pos
+        self._pos, content, done = receiver.feed(self._buf, start)
+        if content:
+            self._pending.append(DataChunk(content))
+        if done:
+            self._mode = _Mode.COMMAND
+            self._receiver = None
+            if isinstance(receiver, DataReceiver):
+                self._end_of_message(receiver.check)
+            elif receiver.check is None:
+                pass  # the octets of a refused BDAT: already answered
+            elif receiver.last:
+                self._end_of_message(receiver.check)
+            else:
+                self._out += replies.bdat_received(receiver.chunk_size).to_bytes()
+            return True
+        return self._pos > start or bool(content)
+
+    def _end_of_message(self, check: ContentCheck) -> None:
+        count = len(self._rcpts) if self.lmtp else 1
+        if check.error is None:
+            self._final_replies_left = count
+            self._pending.append(MessageComplete(check.size))
+            return
+        reply, reason = check.error
+        self._out += reply.to_bytes() * count  # LMTP: one reply per accepted recipient
+        self._pending.append(MessageAborted(reply, reason))
+        self._reset_transaction()
+
+    def _read_auth_line(self) -> bool:
+        line = self._read_line(MAX_AUTH_LINE)
+        if line is None:
+            return False
+        self._mode = _Mode.COMMAND  # the exchange ends unless the application sends 334
+        if isinstance(line, _LineTooLong):
+            self._reject(b"<SASL response>", replies.AUTH_LINE_TOO_LONG)
+        elif line == b"*":  # RFC 4954 §4: the client cancels
+            self._reject(b"*", replies.AUTH_CANCELLED, count=False)
+        elif not line.isascii() or not is_base64(line.decode("ascii")):
+            self._reject(b"<SASL response>", replies.AUTH_BAD_RESPONSE)
+        else:
+            self._pending.append(AuthResponse(line.decode("ascii")))
+        return True
+
+    # -- internals: dispatch and replies -------------------------------------------------------
+
+    def _dispatch(self, raw: bytes) -> None:
+        try:
+            line = decode_line(raw)
+        except RemoteProtocolError as exc:
+            self._reject(raw, exc.reply)
+            return
+        self._handle_command(line)
+
+    def _reply(self, reply: Reply) -> None:
+        self._out += reply.to_bytes()
+
+    def _reject(self, command: bytes | str, reply: Reply, *, count: bool = True) -> None:
+        """Send an engine refusal, report it, and enforce max_errors."""
+        if isinstance(command, bytes):
+            command = command.decode("utf-8", "backslashreplace")
+        if command[:5].upper() == "AUTH ":
+            command = " ".join(command.split(" ")[:2])  # never log SASL initial responses
+        self._out += reply.to_bytes()
+        self._pending.append(CommandRejected(command[:200], reply))
+        if count:
+            self._errors += 1
+            if self.max_errors and self._errors >= self.max_errors:
+                self._out += replies.TOO_MANY_ERRORS.to_bytes()
+                self._close()
+
+    def _require(self, ok: bool, reply: Reply, event: Event) -> None:
+        if not ok:
+            raise LocalProtocolError(f"reply code {reply.code} is not valid for {type(event).__name__}")
+
+    def _capabilities(self) -> Reply:
+        return ehlo_reply(
+            self.hostname,
+            max_message_size=self.max_message_size,
+            starttls=self.starttls_available and not self.tls_active,
+            auth_mechanisms=self.auth_mechanisms if self._auth_allowed() else (),
+        )
+
+    def _auth_allowed(self) -> bool:
+        return bool(self.auth_mechanisms) and (self.tls_active or not self.auth_requires_tls)
+
+    def _reset_transaction(self) -> None:
+        self._mail = None
+        self._rcpts = []
+        self._rcpt_attempted = False
+        self._body_kind = None
+        self._bdat_check = None
+        self._final_replies_left = 0
+
+    def _close(self) -> None:
+        self._mode = _Mode.CLOSED
+        self._buf, self._pos = b"", 0
+        self._receiver = None
+        self._awaiting = None

@@ -1,0 +1,257 @@
+"""Per-verb command handling for ServerConnection: state checks, argument parsing, events.
+
+RFC 5321 §4.1.1 (commands), §4.1.4 (order of commands), §3.3 (mail transactions);
+RFC 2033 §4.1 (LHLO); RFC 3030 (BDAT); RFC 3207 (STARTTLS); RFC 4954 (AUTH).
+
+Each handler either queues a decision event for the application, answers by itself, or
+raises a :class:`~mailboat.smtp.errors.ReplyError` that the dispatcher turns into a refusal.
+Sequence checks come before argument parsing, as in Postfix: a client that is out of step
+learns that first.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from . import replies
+from .commands import parse_auth, parse_bdat, parse_mail, parse_rcpt, split_command
+from .data import BdatReceiver, ContentCheck
+from .errors import ReplyError
+from .events import Auth, Data, Event, Helo, MailFrom, Quit, RcptTo, Reset, StartTls
+from .reply import Reply
+
+if TYPE_CHECKING:
+    from .address import Path
+
+__all__ = ["VerbHandlers", "InputMode"]
+
+
+class InputMode(enum.Enum):
+    """Which reader consumes the next input octets (see the theory block in server.py)."""
+
+    COMMAND = "command"
+    DATA = "data"
+    BDAT = "bdat"
+    AUTH = "auth"
+    TLS_PENDING = "tls-pending"
+    CLOSED = "closed"
+
+_SYNTAX = {
+    verb: Reply.make(501, "5.5.4", f"Syntax: {usage}")
+    for verb, usage in {
+        "HELO": "HELO hostname",
+        "EHLO": "EHLO hostname",
+        "LHLO": "LHLO hostname",
+        "DATA": "DATA",
+        "RSET": "RSET",
+        "QUIT": "QUIT",
+        "VRFY": "VRFY address",
+        "STARTTLS": "STARTTLS",
+    }.items()
+}
+
+
+class VerbHandlers:
+    """Mixin holding the command handlers of :class:`~mailboat.smtp.server.ServerConnection`."""
+
+    # Provided by ServerConnection (declared for type checkers).
+    if TYPE_CHECKING:
+        lmtp: bool
+        max_message_size: int
+        max_recipients: int
+        starttls_available: bool
+        auth_mechanisms: tuple[str, ...]
+        tls_active: bool
+        helo_name: str | None
+        esmtp: bool
+        authenticated: bool
+        _pending: deque[Event]
+        _refused_session: bool
+        _mail: MailFrom | None
+        _rcpts: list[Path]
+        _rcpt_attempted: bool
+        _body_kind: str | None
+        _bdat_check: ContentCheck | None
+        _receiver: Any
+        _mode: InputMode
+        _buf: bytes
+        _pos: int
+
+        def _reply(self, reply: Reply) -> None: ...
+        def _reject(self, command: bytes | str, reply: Reply, *, count: bool = True) -> None: ...
+        def _reset_transaction(self) -> None: ...
+        def _auth_allowed(self) -> bool: ...
+        def _close(self) -> None: ...
+        @property
+        def closed(self) -> bool: ...
+
+    def _handle_command(self, line: str) -> None:
+        verb, arg = split_command(line)
+        if not line.isascii() and verb not in ("MAIL", "RCPT"):
+            self._reject(line, replies.BAD_ENCODING)  # 8-bit only in SMTPUTF8 paths
+            return
+        if self._refused_session and verb != "QUIT":
+            self._reject(line, replies.SESSION_REFUSED)
+            return
+        try:
+            match verb:
+                case "HELO" | "EHLO" | "LHLO":
+                    self._hello(verb, arg)
+                case "MAIL":
+                    self._mail_from(arg)
+                case "RCPT":
+                    self._rcpt_to(arg)
+                case "DATA":
+                    self._data(arg)
+                case "BDAT":
+                    self._bdat(line, arg)
+                case "RSET":
+                    self._no_argument(verb, arg)
+                    self._reset_transaction()
+                    self._pending.append(Reset())
+                    self._reply(replies.RESET_OK)
+                case "NOOP":
+                    self._reply(replies.NOOP_OK)  # RFC 5321 §4.1.1.9: an argument is allowed
+                case "QUIT":
+                    self._no_argument(verb, arg)
+                    self._reply(replies.GOODBYE)
+                    self._pending.append(Quit())
+                    self._close()
+                case "VRFY":
+                    if not arg.strip():
+                        raise ReplyError(_SYNTAX["VRFY"], "VRFY without argument")
+                    self._reply(replies.VRFY_CANNOT)  # RFC 5321 §3.5.3: 252, never disclose
+                case "EXPN":
+                    self._reply(replies.EXPN_DISABLED)  # RFC 5321 §7.3: lists are not exposed
+                case "HELP":
+                    self._reply(replies.HELP)
+                case "STARTTLS":
+                    self._starttls(arg)
+                case "AUTH":
+                    self._auth(arg)
+                case _:
+                    raise ReplyError(replies.UNRECOGNIZED, "unknown command")
+        except ReplyError as exc:
+            self._reject(line, exc.reply)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _no_argument(self, verb: str, arg: str) -> None:
+        if arg.strip(" "):
+            raise ReplyError(_SYNTAX[verb], f"{verb} takes no argument")
+
+    def _require_helo(self) -> None:
+        if self.helo_name is None:
+            raise ReplyError(replies.NEED_LHLO if self.lmtp else replies.NEED_HELO, "no HELO yet")
+
+    def _require_recipients(self) -> None:
+        """Shared by DATA and BDAT: a transaction with at least one accepted recipient."""
+        self._require_helo()
+        if self._mail is None:
+            raise ReplyError(replies.NEED_MAIL, "no MAIL yet")
+        if not self._rcpts:
+            if self._rcpt_attempted:  # RFC 5321 §3.3: 554 when every RCPT was refused
+                raise ReplyError(replies.NO_VALID_RECIPIENTS, "no recipient accepted")
+            raise ReplyError(replies.NEED_RCPT, "no RCPT yet")
+
+    # -- verbs -----------------------------------------------------------------------------
+
+    def _hello(self, verb: str, arg: str) -> None:
+        if (verb == "LHLO") != self.lmtp:
+            raise ReplyError(replies.WRONG_MODE, f"{verb} in {'LMTP' if self.lmtp else 'SMTP'} mode")
+        domain = arg.strip(" ")
+        # Policy on the name (FCrDNS, syntax) is the application's; we only need one word.
+        if not domain or " " in domain or not domain.isprintable():
+            raise ReplyError(_SYNTAX[verb], f"{verb} without a single hostname")
+        if self._mail is not None:  # RFC 5321 §4.1.4: EHLO implies RSET
+            self._reset_transaction()
+            self._pending.append(Reset())
+        self.helo_name, self.esmtp = None, False
+        kind = "HELO" if verb == "HELO" else "EHLO" if verb == "EHLO" else "LHLO"
+        self._pending.append(Helo(domain, kind))
+
+    def _mail_from(self, arg: str) -> None:
+        self._require_helo()
+        if self._mail is not None:
+            raise ReplyError(replies.NESTED_MAIL, "MAIL inside a transaction")
+        path, params = parse_mail(arg, esmtp=self.esmtp)
+        if params.size is not None and self.max_message_size and params.size > self.max_message_size:
+            raise ReplyError(replies.MESSAGE_TOO_BIG, f"declared SIZE {params.size}")  # RFC 1870 §6.1
+        self._pending.append(MailFrom(path, params))
+
+    def _rcpt_to(self, arg: str) -> None:
+        self._require_helo()
+        if self._mail is None:
+            raise ReplyError(replies.NEED_MAIL, "RCPT before MAIL")
+        self._rcpt_attempted = True
+        if self.max_recipients and len(self._rcpts) >= self.max_recipients:
+            self._reject(f"RCPT {arg}", replies.TOO_MANY_RECIPIENTS, count=False)
+            return
+        path, params = parse_rcpt(arg, esmtp=self.esmtp, smtputf8=self._mail.params.smtputf8)
+        self._pending.append(RcptTo(path, params))
+
+    def _data(self, arg: str) -> None:
+        self._no_argument("DATA", arg)
+        self._require_recipients()
+        if self._body_kind == "BDAT":  # RFC 3030 §3: DATA and BDAT never mix
+            raise ReplyError(replies.DATA_AFTER_BDAT, "DATA after BDAT")
+        self._pending.append(Data())
+
+    def _bdat(self, line: str, arg: str) -> None:
+        try:
+            size, last = parse_bdat(arg)
+        except ReplyError as exc:
+            # Without a size we cannot skip the chunk: its octets would be read as commands.
+            self._reject(line, exc.reply)
+            if not self.closed:
+                self._reply(replies.BDAT_UNSYNCHRONISED)
+                self._close()
+            return
+        check: ContentCheck | None = None
+        try:
+            self._require_recipients()
+            if not self.esmtp:
+                raise ReplyError(replies.NEED_EHLO, "BDAT needs EHLO/LHLO (CHUNKING)")
+        except ReplyError as exc:
+            self._reject(line, exc.reply)  # the chunk is still read, and dropped
+        else:
+            if self._bdat_check is None:
+                self._bdat_check = ContentCheck(self.max_message_size)
+            self._body_kind = "BDAT"
+            check = self._bdat_check
+        if not self.closed:
+            self._receiver = BdatReceiver(size, last, check)
+            self._mode = InputMode.BDAT
+
+    def _starttls(self, arg: str) -> None:
+        if self.tls_active:
+            raise ReplyError(replies.TLS_ALREADY_ACTIVE, "STARTTLS under TLS")
+        if not self.starttls_available:
+            raise ReplyError(replies.NOT_IMPLEMENTED, "STARTTLS not offered")
+        self._no_argument("STARTTLS", arg)
+        if self._mail is not None:
+            raise ReplyError(replies.STARTTLS_IN_TRANSACTION, "STARTTLS inside a transaction")
+        self._reply(replies.TLS_READY)
+        # CVE-2011-0411: whatever follows STARTTLS in the plaintext buffer was not sent
+        # through TLS and must never be executed as if it had been.
+        self._buf, self._pos = b"", 0
+        self._mode = InputMode.TLS_PENDING
+        self._pending.append(StartTls())
+
+    def _auth(self, arg: str) -> None:
+        if not self.auth_mechanisms:
+            raise ReplyError(replies.NOT_IMPLEMENTED, "AUTH not offered")
+        if self.helo_name is None or not self.esmtp:
+            raise ReplyError(replies.NEED_EHLO, "AUTH before EHLO")
+        if self.authenticated:
+            raise ReplyError(replies.ALREADY_AUTHENTICATED, "second AUTH")  # RFC 4954 §4
+        if self._mail is not None:
+            raise ReplyError(replies.AUTH_IN_TRANSACTION, "AUTH inside a transaction")
+        if not self._auth_allowed():
+            raise ReplyError(replies.ENCRYPTION_REQUIRED, "AUTH before TLS")  # RFC 4954 §6
+        mechanism, initial = parse_auth(arg)
+        if mechanism not in self.auth_mechanisms:
+            raise ReplyError(replies.UNKNOWN_MECHANISM, f"mechanism {mechanism}")
+        self._pending.append(Auth(mechanism, initial))

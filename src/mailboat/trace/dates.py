@@ -1,0 +1,210 @@
+"""Dates of Received headers, read by RFC 5322 §3.3 and the obsolete forms of §4.3.
+
+``email.utils.parsedate_tz`` is not enough (reference/received-grammar.md §2.4): its two-digit
+year pivot is 68 instead of 49/50, it returns naive datetimes for ``-0000`` and unknown zones, it
+rejects fractional seconds and never checks the weekday. This module implements the RFC rules:
+
+* ``[day-of-week ","] day month year hour ":" minute [":" second] zone [CFWS]``;
+* obs-year (§4.3): 00-49 → 2000-2049, 50-99 → 1900-1999, three digits → +1900;
+* obs-zone (§4.3): UT/GMT = +0000, EDT -4, EST -5, CDT -5, CST -6, MDT -6, MST -7, PDT -7, PST -8;
+  military letters and any other alphabetic zone (``CEST``, ``UTC``) are read as ``-0000``
+  ("UTC, no information about the local zone") and flagged;
+* missing seconds are ``:00``; fractional seconds are accepted and flagged;
+* a trailing comment such as ``(PDT)`` is CFWS and ignored, but flagged when it contradicts the
+  numeric offset; a weekday that does not match the date keeps the date and is flagged;
+* seen in the wild against the rules: the Go ``time.String()`` form SendGrid writes
+  (``2024-05-14 15:44:18.123456789 +0000 UTC m=+1234.5``) and ISO 8601 timestamps.
+
+`parse_date` never raises: an unreadable date gives ``DateResult(None, warnings)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_NAMED_ZONES = {
+    "ut": 0, "gmt": 0,
+    "edt": -4 * 60, "est": -5 * 60, "cdt": -5 * 60, "cst": -6 * 60,
+    "mdt": -6 * 60, "mst": -7 * 60, "pdt": -7 * 60, "pst": -8 * 60,
+}
+
+# RFC 5322 date-time after comments are removed. Groups: weekday, day, month, year, hour,
+# minute, second, fraction, zone.
+_RFC_DATE = re.compile(
+    r"(?:([A-Za-z]{3,9})\s*,?\s*)?"
+    r"(\d{1,2})\s*[-\s]\s*([A-Za-z]{3,9})\.?\s*[-\s]\s*(\d{2,4})\s+"
+    r"(\d{1,2})\s*:\s*(\d{2})(?:\s*:\s*(\d{2})(\.\d+)?)?"
+    r"(?:\s*([+-]\d{4}|[+-]\d{2}:?\d{2}|[A-Za-z]{1,5}))?"
+)
+# ISO 8601 and the Go time.String() form (SendGrid): 2024-05-14 15:44:18.123456789 +0000 UTC
+_ISO_DATE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T\s]+(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?(?:\s+([A-Za-z]{1,5}))?"
+)
+# The form nearly every server writes (RFC 5322 §3.3 without obsolete parts), read in one match.
+_FAST = re.compile(
+    r"\s*(?:(Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)(?: \((UTC|GMT|[A-Z]{3,4}|[+-]\d{4})\))?\s*\Z"
+)
+_COMMENT = re.compile(r"\([^()]*\)")
+_COMMENT_ZONE = re.compile(r"\(\s*([A-Za-z]{1,5}|[+-]\d{4})\s*\)")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class DateResult:
+    """A parsed date: UTC datetime (None when unreadable) and what was odd about it."""
+
+    value: datetime | None
+    warnings: tuple[str, ...] = ()
+    zone_known: bool = True  # False for -0000, military and unknown alphabetic zones
+
+
+def _year(text: str, warnings: list[str]) -> int:
+    year = int(text)
+    if len(text) == 2:
+        warnings.append(f"obsolete two-digit year {text}")
+        return year + (2000 if year < 50 else 1900)
+    if len(text) == 3:
+        warnings.append(f"obsolete three-digit year {text}")
+        return year + 1900
+    return year
+
+
+def _numeric_zone(text: str) -> int | None:
+    """Minutes east of UTC for "+0200", "-07:00"; None when the minutes are out of range."""
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    if minutes > 59:
+        return None
+    return sign * (hours * 60 + minutes)
+
+
+def _zone(text: str | None, warnings: list[str]) -> tuple[int, bool]:
+    """(offset in minutes, known) for a zone token; missing and unknown zones are -0000."""
+    if not text:
+        warnings.append("date has no time zone; read as UTC (-0000)")
+        return 0, False
+    if text[0] in "+-":
+        offset = _numeric_zone(text)
+        if offset is None:
+            warnings.append(f"invalid zone {text}; read as UTC (-0000)")
+            return 0, False
+        if text in ("-0000", "-00:00"):
+            return 0, False  # RFC 5322 §3.3: UTC with no information about the local zone
+        return offset, True
+    name = text.lower()
+    if name in _NAMED_ZONES:
+        return _NAMED_ZONES[name], True
+    if len(name) == 1:
+        warnings.append(f"military zone {text} read as -0000 (RFC 5322 §4.3)")
+    else:
+        warnings.append(f"unknown zone {text} read as -0000 (RFC 5322 §4.3)")
+    return 0, False
+
+
+def _build(
+    y: int, mo: int, d: int, h: int, mi: int, s: int, frac: str | None, offset: int, warnings: list[str]
+) -> datetime | None:
+    if s == 60:  # leap second (RFC 5322 §3.3): keep the instant, one second later
+        s, leap = 59, 1
+    else:
+        leap = 0
+    try:
+        local = datetime(y, mo, d, h, mi, s)
+    except ValueError as exc:
+        warnings.append(f"date out of range: {exc}")
+        return None
+    if frac:
+        warnings.append(f"fractional seconds {frac} ignored")
+    return (local - timedelta(minutes=offset, seconds=-leap)).replace(tzinfo=timezone.utc)
+
+
+def parse_date(text: str) -> DateResult:
+    """Read the date-time of a Received header (the text after the last ``;``)."""
+    m = _FAST.match(text)
+    if m is not None:
+        fast = _fast(m)
+        if fast is not None:
+            return fast
+    warnings: list[str] = []
+    clean = text.strip()
+    if not clean:
+        return DateResult(None, ("no date",), False)
+    comment_zone = _COMMENT_ZONE.search(clean)
+    while "(" in clean:
+        stripped = _COMMENT.sub(" ", clean)
+        if stripped == clean:
+            clean = clean.replace("(", " ").replace(")", " ")
+            break
+        clean = stripped
+    clean = _SPACE.sub(" ", clean).strip()
+    m = _RFC_DATE.search(clean)
+    if m:
+        return _from_rfc(m, clean, comment_zone, warnings)
+    m = _ISO_DATE.search(clean)
+    if m:
+        y, mo, d, h, mi, s, frac, zone, name = m.groups()
+        warnings.append("date is not in RFC 5322 form (ISO 8601 / Go time format)")
+        if zone and zone.upper() == "Z":
+            offset, known = 0, True  # ISO 8601 "Z" is UTC (unlike the RFC 822 military Z)
+        else:
+            offset, known = _zone(zone or name, warnings)
+        value = _build(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), frac, offset, warnings)
+        return DateResult(value, tuple(warnings), known and value is not None)
+    return DateResult(None, (f"unreadable date {text.strip()[:60]!r}",), False)
+
+
+def _fast(m: re.Match[str]) -> DateResult | None:
+    """The common case; None sends anything unusual (ranges, weekday, zone comment) to the full path."""
+    wday, day, mon, year, hour, minute, sec, sign, zh, zm, comment = m.groups()
+    if int(zm) > 59 or int(sec) > 59:
+        return None
+    offset = (int(zh) * 60 + int(zm)) * (-1 if sign == "-" else 1)
+    if comment is not None and _NAMED_ZONES.get(comment.lower(), offset) != offset:
+        return None  # "(PST)" after +0100: the full path flags the conflict
+    try:
+        local = datetime(int(year), _MONTHS[mon.lower()], int(day), int(hour), int(minute), int(sec))
+    except ValueError:
+        return None
+    if wday and _DAYS[local.weekday()] != wday.lower():
+        return None
+    known = not (sign == "-" and offset == 0)  # -0000: no information about the local zone
+    return DateResult((local - timedelta(minutes=offset)).replace(tzinfo=timezone.utc), (), known)
+
+
+def _from_rfc(m: re.Match[str], clean: str, comment_zone: re.Match[str] | None, warnings: list[str]) -> DateResult:
+    wday, day, mon, year, hour, minute, sec, frac, zone = m.groups()
+    month = _MONTHS.get(mon[:3].lower())
+    if month is None:
+        return DateResult(None, (f"unknown month {mon!r}",), False)
+    if sec is None:
+        warnings.append("date has no seconds; read as :00")
+    if zone and zone.isalpha() and zone.lower() in ("am", "pm"):
+        zone = None
+    offset, known = _zone(zone, warnings)
+    if zone and zone.lower() == "utc":
+        offset = 0  # common and unambiguous in practice, still "unknown" by RFC 5322 §4.3
+    y = _year(year, warnings)
+    value = _build(y, month, int(day), int(hour), int(minute), int(sec or 0), frac, offset, warnings)
+    if value is None:
+        return DateResult(None, tuple(warnings), False)
+    if wday:
+        expected = _DAYS[(value + timedelta(minutes=offset)).weekday()]
+        if wday[:3].lower() not in _DAYS:
+            warnings.append(f"unknown weekday {wday!r}")
+        elif wday[:3].lower() != expected:
+            warnings.append(f"weekday {wday} does not match the date (it was a {expected.title()})")
+    if comment_zone and known and zone and zone[0] in "+-":
+        name = comment_zone.group(1)
+        named = _NAMED_ZONES.get(name.lower())
+        if named is not None and named != offset:
+            warnings.append(f"zone comment ({name}) contradicts offset {zone}; offset used")
+    if m.start() > 0 and not m.group(1):
+        warnings.append(f"text before the date ignored: {clean[: m.start()].strip()[:40]!r}")
+    return DateResult(value, tuple(warnings), known)

@@ -1,0 +1,47 @@
+"""Accounts: hashed passwords, case-insensitive addresses, clear errors."""
+
+import os
+import stat
+
+import pytest
+
+from mailboat.accounts import UserError, UserStore
+from mailboat.accounts.passwords import hash_password, verify_password
+
+
+def test_hash_is_scrypt_and_salted():
+    a, b = hash_password("correct horse"), hash_password("correct horse")
+    assert a.startswith("$scrypt$ln=15,r=8,p=1$") and a != b
+    assert verify_password("correct horse", a) and not verify_password("wrong horse", a)
+    assert not verify_password("x", "garbage")
+
+
+def test_store_lifecycle(tmp_path):
+    path = str(tmp_path / "users.db")
+    store = UserStore(path)
+    assert store.add("Alice@Example.COM", "s3cret-pass") == "alice@example.com"
+    assert store.exists("ALICE@example.com.")
+    assert store.check("alice@example.com", "s3cret-pass")
+    assert not store.check("alice@example.com", "nope-nope")
+    with pytest.raises(UserError, match="already exists"):
+        store.add("alice@example.com", "another-pass")
+    store.passwd("alice@example.com", "new-password")
+    assert store.check("alice@example.com", "new-password")
+    raw = open(path, "rb").read()
+    assert b"new-password" not in raw and b"s3cret-pass" not in raw
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    store.delete("alice@example.com")
+    assert not store.exists("alice@example.com")
+    with pytest.raises(UserError, match="no account"):
+        store.delete("alice@example.com")
+
+
+@pytest.mark.parametrize("address", ["alice", "@example.com", "a b@example.com", "x@"])
+def test_bad_addresses(tmp_path, address):
+    with pytest.raises(UserError, match="not a mailbox address"):
+        UserStore(str(tmp_path / "u.db")).add(address, "password1")
+
+
+def test_short_password(tmp_path):
+    with pytest.raises(UserError, match="at least 8"):
+        UserStore(str(tmp_path / "u.db")).add("bob@example.com", "short")

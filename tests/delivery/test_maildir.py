@@ -1,0 +1,129 @@
+"""MaildirTransport against a real Maildir in tmp_path (with injected faults for errors)."""
+
+import asyncio
+import errno
+import os
+import re
+import stat
+
+import pytest
+
+from mailboat.delivery import maildir as maildir_mod
+from mailboat.delivery.maildir import MaildirTransport
+from mailboat.delivery.transport import Transport
+from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.queue.model import RecipientState
+from mailboat.routing.route import Maildir, Mx
+
+MSG = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n.. dots stay\r\n"
+NAME_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)\.([^/:]+),S=(\d+)$")
+
+
+def deliver(transport, route, *rcpts, sender="a@example.org", message=MSG):
+    env = Envelope(sender, tuple(Recipient(r) for r in rcpts))
+    return asyncio.run(transport.deliver(env, message, [Recipient(r) for r in rcpts], route))
+
+
+def files(root):
+    return sorted(os.listdir(os.path.join(root, "new")))
+
+
+def test_delivers_with_trace_headers(tmp_path):
+    root = str(tmp_path / "mail" / "example.com" / "bob")
+    transport = MaildirTransport(hostname="mx.example:1/2")
+    assert isinstance(transport, Transport)
+    [out] = deliver(transport, Maildir(root), "bob@example.com")
+    assert (out.state, out.reply_code, out.reply_text, out.host) == (
+        RecipientState.DELIVERED, 250, "2.0.0 delivered to maildir", "local")
+    assert out.enhanced_status == "2.0.0"
+    for sub in ("tmp", "new", "cur"):
+        assert stat.S_IMODE(os.stat(os.path.join(root, sub)).st_mode) == 0o700
+    assert os.listdir(os.path.join(root, "tmp")) == []
+    [name] = files(root)
+    match = NAME_RE.match(name)
+    assert match and match.group(3) == str(os.getpid()) and match.group(5) == "mx.example\\0721\\0572"
+    data = open(os.path.join(root, "new", name), "rb").read()
+    assert data == b"Return-Path: <a@example.org>\r\nDelivered-To: bob@example.com\r\n" + MSG
+    assert int(match.group(6)) == len(data)
+    assert stat.S_IMODE(os.stat(os.path.join(root, "new", name)).st_mode) == 0o600
+
+
+def test_null_sender_and_several_recipients_one_route(tmp_path):
+    root = str(tmp_path / "shared")
+    outs = deliver(MaildirTransport(), Maildir(root), "a@x.test", "b@x.test", sender="")
+    assert [o.state for o in outs] == [RecipientState.DELIVERED] * 2
+    heads = sorted(open(os.path.join(root, "new", n), "rb").read().split(b"\r\n")[1] for n in files(root))
+    assert heads == [b"Delivered-To: a@x.test", b"Delivered-To: b@x.test"]
+    assert all(open(os.path.join(root, "new", n), "rb").read().startswith(b"Return-Path: <>\r\n")
+               for n in files(root))
+
+
+def test_concurrent_deliveries_share_directory_syncs(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = maildir_mod._fsync
+
+    def counting_fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(maildir_mod, "_fsync", counting_fsync)
+    transport = MaildirTransport()
+    roots = [str(tmp_path / f"box{i % 2}") for i in range(40)]
+    os.makedirs(roots[0])
+
+    async def main():
+        env = Envelope("s@x", (Recipient("r@x"),))
+        return await asyncio.gather(*(transport.deliver(env, MSG, [Recipient("r@x")], Maildir(r)) for r in roots))
+
+    results = asyncio.run(main())
+    assert all(o.state is RecipientState.DELIVERED for [o] in results)
+    assert len(files(roots[0])) == len(files(roots[1])) == 20
+    assert synced.count(False) == 40  # every file is fsync'd
+    # one fsync per new/ per batch (+ parents when the mailboxes are created), far fewer than 40
+    assert transport.dir_syncs <= 2 * transport.batches
+    assert synced.count(True) < 12, synced.count(True)
+
+
+def test_path_is_a_file_fails_permanently(tmp_path):
+    target = tmp_path / "notadir"
+    target.write_text("x")
+    [out] = deliver(MaildirTransport(), Maildir(str(target)), "bob@x.test")
+    assert out.state is RecipientState.FAILED and out.reply_code == 554 and out.enhanced_status == "5.2.0"
+    [out] = deliver(MaildirTransport(), Maildir(str(target / "sub")), "bob@x.test")
+    assert out.state is RecipientState.FAILED
+
+
+def test_disk_full_defers_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    root = str(tmp_path / "box")
+    monkeypatch.setattr(maildir_mod, "_fsync", full)
+    [out] = deliver(MaildirTransport(), Maildir(root), "bob@x.test")
+    assert out.state is RecipientState.DEFERRED and out.reply_code == 451 and out.enhanced_status == "4.3.0"
+    assert "No space left" in out.reply_text
+    assert os.listdir(os.path.join(root, "tmp")) == [] and files(root) == []
+
+
+def test_delivered_to_loop_is_refused(tmp_path):
+    looped = b"Delivered-To: Bob@x.test\r\n" + MSG
+    [out] = deliver(MaildirTransport(), Maildir(str(tmp_path / "b")), "bob@x.test", message=looped)
+    assert out.state is RecipientState.FAILED and out.enhanced_status == "5.4.6"
+    # in the body it is not a header: delivered
+    body_only = MSG + b"Delivered-To: bob@x.test\r\n"
+    [out] = deliver(MaildirTransport(), Maildir(str(tmp_path / "b")), "bob@x.test", message=body_only)
+    assert out.state is RecipientState.DELIVERED
+
+
+def test_wrong_route_kind_is_a_programming_error(tmp_path):
+    with pytest.raises(TypeError):
+        deliver(MaildirTransport(), Mx("example.net"), "bob@example.net")
+
+
+def test_large_message_written_completely(tmp_path):
+    big = b"Subject: big\r\n\r\n" + os.urandom(3 * 1024 * 1024)
+    root = str(tmp_path / "big")
+    [out] = deliver(MaildirTransport(), Maildir(root), "r@x.test", message=big)
+    assert out.state is RecipientState.DELIVERED
+    [name] = files(root)
+    assert open(os.path.join(root, "new", name), "rb").read().endswith(big)

@@ -1,0 +1,277 @@
+"""The inbound path end to end: real `mailboat serve`, real clients (smtplib and raw sockets)."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import time
+
+import pytest
+
+from conftest import start_server
+from ourheaders import our_received, received_headers
+
+MESSAGE = b"From: Sender <sender@example.org>\r\nTo: alice@example.com\r\nSubject: hello\r\n\r\nBody line.\r\n"
+
+
+def insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def smtp(server, kind="smtp") -> smtplib.SMTP:
+    client = smtplib.SMTP("127.0.0.1", server.ports[kind], local_hostname="client.example.org", timeout=10)
+    return client
+
+
+class Raw:
+    """A line-level client for the cases smtplib cannot express."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> bytes:
+        while True:
+            lines = self.buffer.split(b"\r\n")
+            for index, line in enumerate(lines[:-1]):
+                if len(line) >= 4 and line[3:4] == b" ":
+                    reply = b"\r\n".join(lines[: index + 1])
+                    self.buffer = b"\r\n".join(lines[index + 1:])
+                    return reply
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; buffer={self.buffer!r}")
+            self.buffer += chunk
+
+    def command(self, line: bytes) -> bytes:
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_plain_smtplib_message_arrives_once_with_one_received(server):
+    with smtp(server) as client:
+        client.ehlo()
+        client.mail("sender@example.org")
+        client.rcpt("alice@example.com")
+        code, text = client.data(MESSAGE)
+    assert code == 250 and text.startswith(b"2.0.0 Ok: queued as ")
+    queue_id = text.rsplit(b" ", 1)[1].decode()
+    [delivered] = server.wait_messages("alice@example.com", 1)
+    assert delivered.startswith(b"Return-Path: <sender@example.org>\r\nDelivered-To: alice@example.com\r\n")
+    assert len(received_headers(delivered)) == 1
+    assert delivered.endswith(MESSAGE)
+    hop = our_received(delivered)
+    assert hop == {**hop, "helo": "client.example.org", "rdns": "localhost", "ip": "127.0.0.1",
+                   "by": "mx.test.example", "proto": "ESMTP", "id": queue_id, "tlsver": None,
+                   "for": "alice@example.com"}
+    time.sleep(0.3)
+    assert len(server.messages("alice@example.com")) == 1
+
+
+def test_starttls_records_version_and_cipher(server):
+    with smtp(server) as client:
+        client.starttls(context=insecure())
+        client.sendmail("sender@example.org", ["bob@example.com"], MESSAGE)
+    [delivered] = server.wait_messages("bob@example.com", 1)
+    hop = our_received(delivered)
+    assert hop["proto"] == "ESMTPS"
+    assert hop["tlsver"] in ("TLSv1.2", "TLSv1.3") and hop["cipher"]
+
+
+def test_smtputf8_with_type(server):
+    message = "From: Jürgen <jürgen@exämple.org>\r\nSubject: grüße\r\n\r\nü\r\n".encode()
+    with smtp(server) as client:
+        client.starttls(context=insecure())
+        client.ehlo()
+        assert client.has_extn("smtputf8")
+        client.sendmail("jürgen@exämple.org", ["alice@example.com"], message, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    [delivered] = server.wait_messages("alice@example.com", 1)
+    assert our_received(delivered)["proto"] == "UTF8SMTPS"
+    assert "Return-Path: <jürgen@exämple.org>".encode() in delivered
+    assert delivered.endswith(message)
+
+
+def test_bdat_chunks(server):
+    raw = Raw(server.ports["smtp"])
+    try:
+        assert raw.reply().startswith(b"220 ")
+        assert b"CHUNKING" in raw.command(b"EHLO client.example.org")
+        assert raw.command(b"MAIL FROM:<sender@example.org>").startswith(b"250 ")
+        assert raw.command(b"RCPT TO:<alice@example.com>").startswith(b"250 ")
+        first, second = MESSAGE[:30], MESSAGE[30:]
+        raw.send(b"BDAT %d\r\n" % len(first) + first)
+        assert raw.reply().startswith(b"250 ")
+        raw.send(b"BDAT %d LAST\r\n" % len(second) + second)
+        assert raw.reply().startswith(b"250 2.0.0 Ok: queued as ")
+        assert raw.command(b"QUIT").startswith(b"221 ")
+    finally:
+        raw.close()
+    [delivered] = server.wait_messages("alice@example.com", 1)
+    assert delivered.endswith(MESSAGE)
+
+
+def test_alias_with_two_recipients_has_no_for_clause(server):
+    with smtp(server) as client:
+        client.sendmail("sender@example.org", ["sales@example.com"], MESSAGE)
+    for user in ("alice@example.com", "bob@example.com"):
+        [delivered] = server.wait_messages(user, 1)
+        assert our_received(delivered)["for"] == "sales@example.com"  # one envelope recipient
+    with smtp(server) as client:
+        client.sendmail("sender@example.org", ["alice@example.com", "bob@example.com"], MESSAGE)
+    delivered = server.wait_messages("bob@example.com", 2)[-1]
+    assert our_received(delivered)["for"] is None
+
+
+@pytest.mark.parametrize("rcpt, code, status", [
+    ("victim@example.net", 554, b"5.7.1"),
+    ("nobody@example.com", 550, b"5.1.1"),
+    ("user%example.net@example.com", 550, b"5.7.1"),
+    ("@example.com:victim@example.net", 554, b"5.7.1"),
+    ("user@[192.0.2.1]", 554, b"5.7.1"),
+])
+def test_refused_recipients(server, rcpt, code, status):
+    with smtp(server) as client:
+        client.ehlo()
+        client.mail("sender@example.org")
+        got_code, text = client.rcpt(rcpt)
+    assert (got_code, text[:5]) == (code, status)
+
+
+def test_hop_limit(server):
+    looped = b"".join(b"Received: from a by b; Mon, 23 Nov 2026 22:40:22 +0000\r\n" for _ in range(51)) + MESSAGE
+    with smtp(server) as client:
+        client.ehlo()
+        client.mail("sender@example.org")
+        client.rcpt("alice@example.com")
+        code, text = client.data(looped)
+    assert (code, text[:5]) == (554, b"5.4.6")
+    with smtp(server) as client:  # 50 is fine
+        client.sendmail("sender@example.org", ["alice@example.com"], looped.split(b"\r\n", 1)[1])
+    server.wait_messages("alice@example.com", 1)
+
+
+def test_submission_requires_tls_then_auth(server):
+    with smtp(server, "submission") as client:
+        client.ehlo()
+        assert client.has_extn("starttls")
+        code, text = client.mail("alice@example.com")
+        assert (code, text[:5]) == (530, b"5.7.0")
+        client.rset()
+        client.starttls(context=insecure())
+        client.ehlo()
+        code, text = client.mail("alice@example.com")
+        assert (code, text) == (530, b"5.7.0 Authentication required")
+
+
+def test_submissions_is_implicit_tls(server):
+    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], context=insecure(), timeout=10) as client:
+        code, _ = client.ehlo("client.example.org")
+        assert code == 250 and not client.has_extn("starttls")
+        assert client.sock.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_lmtp_one_reply_per_recipient(server):
+    raw = Raw(server.ports["lmtp"])
+    try:
+        raw.reply()
+        assert raw.command(b"LHLO client.example.org").startswith(b"250")
+        raw.command(b"MAIL FROM:<sender@example.org>")
+        assert raw.command(b"RCPT TO:<alice@example.com>").startswith(b"250 ")
+        assert raw.command(b"RCPT TO:<nobody@example.com>").startswith(b"550 5.1.1")
+        assert raw.command(b"RCPT TO:<bob@example.com>").startswith(b"250 ")
+        assert raw.command(b"DATA").startswith(b"354 ")
+        raw.send(MESSAGE + b".\r\n")
+        assert raw.reply().startswith(b"250 2.0.0")
+        assert raw.reply().startswith(b"250 2.0.0")
+        assert raw.command(b"QUIT").startswith(b"221")
+    finally:
+        raw.close()
+    assert our_received(server.wait_messages("alice@example.com", 1)[0])["proto"] == "LMTP"
+
+
+def test_starttls_injection_is_discarded(server):
+    raw = Raw(server.ports["smtp"])
+    raw.reply()
+    raw.command(b"EHLO client.example.org")
+    raw.send(b"STARTTLS\r\nMAIL FROM:<injected@example.org>\r\n")
+    assert raw.reply().startswith(b"220 ")
+    tls = insecure().wrap_socket(raw.sock, server_hostname="mx.test.example")
+    raw.sock, raw.buffer = tls, b""
+    assert raw.command(b"EHLO client.example.org").startswith(b"250")
+    # Had the injected MAIL run, this would be "503 nested MAIL" or RCPT would be accepted.
+    assert raw.command(b"RCPT TO:<alice@example.com>").startswith(b"503 5.5.1")
+    assert raw.command(b"MAIL FROM:<real@example.org>").startswith(b"250 ")
+    raw.close()
+
+
+def test_disconnect_mid_data_leaves_nothing(server):
+    raw = Raw(server.ports["smtp"])
+    raw.reply()
+    raw.command(b"EHLO client.example.org")
+    raw.command(b"MAIL FROM:<sender@example.org>")
+    raw.command(b"RCPT TO:<alice@example.com>")
+    raw.command(b"DATA")
+    raw.send(MESSAGE)  # no final dot
+    raw.close()
+    raw = Raw(server.ports["smtp"])
+    raw.reply()
+    raw.command(b"EHLO client.example.org")
+    raw.command(b"MAIL FROM:<sender@example.org>")
+    raw.command(b"RCPT TO:<alice@example.com>")
+    raw.send(b"BDAT 1000 LAST\r\n" + MESSAGE)  # fewer octets than announced
+    raw.close()
+    with smtp(server) as client:  # the server still serves, and only this message arrives
+        client.sendmail("sender@example.org", ["bob@example.com"], MESSAGE)
+    server.wait_messages("bob@example.com", 1)
+    time.sleep(0.5)
+    assert server.messages("alice@example.com") == []
+    listing = server.cli("queue", "list")
+    assert listing.returncode in (0, 2)  # `queue` arrives with issue 3; nothing may be queued either way
+
+
+@pytest.mark.parametrize("ending", [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n\x00.\r\n", b"\r.\r"])
+def test_smuggling_never_yields_a_second_message(server, ending):
+    raw = Raw(server.ports["smtp"])
+    raw.reply()
+    raw.command(b"EHLO client.example.org")
+    raw.command(b"MAIL FROM:<sender@example.org>")
+    raw.command(b"RCPT TO:<alice@example.com>")
+    raw.command(b"DATA")
+    raw.send(b"Subject: first\r\n\r\nbody" + ending + b"MAIL FROM:<smuggled@example.org>\r\n"
+             b"RCPT TO:<bob@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n")
+    reply = raw.reply()
+    assert reply.startswith(b"550 5.5.2") or reply.startswith(b"550 5.6.0"), reply
+    assert raw.command(b"NOOP").startswith(b"250")  # still in sync: nothing left over as commands
+    raw.close()
+    time.sleep(0.5)
+    assert server.messages("bob@example.com") == [] and server.messages("alice@example.com") == []
+
+
+def test_size_limits(tmp_path):
+    server = start_server(tmp_path, extra="[limits]\nmessage_size = 100000\n")
+    try:
+        with smtp(server) as client:
+            client.ehlo()
+            assert client.esmtp_features["size"] == "100000"
+            code, text = client.mail("sender@example.org", ["SIZE=200000"])
+            assert (code, text[:5]) == (552, b"5.3.4")
+            client.rset()
+            client.mail("sender@example.org")
+            client.rcpt("alice@example.com")
+            code, text = client.data(MESSAGE + b"x" * 150_000 + b"\r\n")
+            assert (code, text[:5]) == (552, b"5.3.4")
+            code, _ = client.noop()
+            assert code == 250
+    finally:
+        server.stop()
+    assert server.messages("alice@example.com") == []

@@ -1,0 +1,251 @@
+"""QueueRunner with the memory store, a real Maildir in tmp_path and a fake clock."""
+
+import asyncio
+import logging
+import os
+import re
+
+import pytest
+
+from mailboat.delivery.maildir import MaildirTransport
+from mailboat.delivery.transport import outcome
+from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.mail.ids import new_queue_id
+from mailboat.queue.memory import MemoryQueueStore
+from mailboat.queue.model import RecipientState
+from mailboat.queue.runner import QueueRunner
+from mailboat.routing.route import Discard, Maildir, Mx, Refuse
+
+T0 = 1_700_000_000.0
+LOG_RE = re.compile(r"^(?P<qid>[0-9A-Za-z]{14}): to=<(?P<to>[^>]*)>, (?:orig_to=<(?P<orig>[^>]*)>, )?"
+                    r"relay=(?P<relay>\S+), delay=(?P<delay>[\d.]+), delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, "
+                    r"dsn=(?P<dsn>\d\.\d+\.\d+), status=(?P<status>\w+) \((?P<text>.*)\)$")
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+class Router:
+    """Local domain x.test into tmp_path/<local>; aliases; per-address special routes."""
+
+    def __init__(self, root, aliases=None, special=None):
+        self.root, self.aliases, self.special = root, aliases or {}, special or {}
+
+    def expand(self, address):
+        return self.aliases.get(address, [address])
+
+    def route(self, address):
+        if address in self.special:
+            return self.special[address]
+        local, domain = address.split("@")
+        return Maildir(os.path.join(self.root, local)) if domain == "x.test" else Mx(domain)
+
+
+def maildir_count(root, local):
+    new = os.path.join(root, local, "new")
+    return len(os.listdir(new)) if os.path.isdir(new) else 0
+
+
+@pytest.fixture
+def env(tmp_path):
+    clock = Clock()
+    store = MemoryQueueStore(clock=clock)
+    router = Router(str(tmp_path))
+    hooked = []
+
+    async def hook(item, failures):
+        hooked.append((item.queue_id, [(o.recipient, o.reply_code) for o in failures]))
+
+    runner = QueueRunner(store, router, {"maildir": MaildirTransport(clock=clock)}, clock=clock,
+                         on_final_failure=hook)
+    return clock, store, router, runner, hooked, str(tmp_path)
+
+
+async def enqueue(store, *rcpts, sender="s@y.test", body=b"Subject: t\r\n\r\nhello\r\n"):
+    qid = new_queue_id()
+    await store.enqueue(qid, Envelope(sender, tuple(Recipient(r) for r in rcpts)), body)
+    return qid
+
+
+def lines(caplog):
+    return [LOG_RE.match(r.getMessage()) for r in caplog.records if ": to=<" in r.getMessage()]
+
+
+def test_local_delivery_logs_and_finishes(env, caplog):
+    clock, store, router, runner, hooked, root = env
+    caplog.set_level(logging.INFO, logger="mailboat.queue")
+
+    async def main():
+        ids = [await enqueue(store, "bob@x.test", "carol@x.test") for _ in range(3)]
+        clock.now += 0.25
+        assert await runner.run_once() == 3
+        assert await store.list() == []
+        return ids
+
+    ids = asyncio.run(main())
+    assert maildir_count(root, "bob") == maildir_count(root, "carol") == 3
+    found = lines(caplog)
+    assert all(found) and len(found) == 6
+    assert {(m["to"], m["relay"], m["dsn"], m["status"], m["text"]) for m in found} == {
+        ("bob@x.test", "local", "2.0.0", "sent", "delivered to maildir"),
+        ("carol@x.test", "local", "2.0.0", "sent", "delivered to maildir")}
+    assert found[0]["delay"] == "0.25"
+    assert sum(r.getMessage() == f"{ids[0]}: removed" for r in caplog.records) == 1
+    kinds = [e.kind for e in asyncio.run(store.events(ids[0]))]
+    assert kinds == ["queued", "delivery", "delivery", "finished"]
+
+
+def test_aliases_expand_once_and_dedupe(env, caplog):
+    clock, store, router, runner, hooked, root = env
+    caplog.set_level(logging.INFO, logger="mailboat.queue")
+    router.aliases = {"team@x.test": ["u1@x.test", "u2@x.test"]}
+
+    async def main():
+        qid = await enqueue(store, "team@x.test", "u1@x.test")
+        await runner.run_once()
+        return qid
+
+    asyncio.run(main())
+    assert maildir_count(root, "u1") == 1 and maildir_count(root, "u2") == 1
+    assert {(m["to"], m["orig"]) for m in lines(caplog)} == {
+        ("u1@x.test", "team@x.test"), ("u2@x.test", "team@x.test"), ("u1@x.test", None)}
+
+
+def test_remote_is_deferred_and_retried_on_schedule(env, caplog):
+    clock, store, router, runner, hooked, root = env
+    caplog.set_level(logging.INFO, logger="mailboat.queue")
+
+    async def main():
+        qid = await enqueue(store, "bob@x.test", "far@remote.test")
+        await runner.run_once()
+        item = await store.get(qid)
+        assert [r.state.value for r in item.recipients] == ["delivered", "deferred"]
+        assert item.next_attempt == T0 + 60 and item.attempts == 1
+        clock.now = T0 + 59
+        assert await runner.run_once() == 0
+        clock.now = T0 + 60
+        assert await runner.run_once() == 1
+        item = await store.get(qid)
+        assert item.attempts == 2 and item.next_attempt == T0 + 60 + 300
+        assert [a.reply_text for a in item.recipients[1].attempts] == ["4.4.0 remote delivery not available yet"] * 2
+
+    asyncio.run(main())
+    assert maildir_count(root, "bob") == 1  # the delivered recipient is not delivered again
+    deferred = [m for m in lines(caplog) if m["status"] == "deferred"]
+    assert len(deferred) == 2 and deferred[0]["relay"] == "none" and deferred[0]["dsn"] == "4.4.0"
+
+
+class Flaky:
+    """Defers chosen recipients on their first attempt, then delegates to a real transport."""
+
+    def __init__(self, inner, flaky):
+        self.inner, self.flaky, self.calls = inner, set(flaky), []
+
+    async def deliver(self, envelope, message, recipients, route):
+        self.calls.append([r.address for r in recipients])
+        first = [r for r in recipients if r.address in self.flaky]
+        self.flaky -= {r.address for r in first}
+        rest = [r for r in recipients if r not in first]
+        outs = [outcome(r.address, 452, "4.2.2 mailbox full", "local", 0.0) for r in first]
+        return outs + (await self.inner.deliver(envelope, message, rest, route) if rest else [])
+
+
+def test_partial_failure_retries_only_the_deferred(env):
+    clock, store, router, runner, hooked, root = env
+    flaky = Flaky(runner.transports["maildir"], {"b@x.test"})
+    runner.transports["maildir"] = flaky
+
+    async def main():
+        qid = await enqueue(store, "a@x.test", "b@x.test")
+        await runner.run_once()
+        clock.now += 60
+        await runner.run_once()
+        assert await store.get(qid) is None
+
+    asyncio.run(main())
+    assert maildir_count(root, "a") == 1 and maildir_count(root, "b") == 1
+    assert sorted(sum(flaky.calls, [])) == ["a@x.test", "b@x.test", "b@x.test"]
+
+
+def test_refused_discarded_and_expired(env, caplog):
+    clock, store, router, runner, hooked, root = env
+    caplog.set_level(logging.INFO, logger="mailboat.queue")
+    router.special = {"no@x.test": Refuse(550, "5.1.1", "no such user"), "dev@x.test": Discard()}
+
+    async def main():
+        q1 = await enqueue(store, "no@x.test", "dev@x.test")
+        q2 = await enqueue(store, "far@remote.test")
+        await runner.run_once()
+        assert await store.get(q1) is None
+        clock.now = T0 + 5 * 86400  # max_lifetime reached at the next attempt
+        await runner.run_once()
+        assert await store.get(q2) is None
+        return q1, q2
+
+    q1, q2 = asyncio.run(main())
+    assert hooked == [(q1, [("no@x.test", 550)]), (q2, [("far@remote.test", 451)])]
+    status = {(m["to"], m["status"]) for m in lines(caplog)}
+    assert {("no@x.test", "bounced"), ("dev@x.test", "sent"), ("far@remote.test", "expired")} <= status
+
+
+def test_hook_failure_keeps_the_failure_open(env):
+    clock, store, router, runner, hooked, root = env
+    router.special = {"no@x.test": Refuse(550, "5.1.1", "no such user")}
+
+    async def broken(item, failures):
+        raise RuntimeError("cannot queue the bounce")
+
+    runner.on_final_failure = broken
+
+    async def main():
+        qid = await enqueue(store, "no@x.test")
+        await runner.run_once()
+        item = await store.get(qid)
+        assert item.recipients[0].state is RecipientState.DEFERRED and item.next_attempt == T0 + 60
+
+    asyncio.run(main())
+
+
+def test_transport_exception_is_contained(env):
+    clock, store, router, runner, hooked, root = env
+
+    class Broken:
+        async def deliver(self, *args):
+            raise RuntimeError("bug")
+
+    runner.transports["maildir"] = Broken()
+
+    async def main():
+        qid = await enqueue(store, "a@x.test")
+        await runner.run_once()
+        item = await store.get(qid)
+        assert item.recipients[0].state is RecipientState.DEFERRED
+        assert item.recipients[0].last_attempt.reply_text == "4.3.0 internal delivery error"
+
+    asyncio.run(main())
+
+
+def test_background_runner_wakes_on_enqueue(tmp_path):
+    store = MemoryQueueStore()
+    runner = QueueRunner(store, Router(str(tmp_path)), {"maildir": MaildirTransport()}, poll_interval=3600)
+
+    async def main():
+        runner.start()
+        await asyncio.sleep(0.05)  # it is now asleep for an hour unless woken
+        for _ in range(5):
+            await enqueue(store, "bob@x.test")
+            runner.wake()
+        for _ in range(200):
+            if not await store.list():
+                break
+            await asyncio.sleep(0.01)
+        await runner.stop()
+        assert await store.list() == []
+
+    asyncio.run(main())
+    assert maildir_count(str(tmp_path), "bob") == 5

@@ -1,0 +1,169 @@
+"""SQLite backend specifics: durability settings, disk full, corrupt records, schema, restart."""
+
+import asyncio
+import logging
+import os
+import sqlite3
+
+import pytest
+
+from mailboat.delivery.maildir import MaildirTransport
+from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.mail.ids import new_queue_id
+from mailboat.queue.runner import QueueRunner
+from mailboat.queue.sqlite import SCHEMA_VERSION, SqliteQueueStore
+from mailboat.queue.store import QueueError, QueueFullError
+from mailboat.routing.route import Maildir
+
+ENV = Envelope("s@y.test", (Recipient("bob@x.test"),))
+
+
+def test_durability_pragmas(tmp_path):
+    path = str(tmp_path / "q.sqlite")
+
+    async def main():
+        store = SqliteQueueStore(path)
+        conn = store._conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: the WAL is fsync'd per commit
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        await store.close()
+        await store.close()  # idempotent
+        with pytest.raises(QueueError):
+            await store.enqueue(new_queue_id(), ENV, b"x")
+
+    asyncio.run(main())
+
+
+def test_disk_full_fails_only_the_big_message(tmp_path):
+    path = str(tmp_path / "q.sqlite")
+
+    async def main():
+        store = SqliteQueueStore(path)
+        await store.enqueue(new_queue_id(), ENV, b"warm-up")
+        # SQLITE_FULL without filling the real disk: cap the database at its size + ~400 KB.
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages + 100}")
+        small = [new_queue_id() for _ in range(10)]
+        big = new_queue_id()
+        results = await asyncio.gather(
+            *(store.enqueue(q, ENV, b"x" * 1000) for q in small),
+            store.enqueue(big, ENV, b"y" * 2_000_000), return_exceptions=True)
+        assert results[:10] == [None] * 10
+        assert isinstance(results[10], QueueFullError)
+        assert await store.get(big) is None and await store.events(big) == []
+        with pytest.raises(KeyError):
+            await store.load_message(big)
+        assert len(await store.list()) == 11
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_corrupt_record_is_set_aside(tmp_path, caplog):
+    path = str(tmp_path / "q.sqlite")
+    good, bad = new_queue_id(), new_queue_id()
+
+    async def fill():
+        store = SqliteQueueStore(path)
+        await store.enqueue(bad, ENV, b"1")
+        await store.enqueue(good, ENV, b"2")
+        await store.close()
+
+    asyncio.run(fill())
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE message SET envelope = x'00ff' WHERE queue_id = ?", (bad,))
+    conn.commit()
+    conn.close()
+
+    async def check():
+        store = SqliteQueueStore(path)
+        claimed = await store.claim_due(1e12, 10)
+        assert [i.queue_id for i in claimed] == [good]
+        assert [i.queue_id for i in await store.list()] == [good]
+        assert await store.get(bad) is None
+        assert [e.kind for e in await store.events(bad)] == ["queued", "corrupt"]
+        await store.close()
+
+    caplog.set_level(logging.WARNING, logger="mailboat.queue")
+    asyncio.run(check())
+    assert any(f"{bad}: corrupt queue record set aside" in r.getMessage() for r in caplog.records)
+    status = sqlite3.connect(path).execute("SELECT status FROM message WHERE queue_id = ?", (bad,)).fetchone()
+    assert status == ("corrupt",)  # kept for the operator, never delivered
+
+
+def test_newer_schema_refuses_to_open(tmp_path):
+    path = str(tmp_path / "q.sqlite")
+    asyncio.run(SqliteQueueStore(path).close())
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(QueueError, match="newer"):
+        SqliteQueueStore(path)
+
+
+def test_unopenable_file_is_a_queue_error(tmp_path):
+    (tmp_path / "junk").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(QueueError, match="cannot open"):
+        SqliteQueueStore(str(tmp_path / "junk"))
+    with pytest.raises(QueueError, match="cannot open"):
+        SqliteQueueStore(str(tmp_path / "no" / "such" / "dir" / "q.sqlite"))
+
+
+def test_cancelled_waiter_does_not_undo_the_write(tmp_path):
+    path = str(tmp_path / "q.sqlite")
+
+    async def main():
+        store = SqliteQueueStore(path)
+        qid = new_queue_id()
+        task = asyncio.ensure_future(store.enqueue(qid, ENV, b"m"))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()  # drains the writer
+        store = SqliteQueueStore(path)
+        # The write was already queued: it may have committed (then it is whole) or not at all.
+        item = await store.get(qid)
+        assert item is None or await store.load_message(qid) == b"m"
+        await store.close()
+
+    asyncio.run(main())
+
+
+class Router:
+    def __init__(self, root):
+        self.root = root
+
+    def expand(self, address):
+        return [address]
+
+    def route(self, address):
+        return Maildir(os.path.join(self.root, address.split("@")[0]))
+
+
+def test_restart_delivers_each_message_exactly_once(tmp_path):
+    path, mail = str(tmp_path / "q.sqlite"), str(tmp_path / "mail")
+
+    async def accept():
+        store = SqliteQueueStore(path)
+        await asyncio.gather(*(store.enqueue(new_queue_id(), Envelope("s@y.test", (Recipient("bob@x.test"),)),
+                                             b"Message-ID: <%d@test>\r\n\r\nbody\r\n" % i) for i in range(200)))
+        # A runner claimed 50 and "crashed" before recording anything: leases are left behind.
+        assert len(await store.claim_due(store._clock(), 50)) == 50
+        await store.close()
+
+    async def restart():
+        store = SqliteQueueStore(path, release_leases=True)
+        assert len(await store.list()) == 200
+        runner = QueueRunner(store, Router(mail), {"maildir": MaildirTransport()}, batch_size=64)
+        while await runner.run_once():
+            pass
+        assert await store.list() == []
+        await store.close()
+
+    asyncio.run(accept())
+    asyncio.run(restart())
+    new = os.path.join(mail, "bob", "new")
+    ids = sorted(open(os.path.join(new, n), "rb").read().split(b"Message-ID: ")[1].split(b"\r\n")[0]
+                 for n in os.listdir(new))
+    assert ids == sorted(b"<%d@test>" % i for i in range(200))

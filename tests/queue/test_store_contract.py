@@ -1,0 +1,252 @@
+"""One QueueStore contract, run against every backend (memory, sqlite; postgres joins later).
+
+Each backend param is a factory: calling it again with the same tmp_path reopens the same queue
+(for persistent backends), which is how restart is tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.mail.ids import new_queue_id
+from mailboat.queue.memory import MemoryQueueStore
+from mailboat.queue.model import RecipientOutcome, RecipientState
+from mailboat.queue.sqlite import SqliteQueueStore
+from mailboat.queue.store import DuplicateQueueIdError, QueueStore
+
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def backend(request, tmp_path):
+    """(factory, persistent, clock): factory() opens the backend's queue (reopens for sqlite)."""
+    clock = Clock()
+    if request.param == "memory":
+        store = MemoryQueueStore(clock=clock, lease=60)
+        return (lambda: store), False, clock
+    path = str(tmp_path / "queue.sqlite")
+    return (lambda: SqliteQueueStore(path, clock=clock, lease=60)), True, clock
+
+
+def run(factory: Callable[[], QueueStore], body) -> None:
+    async def main():
+        store = factory()
+        try:
+            await body(store)
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def envelope(*rcpts: str, sender: str = "alice@example.org") -> Envelope:
+    return Envelope(sender, tuple(Recipient(r) for r in rcpts), ret="HDRS", envid="E1",
+                    body="8BITMIME", client_ip="192.0.2.7", client_helo="client.example", protocol="ESMTPS")
+
+
+def outcome(rcpt: str, state: RecipientState, at: float, original: str | None = None) -> RecipientOutcome:
+    code = {"delivered": 250, "deferred": 451, "failed": 550}[state.value]
+    return RecipientOutcome(rcpt, state, code, f"{code // 100}.0.0 test", "local", at, original)
+
+
+def test_enqueue_round_trip(backend):
+    factory, _, clock = backend
+    env = Envelope("", (Recipient("bøb@exämple.net", "rfc822;bob@example.net", ("SUCCESS", "FAILURE")),
+                        Recipient("carol@example.net")), smtputf8=True, auth_user="alice")
+    msg = b"Subject: hi\r\n\r\n" + bytes(range(256)) * 10
+
+    async def body(store):
+        qid = new_queue_id()
+        await store.enqueue(qid, env, msg)
+        item = await store.get(qid)
+        assert item.envelope == env and item.size == len(msg) and item.arrival == T0
+        assert [r.state for r in item.recipients] == [RecipientState.PENDING] * 2
+        assert item.attempts == 0 and not item.held
+        assert await store.load_message(qid) == msg
+        assert [i.queue_id for i in await store.list()] == [qid]
+        assert [e.kind for e in await store.events(qid)] == ["queued"]
+        assert await store.get("nosuchid000000") is None
+        with pytest.raises(KeyError):
+            await store.load_message("nosuchid000000")
+    run(factory, body)
+
+
+def test_duplicate_id_leaves_original(backend):
+    factory, _, _ = backend
+
+    async def body(store):
+        qid = new_queue_id()
+        await store.enqueue(qid, envelope("a@x.test"), b"first")
+        with pytest.raises(DuplicateQueueIdError):
+            await store.enqueue(qid, envelope("b@x.test"), b"second")
+        assert await store.load_message(qid) == b"first"
+        assert (await store.get(qid)).envelope.recipients[0].address == "a@x.test"
+    run(factory, body)
+
+
+def test_concurrent_enqueues_share_commits(backend):
+    factory, _, _ = backend
+
+    async def body(store):
+        before = store.stats.commits
+        ids = [new_queue_id() for _ in range(50)]
+        await asyncio.gather(*(store.enqueue(q, envelope("a@x.test"), b"x" * 1000) for q in ids))
+        commits = store.stats.commits - before
+        assert commits <= 10, f"50 concurrent enqueues took {commits} commits"
+        assert store.stats.largest_batch >= 5
+        assert len(await store.list()) == 50
+    run(factory, body)
+
+
+def test_restart_keeps_everything(backend):
+    factory, persistent, _ = backend
+    if not persistent:
+        pytest.skip("memory store does not persist")
+    ids = [new_queue_id() for _ in range(30)]
+
+    async def fill(store):
+        await asyncio.gather(*(store.enqueue(q, envelope("a@x.test", "b@x.test"), q.encode() * 100) for q in ids))
+        await store.record_outcomes(ids[0], [outcome("a@x.test", RecipientState.DELIVERED, T0 + 1)], T0 + 60)
+        await store.hold(ids[1], T0 + 2)
+
+    async def check(store):
+        items = {i.queue_id: i for i in await store.list()}
+        assert set(items) == set(ids)
+        for q in ids:
+            assert await store.load_message(q) == q.encode() * 100
+        assert [r.state for r in items[ids[0]].recipients] == [RecipientState.DELIVERED, RecipientState.PENDING]
+        assert items[ids[0]].next_attempt == T0 + 60 and items[ids[1]].held
+    run(factory, fill)
+    run(factory, check)
+
+
+def test_claim_lease(backend):
+    factory, _, _ = backend
+
+    async def body(store):
+        a, b = new_queue_id(), new_queue_id()
+        await store.enqueue(a, envelope("a@x.test"), b"1")
+        await store.enqueue(b, envelope("b@x.test"), b"2")
+        first = await store.claim_due(T0, 10)
+        assert [i.queue_id for i in first] == [a, b]
+        assert await store.claim_due(T0 + 1, 10) == []  # leased: never handed out twice
+        both = await asyncio.gather(store.claim_due(T0 + 61, 1), store.claim_due(T0 + 61, 1))
+        claimed = [i.queue_id for batch in both for i in batch]
+        assert sorted(claimed) == sorted([a, b])  # lease expired: claimable again, once each
+    run(factory, body)
+
+
+def test_claim_respects_schedule_and_hold(backend):
+    factory, _, _ = backend
+
+    async def body(store):
+        a, b = new_queue_id(), new_queue_id()
+        await store.enqueue(a, envelope("a@x.test"), b"1")
+        await store.enqueue(b, envelope("b@x.test"), b"2")
+        assert await store.hold(b, T0)
+        [item] = await store.claim_due(T0, 10)
+        await store.record_outcomes(a, [outcome("a@x.test", RecipientState.DEFERRED, T0 + 1)], T0 + 300)
+        assert await store.claim_due(T0 + 299, 10) == []
+        assert await store.retry_now(a, T0 + 10)
+        assert [i.queue_id for i in await store.claim_due(T0 + 10, 10)] == [a]
+        assert await store.release(b, T0 + 20)
+        assert [i.queue_id for i in await store.claim_due(T0 + 20, 10)] == [b]
+        assert not await store.retry_now("nosuchid000000", T0)
+        assert not await store.hold("nosuchid000000", T0)
+    run(factory, body)
+
+
+def test_outcomes_history_and_finish(backend):
+    factory, _, _ = backend
+
+    async def body(store):
+        qid = new_queue_id()
+        await store.enqueue(qid, envelope("a@x.test", "b@x.test", "c@x.test"), b"msg")
+        await store.claim_due(T0, 10)
+        await store.record_outcomes(qid, [
+            outcome("a@x.test", RecipientState.DELIVERED, T0 + 1),
+            outcome("b@x.test", RecipientState.DEFERRED, T0 + 1),
+            outcome("c@x.test", RecipientState.FAILED, T0 + 1),
+        ], T0 + 60)
+        item = await store.get(qid)
+        assert [r.state.value for r in item.recipients] == ["delivered", "deferred", "failed"]
+        assert [r.address for r in item.open_recipients] == ["b@x.test"]
+        assert item.attempts == 1 and item.next_attempt == T0 + 60
+        attempt = item.recipients[1].last_attempt
+        assert (attempt.at, attempt.host, attempt.reply_code, attempt.reply_text) == (
+            T0 + 1, "local", 451, "4.0.0 test")
+        assert [i.queue_id for i in await store.claim_due(T0 + 60, 10)] == [qid]
+        await store.record_outcomes(qid, [outcome("b@x.test", RecipientState.DELIVERED, T0 + 61)], None)
+        assert await store.get(qid) is None and await store.list() == []
+        with pytest.raises(KeyError):
+            await store.load_message(qid)
+        events = await store.events(qid)
+        assert [e.kind for e in events] == ["queued", "finished"]
+        final = {r["to"]: (r["state"], r["reply"]) for r in events[-1].detail["recipients"]}
+        assert final == {"a@x.test": ("delivered", "250 2.0.0 test"), "b@x.test": ("delivered", "250 2.0.0 test"),
+                         "c@x.test": ("failed", "550 5.0.0 test")}
+        assert events[-1].detail["attempts"] == 2
+    run(factory, body)
+
+
+def test_alias_expansion_rows(backend):
+    factory, _, _ = backend
+
+    async def body(store):
+        qid = new_queue_id()
+        env = Envelope("s@x.test", (Recipient("list@x.test", "rfc822;list@x.test", ("FAILURE",)),))
+        await store.enqueue(qid, env, b"msg")
+        await store.record_outcomes(qid, [
+            outcome("u1@x.test", RecipientState.DELIVERED, T0 + 1, original="list@x.test"),
+            outcome("u2@x.test", RecipientState.DEFERRED, T0 + 1, original="list@x.test"),
+        ], T0 + 60)
+        item = await store.get(qid)
+        rows = {(r.address, r.original): r for r in item.recipients}
+        assert rows[("list@x.test", None)].state is RecipientState.EXPANDED
+        u2 = rows[("u2@x.test", "list@x.test")]
+        assert u2.state is RecipientState.DEFERRED
+        assert (u2.recipient.orcpt, u2.recipient.notify) == ("rfc822;list@x.test", ("FAILURE",))
+        assert [r.address for r in item.open_recipients] == ["u2@x.test"]
+    run(factory, body)
+
+
+def test_delete_and_events(backend):
+    factory, _, _ = backend
+
+    async def body(store):
+        qid = new_queue_id()
+        await store.record_event(qid, T0 - 1, "connect", {"client_ip": "192.0.2.7"})
+        await store.enqueue(qid, envelope("a@x.test"), b"msg")
+        await store.record_event(qid, T0 + 5, "delivery", {"to": "a@x.test", "status": "deferred"})
+        assert await store.delete(qid, T0 + 9)
+        assert not await store.delete(qid, T0 + 9)
+        assert await store.get(qid) is None and await store.claim_due(T0 + 100, 10) == []
+        events = await store.events(qid)
+        assert [e.kind for e in events] == ["connect", "queued", "delivery", "deleted"]
+        assert events[0].detail == {"client_ip": "192.0.2.7"}
+        assert events[1].detail["client_ip"] == "192.0.2.7" and events[1].detail["protocol"] == "ESMTPS"
+    run(factory, body)
+
+
+def test_outcomes_for_deleted_message_are_ignored(backend):
+    factory, _, _ = backend
+
+    async def body(store):
+        qid = new_queue_id()
+        await store.enqueue(qid, envelope("a@x.test"), b"msg")
+        await store.claim_due(T0, 10)
+        await store.delete(qid, T0 + 1)
+        await store.record_outcomes(qid, [outcome("a@x.test", RecipientState.DELIVERED, T0 + 2)], None)
+        assert await store.get(qid) is None
+    run(factory, body)
