@@ -74,16 +74,15 @@ class Server:
     store: SqliteQueueStore | None = None
     runner: QueueRunner | None = None
     users: UserStore | None = None
-    _runner_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = self.config
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         self.users = UserStore(users_path(config))
         router = build_router(config, self.users)
-        self.store = SqliteQueueStore(queue_path(config))
+        self.store = SqliteQueueStore(queue_path(config), release_leases=True)
         self.runner = QueueRunner(
-            self.store, router, {"maildir": MaildirTransport()},
+            self.store, router, {"maildir": MaildirTransport(hostname=config.hostname)},
             retry_schedule=list(config.queue.retry), max_lifetime=config.queue.max_lifetime,
         )
         cert, key = config.tls.cert, config.tls.key
@@ -110,7 +109,7 @@ class Server:
             listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint)
             await listener.start()
             self.listeners.append(listener)
-        self._runner_task = asyncio.get_running_loop().create_task(self.runner.run())
+        self.runner.start()
         log.info("daemon started -- version %s, configuration %s", __version__, config.data_dir)
 
     async def stop(self) -> None:
@@ -118,8 +117,6 @@ class Server:
             await listener.stop()
         if self.runner is not None:
             await self.runner.stop()
-        if self._runner_task is not None:
-            await asyncio.gather(self._runner_task, return_exceptions=True)
         if self.store is not None:
             await self.store.close()
         if self.users is not None:

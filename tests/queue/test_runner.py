@@ -249,3 +249,23 @@ def test_background_runner_wakes_on_enqueue(tmp_path):
 
     asyncio.run(main())
     assert maildir_count(str(tmp_path), "bob") == 5
+
+
+def test_stop_ends_a_run_task_created_by_the_caller(tmp_path):
+    """The composition root creates the task itself and passes wake as on_enqueued(queue_id)."""
+    store = MemoryQueueStore()
+    runner = QueueRunner(store, Router(str(tmp_path)), {"maildir": MaildirTransport()}, poll_interval=3600)
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(runner.run())
+        qid = await enqueue(store, "bob@x.test")
+        runner.wake(qid)
+        for _ in range(200):
+            if not await store.list():
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(runner.stop(), 5)
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert maildir_count(str(tmp_path), "bob") == 1

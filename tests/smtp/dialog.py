@@ -10,13 +10,13 @@ Dialog format, one directive per line::
     O: lmtp=true max_errors=3       engine options (in-process only; see OPTION_TYPES)
     C: EHLO client.example          client sends the text + CRLF
     R: DATA\\r\\nbody\\n.\\r\\n           client sends raw bytes (Python escapes), nothing added
-    S: 250 2.1.0 *                  next server line matches; "*" matches any run of characters
-    S~ ^250[ -]                     next server line matches the regular expression (re.search)
-    S: <CLOSED>                     the server closed the connection: no line is left
+    S: 250 2.1.0 *                  next reply; the glob must match its last line ("*": any run)
+    S~ ^250-STARTTLS$               next reply; re.search (MULTILINE) over all its lines
+    S: <CLOSED>                     the server closed the connection: no reply is left
 
-Server lines are compared one by one, so a multi-line reply needs one ``S`` per line
-(``S~ ^250-`` for lines whose content does not matter). In-process, the simulated TLS
-handshake completes as soon as the engine emits StartTls.
+Every ``S`` consumes one complete reply, multi-line replies included, so pipelined
+commands are followed by one ``S`` per command. In-process, the simulated TLS handshake
+completes as soon as the engine emits StartTls.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ __all__ = [
     "DialogError",
     "parse_dialog",
     "run_dialog",
+    "read_reply",
     "run_dialog_file",
     "Transport",
     "InProcessTransport",
@@ -95,6 +96,18 @@ class Transport(Protocol):
         ...
 
 
+def read_reply(transport: Transport) -> list[str] | None:
+    """Read one complete reply (continuation lines included), or None if the peer closed."""
+    lines: list[str] = []
+    while True:
+        line = transport.read_line()
+        if line is None:
+            return lines or None
+        lines.append(line)
+        if len(line) < 4 or line[3] != "-":
+            return lines
+
+
 def run_dialog(steps: Iterable[Step], transport: Transport, *, name: str = "dialog") -> None:
     for step in steps:
         if step.kind == "C":
@@ -102,7 +115,10 @@ def run_dialog(steps: Iterable[Step], transport: Transport, *, name: str = "dial
         elif step.kind == "R":
             transport.send(step.text.encode("latin-1").decode("unicode_escape").encode("latin-1"))
         else:
-            got = transport.read_line()
+            try:
+                got = read_reply(transport)
+            except DialogError as exc:
+                raise DialogError(f"{name}:{step.lineno}: expected {step.text!r}: {exc}") from None
             if step.text == CLOSED:
                 if got is not None:
                     raise DialogError(f"{name}:{step.lineno}: expected the connection closed, got {got!r}")
@@ -110,9 +126,9 @@ def run_dialog(steps: Iterable[Step], transport: Transport, *, name: str = "dial
             if got is None:
                 raise DialogError(f"{name}:{step.lineno}: expected {step.text!r}, connection closed / no reply")
             ok = (
-                re.search(step.text, got) is not None
+                re.search(step.text, "\n".join(got), re.MULTILINE) is not None
                 if step.kind == "S~"
-                else re.fullmatch(re.escape(step.text).replace(r"\*", ".*"), got, re.DOTALL) is not None
+                else re.fullmatch(re.escape(step.text).replace(r"\*", ".*"), got[-1], re.DOTALL) is not None
             )
             if not ok:
                 raise DialogError(f"{name}:{step.lineno}: expected {step.text!r}, got {got!r}")
@@ -238,7 +254,9 @@ class InProcessTransport:
         self._pump()
         end = self._out.find(b"\r\n")
         if end < 0:
-            return None
+            if self.conn.closed:
+                return None
+            raise DialogError("the server is waiting for input and has nothing more to say")
         line = bytes(self._out[:end]).decode("utf-8")
         del self._out[: end + 2]
         return line

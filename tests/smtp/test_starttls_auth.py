@@ -164,6 +164,8 @@ def test_sasl_lines_are_never_logged() -> None:
     assert rejected[-1].command == "AUTH PLAIN"
     conv = converse(b"EHLO c\r\nAUTH PLAIN\r\nbad!secret\r\n", **AUTH)
     assert "secret" not in conv.of_type(smtp.CommandRejected)[-1].command
+    conv = converse(b"EHLO c\r\nAUTH\tPLAIN secret\r\nAUTH PLAIN secret " + b"x" * 13000 + b"\r\n", **AUTH)
+    assert [r.command for r in conv.of_type(smtp.CommandRejected)] == ["AUTH PLAIN", "AUTH PLAIN"]
 
 
 def test_auth_transaction_after_success() -> None:

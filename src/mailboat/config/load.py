@@ -84,6 +84,8 @@ def _check_files(config: Config) -> list[str]:
                           f"make one with 'mailboat dkim keygen {entry.domain}'")
     seen: dict[str, int] = {}
     for index, listener in enumerate(config.listener):
+        if listener.address.endswith(":0"):
+            continue  # port 0: the system picks a free port for each
         if listener.address in seen:
             errors.append(f"listener[{index}].address: {listener.address} is also listener[{seen[listener.address]}]")
         seen.setdefault(listener.address, index)

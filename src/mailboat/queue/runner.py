@@ -67,7 +67,7 @@ class QueueRunner:
         router: has `expand(address) -> list[str]` and `route(address) -> Route` (sync or async).
         transports: Transport per route kind ("maildir", "lmtp", "relay", "mx").
         clock: Unix time; tests pass a fake.
-        schedule, max_lifetime: the retry policy (queue.retry).
+        retry_schedule, max_lifetime: the retry policy in seconds (queue.retry).
         logger: defaults to logging.getLogger("mailboat.queue").
         on_final_failure: awaited with the item and its newly failed outcomes (DSN hook).
         concurrency: messages delivered at once; batch_size: most claimed per store call.
@@ -77,13 +77,13 @@ class QueueRunner:
 
     def __init__(self, store: QueueStore, router: Any, transports: Mapping[str, Transport], *,
                  clock: Callable[[], float] = time.time,
-                 schedule: list[float] | tuple[float, ...] = retry.DEFAULT_SCHEDULE,
+                 retry_schedule: list[float] | tuple[float, ...] = retry.DEFAULT_SCHEDULE,
                  max_lifetime: float = retry.DEFAULT_MAX_LIFETIME,
                  logger: logging.Logger | None = None, on_final_failure: FinalFailureHook | None = None,
                  concurrency: int = 50, batch_size: int = 100, poll_interval: float = 5.0,
                  delivery_timeout: float = 240.0) -> None:
         self.store, self.router, self.transports = store, router, dict(transports)
-        self.clock, self.schedule, self.max_lifetime = clock, tuple(schedule), max_lifetime
+        self.clock, self.schedule, self.max_lifetime = clock, tuple(retry_schedule), max_lifetime
         self.log = logger or logging.getLogger("mailboat.queue")
         self.on_final_failure = on_final_failure
         self.concurrency, self.batch_size = concurrency, batch_size
@@ -92,28 +92,33 @@ class QueueRunner:
         self._inflight: set[asyncio.Task] = set()
         self._backlog = False
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Look at the store now (call after each enqueue). Cheap and idempotent."""
+    def wake(self, queue_id: str | None = None) -> None:
+        """Look at the store now. Call after each enqueue (usable as the session's on_enqueued
+        callback; `queue_id` is accepted for that and not needed). Cheap and idempotent."""
         self._wakeup.set()
 
     def start(self) -> asyncio.Task:
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="mailboat-queue-runner")
-        return self._task
+        """Run `run()` as a task (or create that task yourself); `stop()` ends it either way."""
+        return asyncio.get_running_loop().create_task(self.run(), name="mailboat-queue-runner")
 
     async def stop(self) -> None:
-        """Stop claiming and wait for deliveries in flight (their outcomes get recorded)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop claiming, let run() return, and wait for deliveries in flight so their outcomes
+        are recorded (nothing is cut off mid-write; a lease covers anything that still is)."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None and self._task is not asyncio.current_task():
             await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def run(self) -> None:
-        while True:
+        """Claim and deliver until stop(). Never raises for queue or delivery problems."""
+        self._task = asyncio.current_task()  # so stop() can wait for it, whoever created it
+        while not self._stopping:
             self._wakeup.clear()
             try:
                 room = self.concurrency - len(self._inflight)

@@ -18,6 +18,7 @@ import logging
 import ssl
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailboat import smtp
@@ -86,7 +87,7 @@ class ServerContext:
     limits: Limits
     ssl_context: ssl.SSLContext | None = None
     resolver: Resolver | None = None
-    on_enqueued: object = None  # callable(queue_id) -> None, e.g. QueueRunner.wake
+    on_enqueued: Callable[[], None] | None = None  # e.g. QueueRunner.wake, after each enqueue
     counter: ConnectionCounter = field(default_factory=ConnectionCounter)
 
 
@@ -340,5 +341,5 @@ class Session:
         log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", queue_id, safe(txn.sender), len(data), count)
         self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
         self._end_transaction()
-        if callable(self.ctx.on_enqueued):
-            self.ctx.on_enqueued(queue_id)
+        if self.ctx.on_enqueued is not None:
+            self.ctx.on_enqueued()

@@ -29,6 +29,8 @@ __all__ = [
     "MAX_PARAM_LINE",
     "MAX_AUTH_LINE",
     "line_limit",
+    "LineReader",
+    "LineTooLong",
     "decode_line",
     "split_command",
     "parse_mail",
@@ -62,6 +64,54 @@ def line_limit(raw_verb: bytes) -> int:
     if verb == b"AUTH":
         return MAX_AUTH_LINE
     return MAX_COMMAND_LINE
+
+
+class LineTooLong:
+    """Returned by :meth:`LineReader.read` once an over-long line was skipped up to its CRLF."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head  # the first octets of the line, for logs
+
+
+class LineReader:
+    """Cuts CRLF-terminated lines out of a buffer with bounded memory.
+
+    Only CRLF ends a line (RFC 5321 §2.3.8). A line longer than its limit is skipped while
+    it streams in, so at most :data:`MAX_LINE` octets of one line are ever kept; the caller
+    gets a :class:`LineTooLong` marker when its CRLF finally arrives, i.e. one reply per
+    over-long line, in order with the other replies.
+    """
+
+    __slots__ = ("_discarding",)
+
+    def __init__(self) -> None:
+        self._discarding: bytes | None = None  # head of the over-long line being skipped
+
+    def read(self, buf: bytes, pos: int, limit: int | None = None) -> tuple[int, bytes | LineTooLong | None]:
+        """Return ``(new_pos, line)``: the line without CRLF, a LineTooLong, or None (need more).
+
+        ``limit`` overrides the per-verb limit of :func:`line_limit` (SASL responses).
+        """
+        end = len(buf)
+        if self._discarding is not None:
+            crlf = buf.find(b"\r\n", pos)
+            if crlf < 0:
+                # Drop what we have, keeping a final CR that may pair with the next LF.
+                return max(end - 1 if buf.endswith(b"\r") else end, pos), None
+            head, self._discarding = self._discarding, None
+            return crlf + 2, LineTooLong(head)
+        crlf = buf.find(b"\r\n", pos, pos + MAX_LINE)
+        if crlf < 0:
+            if end - pos >= MAX_LINE:
+                self._discarding = buf[pos : pos + 80]
+                return self.read(buf, pos, limit)
+            return pos, None
+        line = buf[pos:crlf]
+        if len(line) + 2 > (limit or line_limit(line[:4])):
+            return crlf + 2, LineTooLong(line[:80])
+        return crlf + 2, line
 
 
 def decode_line(raw: bytes) -> str:

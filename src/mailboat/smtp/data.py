@@ -31,44 +31,68 @@ _TERMINATOR = b"\r\n.\r\n"
 _LONG_LINE = re.compile(rb"\n[^\n]{%d}" % MAX_TEXT_LINE)
 
 
+# The problems a message can have, most important first. When several occur, the reply
+# names the most important one, so it does not depend on how the input was cut into reads.
+_PROBLEMS: tuple[tuple[Reply, str], ...] = (
+    (replies.BARE_LINE_ENDING, "bare CR or LF in message"),
+    (replies.NUL_IN_DATA, "NUL in message"),
+    (replies.DATA_LINE_TOO_LONG, f"text line longer than {MAX_TEXT_LINE} octets"),
+    (replies.MESSAGE_TOO_BIG, "message exceeds the size limit"),
+)
+_BARE, _NUL, _LONG, _BIG = range(4)
+
+
 class ContentCheck:
     """Size, line-ending, NUL and line-length accounting for one message.
 
-    Feed it the content (after dot-unstuffing) in pieces of any size; the result does not
-    depend on where the pieces were cut. The first problem found is kept in ``error``.
+    Feed it the content (after dot-unstuffing) in pieces of any size; the outcome does not
+    depend on where the pieces were cut. Once a problem is found the content is no longer
+    worth passing on, but checking continues to the end so that ``error`` can report the
+    most important problem of the whole message.
     """
 
-    __slots__ = ("max_size", "size", "error", "_line_len", "_pending_cr")
+    __slots__ = ("max_size", "size", "_found", "_line_len", "_pending_cr")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size  # 0: unlimited
         self.size = 0
-        self.error: tuple[Reply, str] | None = None
+        self._found = [False] * len(_PROBLEMS)
         self._line_len = 0  # octets since the last LF (the pending line, CR included)
         self._pending_cr = False  # the previous piece ended with CR
 
+    @property
+    def error(self) -> tuple[Reply, str] | None:
+        """(reply, reason) for the most important problem found so far, or None."""
+        for index, found in enumerate(self._found):
+            if found:
+                return _PROBLEMS[index]
+        return None
+
     def feed(self, piece: bytes) -> bool:
         """Account for ``piece``; return True if it is still worth passing to the application."""
+        found = self._found
         self.size += len(piece)
-        if self.error is not None or not piece:
-            return False
-        self._check_line_endings(piece)
-        if self.error is None:
-            self._check_line_length(piece)
-        if self.error is None and self.max_size and self.size > self.max_size:
-            self.error = (replies.MESSAGE_TOO_BIG, f"message exceeds {self.max_size} octets")
-        return self.error is None
+        if piece:
+            if not found[_BARE]:
+                self._check_line_endings(piece)
+            if not found[_NUL] and b"\x00" in piece:
+                found[_NUL] = True
+            if not found[_LONG]:
+                self._check_line_length(piece)
+        if self.max_size and self.size > self.max_size:
+            found[_BIG] = True
+        return not any(found)
 
     def finish(self) -> None:
         """The message ended: a CR left pending is a bare CR."""
-        if self.error is None and self._pending_cr:
-            self.error = (replies.BARE_LINE_ENDING, "bare CR at end of message")
+        if self._pending_cr:
+            self._found[_BARE] = True
 
     def _check_line_endings(self, piece: bytes) -> None:
         body = piece
         if self._pending_cr:
             if body[:1] != b"\n":
-                self.error = (replies.BARE_LINE_ENDING, "bare CR in message")
+                self._found[_BARE] = True
                 return
             body = body[1:]
         self._pending_cr = body[-1:] == b"\r"
@@ -77,9 +101,7 @@ class ContentCheck:
         # Every CR is followed by LF and every LF preceded by CR iff the three counts agree.
         pairs = body.count(b"\r\n")
         if body.count(b"\r") != pairs or body.count(b"\n") != pairs:
-            self.error = (replies.BARE_LINE_ENDING, "bare CR or LF in message")
-        elif b"\x00" in body:
-            self.error = (replies.NUL_IN_DATA, "NUL in message")
+            self._found[_BARE] = True
 
     def _check_line_length(self, piece: bytes) -> None:
         limit = MAX_TEXT_LINE - 1  # octets allowed before the LF
@@ -91,7 +113,7 @@ class ContentCheck:
             too_long = self._line_len + first > limit or _LONG_LINE.search(piece, first) is not None
             self._line_len = len(piece) - piece.rfind(b"\n") - 1
         if too_long:
-            self.error = (replies.DATA_LINE_TOO_LONG, f"text line longer than {MAX_TEXT_LINE} octets")
+            self._found[_LONG] = True
 
 
 class DataReceiver:

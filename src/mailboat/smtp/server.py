@@ -64,7 +64,7 @@ from collections import deque
 from . import replies
 from .address import Path
 from .capabilities import ehlo_reply
-from .commands import MAX_AUTH_LINE, MAX_LINE, decode_line, is_base64, line_limit
+from .commands import LineReader, LineTooLong, decode_line
 from .data import BdatReceiver, ContentCheck, DataReceiver
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
@@ -79,7 +79,6 @@ from .events import (
     Event,
     Helo,
     MailFrom,
-    MessageAborted,
     MessageComplete,
     NeedData,
     RcptTo,
@@ -89,15 +88,6 @@ from .verbs import InputMode as _Mode
 from .verbs import VerbHandlers
 
 __all__ = ["ServerConnection"]
-
-
-class _LineTooLong:
-    """Marker returned by _read_line() once an over-long line has been skipped to its CRLF."""
-
-    __slots__ = ("head",)
-
-    def __init__(self, head: bytes) -> None:
-        self.head = head
 
 
 class ServerConnection(VerbHandlers):
@@ -150,7 +140,7 @@ class ServerConnection(VerbHandlers):
         self._awaiting: DecisionEvent | None = None
         self._mode = _Mode.COMMAND
         self._receiver: DataReceiver | BdatReceiver | None = None
-        self._discarding: bytes | None = None  # head of an over-long line being skipped
+        self._lines = LineReader()
         self._started = False
         self._refused_session = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
         self._errors = 0
@@ -370,7 +360,7 @@ class ServerConnection(VerbHandlers):
                 line = self._read_line()
                 if line is None:
                     return False
-                if isinstance(line, _LineTooLong):
+                if isinstance(line, LineTooLong):
                     self._reject(line.head, replies.LINE_TOO_LONG)
                 else:
                     self._dispatch(line)
@@ -381,33 +371,8 @@ class ServerConnection(VerbHandlers):
                 return self._read_auth_line()
         return False
 
-    def _read_line(self, limit: int | None = None) -> bytes | _LineTooLong | None:
-        """Cut one CRLF-terminated line from the buffer, without its CRLF.
-
-        Over-long lines are skipped while they stream in; the marker comes back once
-        their CRLF arrives. ``limit`` overrides the per-verb limit (SASL lines).
-        """
-        buf, pos, end = self._buf, self._pos, len(self._buf)
-        if self._discarding is not None:
-            crlf = buf.find(b"\r\n", pos)
-            if crlf < 0:
-                # Drop what we have, keeping a final CR that may pair with the next LF.
-                keep = end - 1 if buf.endswith(b"\r") else end
-                self._pos = max(keep, pos)
-                return None
-            self._pos = crlf + 2
-            head, self._discarding = self._discarding, None
-            return _LineTooLong(head)
-        crlf = buf.find(b"\r\n", pos, pos + MAX_LINE)
-        if crlf < 0:
-            if end - pos >= MAX_LINE:
-                self._discarding = buf[pos : pos + 80]
-                return self._read_line(limit)
-            return None
-        line = buf[pos:crlf]
-        self._pos = crlf + 2
-        if len(line) + 2 > (limit or line_limit(line[:4])):
-            return _LineTooLong(line[:80])
+    def _read_line(self, limit: int | None = None) -> bytes | LineTooLong | None:
+        self._pos, line = self._lines.read(self._buf, self._pos, limit)
         return line
 
     def _read_content(self) -> bool:
@@ -431,32 +396,6 @@ class ServerConnection(VerbHandlers):
             return True
         return self._pos > start or bool(content)
 
-    def _end_of_message(self, check: ContentCheck) -> None:
-        count = len(self._rcpts) if self.lmtp else 1
-        if check.error is None:
-            self._final_replies_left = count
-            self._pending.append(MessageComplete(check.size))
-            return
-        reply, reason = check.error
-        self._out += reply.to_bytes() * count  # LMTP: one reply per accepted recipient
-        self._pending.append(MessageAborted(reply, reason))
-        self._reset_transaction()
-
-    def _read_auth_line(self) -> bool:
-        line = self._read_line(MAX_AUTH_LINE)
-        if line is None:
-            return False
-        self._mode = _Mode.COMMAND  # the exchange ends unless the application sends 334
-        if isinstance(line, _LineTooLong):
-            self._reject(b"<SASL response>", replies.AUTH_LINE_TOO_LONG)
-        elif line == b"*":  # RFC 4954 §4: the client cancels
-            self._reject(b"*", replies.AUTH_CANCELLED, count=False)
-        elif not line.isascii() or not is_base64(line.decode("ascii")):
-            self._reject(b"<SASL response>", replies.AUTH_BAD_RESPONSE)
-        else:
-            self._pending.append(AuthResponse(line.decode("ascii")))
-        return True
-
     # -- internals: dispatch and replies -------------------------------------------------------
 
     def _dispatch(self, raw: bytes) -> None:
@@ -474,8 +413,8 @@ class ServerConnection(VerbHandlers):
         """Send an engine refusal, report it, and enforce max_errors."""
         if isinstance(command, bytes):
             command = command.decode("utf-8", "backslashreplace")
-        if command[:5].upper() == "AUTH ":
-            command = " ".join(command.split(" ")[:2])  # never log SASL initial responses
+        if command[:4].upper() == "AUTH":
+            command = " ".join(command.split()[:2])  # never log SASL initial responses
         self._out += reply.to_bytes()
         self._pending.append(CommandRejected(command[:200], reply))
         if count:

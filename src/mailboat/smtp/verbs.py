@@ -16,10 +16,32 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import replies
-from .commands import parse_auth, parse_bdat, parse_mail, parse_rcpt, split_command
+from .commands import (
+    MAX_AUTH_LINE,
+    LineTooLong,
+    is_base64,
+    parse_auth,
+    parse_bdat,
+    parse_mail,
+    parse_rcpt,
+    split_command,
+)
 from .data import BdatReceiver, ContentCheck
 from .errors import ReplyError
-from .events import Auth, Data, Event, Helo, MailFrom, Quit, RcptTo, Reset, StartTls
+from .events import (
+    Auth,
+    AuthResponse,
+    Data,
+    Event,
+    Helo,
+    MailFrom,
+    MessageAborted,
+    MessageComplete,
+    Quit,
+    RcptTo,
+    Reset,
+    StartTls,
+)
 from .reply import Reply
 
 if TYPE_CHECKING:
@@ -78,8 +100,11 @@ class VerbHandlers:
         _mode: InputMode
         _buf: bytes
         _pos: int
+        _out: bytearray
+        _final_replies_left: int
 
         def _reply(self, reply: Reply) -> None: ...
+        def _read_line(self, limit: int | None = None) -> bytes | LineTooLong | None: ...
         def _reject(self, command: bytes | str, reply: Reply, *, count: bool = True) -> None: ...
         def _reset_transaction(self) -> None: ...
         def _auth_allowed(self) -> bool: ...
@@ -255,3 +280,33 @@ class VerbHandlers:
         if mechanism not in self.auth_mechanisms:
             raise ReplyError(replies.UNKNOWN_MECHANISM, f"mechanism {mechanism}")
         self._pending.append(Auth(mechanism, initial))
+
+    # -- phases that follow a command: end of message, SASL continuation lines ----------------
+
+    def _end_of_message(self, check: ContentCheck) -> None:
+        """CRLF.CRLF or the end of BDAT LAST: ask the application, or refuse on our own."""
+        count = len(self._rcpts) if self.lmtp else 1
+        if check.error is None:
+            self._final_replies_left = count
+            self._pending.append(MessageComplete(check.size))
+            return
+        reply, reason = check.error
+        self._out += reply.to_bytes() * count  # LMTP: one reply per accepted recipient
+        self._pending.append(MessageAborted(reply, reason))
+        self._reset_transaction()
+
+    def _read_auth_line(self) -> bool:
+        """One client line of a SASL exchange (RFC 4954 §4), after the application sent 334."""
+        line = self._read_line(MAX_AUTH_LINE)
+        if line is None:
+            return False
+        self._mode = InputMode.COMMAND  # the exchange ends unless the application sends 334
+        if isinstance(line, LineTooLong):
+            self._reject(b"<SASL response>", replies.AUTH_LINE_TOO_LONG)
+        elif line == b"*":  # RFC 4954 §4: the client cancels
+            self._reject(b"*", replies.AUTH_CANCELLED, count=False)
+        elif not line.isascii() or not is_base64(line.decode("ascii")):
+            self._reject(b"<SASL response>", replies.AUTH_BAD_RESPONSE)
+        else:
+            self._pending.append(AuthResponse(line.decode("ascii")))
+        return True
