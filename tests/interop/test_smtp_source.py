@@ -23,12 +23,13 @@ RCPT = "alice@example.com"
 __all__ = ["logged_server"]  # the fixture, imported so pytest finds it in this module
 
 
-def send_and_check(server, count: int, *options: str, length: int | None = None) -> None:
+def send_and_check(server, count: int, *options: str, length: int | None = None, kind: str = "smtp",
+                   proto: str = "SMTP") -> None:
     start = time.monotonic()
     command = [need_tool("smtp-source"), *options, "-m", str(count), "-f", SENDER, "-t", RCPT]
     if length is not None:
         command += ["-l", str(length)]
-    done = run_peer([*command, f"127.0.0.1:{server.ports['smtp']}"], timeout=BUDGET)
+    done = run_peer([*command, f"127.0.0.1:{server.ports[kind]}"], timeout=BUDGET)
     assert done.returncode == 0, done.stdout
     assert "fatal" not in done.stdout and "warning" not in done.stdout, done.stdout
 
@@ -43,8 +44,8 @@ def send_and_check(server, count: int, *options: str, length: int | None = None)
         assert message.startswith(f"Return-Path: <{SENDER}>\r\nDelivered-To: {RCPT}\r\n".encode())
         assert len(received_headers(message)) == 1, message[:600]
         hop = our_received(message)
-        # smtp-source greets with HELO: plain SMTP, no TLS, one recipient so `for` is present.
-        assert hop == {**hop, "ip": "127.0.0.1", "by": "mx.test.example", "proto": "SMTP",
+        # smtp-source greets with HELO (LHLO with -L): no TLS, one recipient so `for` is present.
+        assert hop == {**hop, "ip": "127.0.0.1", "by": "mx.test.example", "proto": proto,
                        "tlsver": None, "for": RCPT}, hop
         if length is not None:
             body = message[message.index(b"\r\n\r\n") + 4:]
@@ -70,3 +71,11 @@ def test_smtp_source_2000_1k_messages_over_20_sessions(logged_server):
 def test_smtp_source_200_messages_over_one_reused_connection(logged_server):
     # -d: the 200 transactions share one session (MAIL after the previous 250, no reconnect).
     send_and_check(logged_server, 200, "-s", "1", "-d")
+
+
+def test_smtp_source_100_messages_of_100k_over_10_sessions(logged_server):
+    send_and_check(logged_server, 100, "-s", "10", length=100 * 1024)
+
+
+def test_smtp_source_lmtp_300_messages_over_5_sessions(logged_server):
+    send_and_check(logged_server, 300, "-s", "5", "-L", kind="lmtp", proto="LMTP")

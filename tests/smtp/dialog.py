@@ -215,11 +215,11 @@ class FakeApp:
                 self._login_user = ""
                 return smtp.sasl.LOGIN_USERNAME
             case smtp.AuthResponse(data=data) if self._login_user == "":
-                self._login_user = smtp.sasl.decode_response(data).decode()
+                self._login_user = smtp.sasl.decode_response(data).decode("utf-8", "replace")
                 return smtp.sasl.LOGIN_PASSWORD
             case smtp.AuthResponse(data=data):
                 user, self._login_user = self._login_user or "", None
-                return self._verdict(user, smtp.sasl.decode_response(data).decode())
+                return self._verdict(user, smtp.sasl.decode_response(data).decode("utf-8", "replace"))
         return smtp.replies.AUTH_FAILED
 
     def _verdict(self, user: str, password: str) -> smtp.Reply:

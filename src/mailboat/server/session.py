@@ -188,12 +188,12 @@ class Session:
     async def _loop(self) -> None:
         conn = self.conn
         while True:
-            out = conn.data_to_send()
-            if out:
-                self.stream.write(out)
-                await self.stream.drain()
+            await self._flush()
             event = conn.next_event()
             if event is smtp.NEED_DATA:
+                # Replies the engine makes on its own (NOOP, RSET, refusals) were queued by the
+                # next_event() call that returned NEED_DATA: send them before waiting.
+                await self._flush()
                 if conn.closed:
                     return
                 conn.receive_data(await self._read())
@@ -231,6 +231,12 @@ class Session:
                 case smtp.Quit() | smtp.ConnectionClosed():
                     self.stream.write(conn.data_to_send())
                     return
+
+    async def _flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            self.stream.write(out)
+            await self.stream.drain()
 
     def _answer(self, reply: smtp.Reply | None) -> None:
         if reply is None:

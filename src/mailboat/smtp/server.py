@@ -14,11 +14,16 @@ Bytes go in with :meth:`ServerConnection.receive_data`, events come out of
 #     conn.start()                        queue the 220 greeting
 #     while True:
 #         ev = conn.next_event()
+#         write(conn.data_to_send())       ALWAYS, before any blocking read (see below)
 #         NEED_DATA        -> conn.receive_data(await read())      (b"" means EOF)
 #         decision event   -> conn.accept() / conn.send(reply)     (after any async policy work)
 #         notification     -> act on it (spool a DataChunk, log a CommandRejected, ...)
 #         ConnectionClosed -> flush and close the socket
-#         write(conn.data_to_send())
+#
+# Replies the engine writes on its own (NOOP, RSET, HELP, every refusal) come with no event
+# or with a notification, and the call of next_event() that consumed them may well return
+# NEED_DATA. A driver that reads before flushing data_to_send() deadlocks against a client
+# waiting for that reply.
 #
 # Input modes. Every received byte is consumed by exactly one reader, chosen by `_mode`:
 #
@@ -238,7 +243,12 @@ class ServerConnection(VerbHandlers):
         return out
 
     def next_event(self) -> Event | NeedData:
-        """Return the next event, NEED_DATA, or ConnectionClosed once the session is over."""
+        """Return the next event, NEED_DATA, or ConnectionClosed once the session is over.
+
+        Parsing input may queue replies that no decision event announces (NOOP, RSET,
+        refusals): flush :meth:`data_to_send` after every call, and in particular before
+        blocking on a read when this returns NEED_DATA.
+        """
         if not self._started:
             raise LocalProtocolError("call start() first")
         while True:

@@ -60,6 +60,7 @@ class InputMode(enum.Enum):
     TLS_PENDING = "tls-pending"
     CLOSED = "closed"
 
+
 _SYNTAX = {
     verb: Reply.make(501, "5.5.4", f"Syntax: {usage}")
     for verb, usage in {

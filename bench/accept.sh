@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Accept benchmark: Postfix's smtp-source against mailboat and against a private Postfix instance
+# (and smtp-sink, the protocol ceiling) in the same run, on loopback. Run by `make bench`.
+#
+#   bash bench/accept.sh             # the table on stdout, bench/results.md, bench/results.json
+#   bash bench/accept.sh --profile   # then profile mailboat under 1 KB x 20 sessions (py-spy):
+#                                    #   bench/profile.md (+ bench/profile.raw, collapsed stacks)
+#   bash bench/accept.sh --profile-only
+#
+# Environment: BENCH_REPEAT (3), BENCH_SCALE (1.0: multiplies every message count),
+# BENCH_TIMEOUT (120 s per smtp-source run), BENCH_BUDGET (1500 s for all runs),
+# BENCH_WORK (bench/work), BENCH_KEEP=1 keeps the work directory, PYTHON (.venv/bin/python).
+#
+# Postfix: installed from Debian when missing (unconfigured: debconf "No configuration"). The
+# benchmark never touches /etc/postfix: it writes its own config_directory, queue_directory and
+# data_directory under $BENCH_WORK/postfix and runs `postfix -c DIR start` as root. As root,
+# postfix(1) accepts a non-default -c directory without alternate_config_directories (that check is
+# for the set-gid postdrop/postqueue). What a non-default instance needs: queue_directory and
+# data_directory of its own (data_directory owned by mail_owner), chroot off (the Debian master.cf
+# chroots into the default queue directory), maillog_file_prefixes covering maillog_file, and the
+# postlog service (there is no syslog here). Delivery: every recipient to `discard:`. Durability
+# is Postfix's default (cleanup fsyncs each queue file before smtpd answers 250).
+# mailboat: its own config and data_dir under $BENCH_WORK/mailboat, Maildir delivery.
+# Everything is stopped and removed by the EXIT trap, also on failure or Ctrl-C.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+WORK=${BENCH_WORK:-$BENCH/work}
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+REPEAT=${BENCH_REPEAT:-3}
+SCALE=${BENCH_SCALE:-1.0}
+TIMEOUT=${BENCH_TIMEOUT:-120}
+BUDGET=${BENCH_BUDGET:-1500}
+RCPT=bench@example.com
+PROFILE=0
+BENCHMARK=1
+for arg in "$@"; do
+  case "$arg" in
+    --profile) PROFILE=1 ;;
+    --profile-only) PROFILE=1; BENCHMARK=0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '%s\n' "accept.sh: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root: Postfix's master must start as root (and apt-get may be needed)"
+[ -x "$PY" ] || die "no Python at $PY (make install, or set PYTHON)"
+
+# --- Postfix from Debian -------------------------------------------------------------------------
+if ! command -v postfix >/dev/null 2>&1 && [ ! -x /usr/sbin/postfix ]; then
+  command -v apt-get >/dev/null || die "postfix is missing and there is no apt-get"
+  say "installing postfix from Debian (unconfigured)"
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null; }
+fi
+export PATH="$PATH:/usr/sbin:/usr/lib/postfix/sbin"
+SMTP_SOURCE=$(command -v smtp-source) || die "smtp-source not found"
+SMTP_SINK=$(command -v smtp-sink) || die "smtp-sink not found"
+
+# --- work directory and clean-up -----------------------------------------------------------------
+PF="$WORK/postfix"
+MB="$WORK/mailboat"
+MB_PID=""
+SINK_PID=""
+SPY_PID=""
+PF_STARTED=0
+
+stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL; only the process we started
+  local pid=$1 i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  say "pid $pid ignored SIGTERM for 10 s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$SPY_PID" ] && stop_pid "$SPY_PID"
+  stop_pid "$MB_PID"
+  stop_pid "$SINK_PID"
+  if [ "$PF_STARTED" = 1 ]; then
+    postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
+    local master_pid i
+    master_pid=$(head -1 "$PF/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
+    for i in $(seq 100); do { [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; } || break; sleep 0.1; done
+    [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null && postfix -c "$PF/etc" abort >/dev/null 2>&1 || true
+  fi
+  if [ "$rc" != 0 ]; then
+    [ -f "$MB/mailboat.log" ] && { say "last lines of mailboat's log:"; tail -5 "$MB/mailboat.log" >&2; }
+    [ -f "$PF/maillog" ] && { say "last lines of Postfix's log:"; tail -5 "$PF/maillog" >&2; }
+  fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ -e "$WORK/postfix/spool/pid/master.pid" ] && die "$WORK holds a Postfix instance (a previous run?); stop it: postfix -c $WORK/postfix/etc stop"
+rm -rf "$WORK"
+mkdir -p "$PF/etc" "$PF/spool" "$PF/data" "$MB"
+
+free_ports() {  # three distinct free loopback ports
+  "$PY" -c 'import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))'
+}
+read -r PF_PORT MB_PORT SINK_PORT < <(free_ports)
+
+wait_port() {  # wait_port PORT WHAT: until something listens (10 s)
+  local i
+  for i in $(seq 100); do
+    "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1', $1)))" && return 0
+    sleep 0.1
+  done
+  die "$2 is not listening on 127.0.0.1:$1"
+}
+
+# --- private Postfix instance ---------------------------------------------------------------------
+cp /usr/share/postfix/master.cf.dist "$PF/etc/master.cf" 2>/dev/null || cp /etc/postfix/master.cf "$PF/etc/master.cf"
+cat > "$PF/etc/main.cf" <<EOF
+# Written by bench/accept.sh: a private instance that accepts everything for example.com on
+# 127.0.0.1:$PF_PORT and delivers it to discard:. Durability: Postfix defaults.
+compatibility_level = 3.6
+queue_directory = $PF/spool
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+mydestination = example.com
+local_recipient_maps =
+alias_maps =
+alias_database =
+local_transport = discard:
+default_transport = discard:
+relay_transport = discard:
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+biff = no
+append_dot_mydomain = no
+readme_directory = no
+maillog_file = $PF/maillog
+maillog_file_prefixes = $PF
+EOF
+postconf -c "$PF/etc" -M# smtp/inet
+postconf -c "$PF/etc" -M "127.0.0.1:$PF_PORT/inet=127.0.0.1:$PF_PORT inet n - n - - smtpd"
+postconf -c "$PF/etc" -F '*/*/chroot = n'
+chown postfix "$PF/data"
+chmod 700 "$PF/data"
+# postfix(1) writes its errors to stderr only on a terminal; the maillog has them otherwise.
+postfix -c "$PF/etc" check >/dev/null 2>&1 || die "postfix check failed: $(tail -3 "$PF/maillog" 2>/dev/null)"
+PF_STARTED=1
+postfix -c "$PF/etc" start >/dev/null 2>&1 || die "postfix start failed: $(tail -3 "$PF/maillog" 2>/dev/null)"
+wait_port "$PF_PORT" "Postfix smtpd"
+PF_MASTER=$(tr -d ' ' < "$PF/spool/pid/master.pid")
+
+# --- mailboat ---------------------------------------------------------------------------------------
+cat > "$MB/mailboat.toml" <<EOF
+hostname = "mx.bench.test"
+data_dir = "$MB/data"
+[[listener]]
+kind = "smtp"
+address = "127.0.0.1:$MB_PORT"
+[domains]
+local = ["example.com"]
+[log]
+file = "$MB/mailboat.log"
+EOF
+"$PY" -m mailboat user add "$RCPT" --password-stdin --config "$MB/mailboat.toml" <<<"bench-password-1" >/dev/null
+"$PY" -m mailboat serve --config "$MB/mailboat.toml" >"$MB/stdout" 2>"$MB/stderr" &
+MB_PID=$!
+wait_port "$MB_PORT" "mailboat"
+MAILDIR="$MB/data/mail/example.com/${RCPT%@*}"
+
+# --- smtp-sink: the protocol ceiling (no storage) -----------------------------------------------------
+"$SMTP_SINK" -u postfix "127.0.0.1:$SINK_PORT" 256 &
+SINK_PID=$!
+wait_port "$SINK_PORT" "smtp-sink"
+
+say "Postfix 127.0.0.1:$PF_PORT, mailboat 127.0.0.1:$MB_PORT (pid $MB_PID), smtp-sink 127.0.0.1:$SINK_PORT"
+
+if [ "$BENCHMARK" = 1 ]; then
+  "$PY" "$BENCH/lib/bench.py" --smtp-source "$SMTP_SOURCE" --rcpt "$RCPT" \
+    --mailboat-port "$MB_PORT" --mailboat-maildir "$MAILDIR" --mailboat-pid "$MB_PID" \
+    --postfix-port "$PF_PORT" --postfix-queue "$PF/spool" --postfix-pid "$PF_MASTER" --sink-port "$SINK_PORT" \
+    --repeat "$REPEAT" --scale "$SCALE" --timeout "$TIMEOUT" --budget "$BUDGET" \
+    --out-md "$BENCH/results.md" --out-json "$BENCH/results.json"
+fi
+
+if [ "$PROFILE" = 1 ]; then
+  SPY="$(dirname "$PY")/py-spy"
+  [ -x "$SPY" ] || "$PY" -m pip install --quiet py-spy || die "py-spy is not installed and pip could not install it"
+  PROFILE_COUNT=$("$PY" -c "print(max(200, int(6000 * float('$SCALE'))))")
+  say "profiling mailboat (pid $MB_PID) under $PROFILE_COUNT x 1 KB over 20 sessions"
+  find "$MAILDIR/new" -type f -delete 2>/dev/null || true
+  # --gil: samples only the thread holding the GIL (Python CPU, the resource one process cannot
+  # spread over two cores); per-thread CPU from /proc covers the C work done without the GIL.
+  "$SPY" record --pid "$MB_PID" --rate 250 --gil --function --threads --format raw -o "$BENCH/profile.raw" \
+    >"$WORK/py-spy.out" 2>&1 &
+  SPY_PID=$!
+  sleep 1
+  "$PY" "$BENCH/lib/threadcpu.py" "$MB_PID" >"$WORK/threads.before"
+  started=$(date +%s.%N)
+  timeout "$TIMEOUT" "$SMTP_SOURCE" -s 20 -m "$PROFILE_COUNT" -l 1024 -f bench-sender@example.org -t "$RCPT" \
+    "127.0.0.1:$MB_PORT" >/dev/null || die "smtp-source failed under the profiler"
+  accepted=$(date +%s.%N)
+  for i in $(seq $((TIMEOUT * 10))); do
+    [ "$(find "$MAILDIR/new" -type f | wc -l)" -ge "$PROFILE_COUNT" ] && break; sleep 0.1
+  done
+  delivered=$(date +%s.%N)
+  "$PY" "$BENCH/lib/threadcpu.py" "$MB_PID" >"$WORK/threads.after"
+  kill -INT "$SPY_PID" 2>/dev/null || true
+  for i in $(seq 100); do kill -0 "$SPY_PID" 2>/dev/null || break; sleep 0.1; done
+  SPY_PID=""
+  [ -s "$BENCH/profile.raw" ] || die "py-spy wrote no profile: $(cat "$WORK/py-spy.out")"
+  "$PY" "$BENCH/lib/profile_summary.py" "$BENCH/profile.raw" --count "$PROFILE_COUNT" \
+    --started "$started" --accepted "$accepted" --delivered "$delivered" \
+    --threads-before "$WORK/threads.before" --threads-after "$WORK/threads.after" --out "$BENCH/profile.md"
+fi
