@@ -3,7 +3,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
 # Debian peers the interop tests talk to (SPEC "Set-up"); installed when run as root with apt.
-DEBIAN_TEST_PACKAGES = postfix swaks libnet-ssleay-perl libio-socket-ssl-perl chromium
+DEBIAN_TEST_PACKAGES = postfix swaks libnet-ssleay-perl libio-socket-ssl-perl chromium nsd dovecot-lmtpd dovecot-imapd opendkim opendkim-tools pflogsumm
 
 .PHONY: run test test-deps install bench clean
 

@@ -16,8 +16,13 @@ from mailboat.cli.errors import USAGE, CliError
 # Modules that register sub-commands, in the order `mailboat --help` lists them.
 COMMAND_MODULES = (
     "mailboat.cli.serve",
+    "mailboat.cli.sendmail",
+    "mailboat.cli.queue",
     "mailboat.cli.trace",
+    "mailboat.cli.journey",
+    "mailboat.cli.route",
     "mailboat.cli.users",
+    "mailboat.cli.dkim",
 )
 
 
