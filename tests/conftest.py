@@ -61,6 +61,20 @@ class RunningServer:
     data_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
     banner: str = ""
+    log_lines: list[str] = field(default_factory=list)
+    _drain: threading.Thread | None = None
+
+    def drain_stderr(self) -> None:
+        """Read the server's log continuously: a full pipe would block its logging (and it)."""
+        def pump() -> None:
+            for line in self.proc.stderr:
+                self.log_lines.append(line)
+        self._drain = threading.Thread(target=pump, daemon=True)
+        self._drain.start()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.log_lines)
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([*MAILBOAT, *args, "--config", str(self.config)], input=input,
@@ -92,7 +106,9 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        return self.proc.stderr.read() if self.proc.stderr else ""
+        if self._drain is not None:
+            self._drain.join(5)
+        return self.log
 
 
 def start_server(tmp_path: Path, extra: str = "", users: tuple[str, ...] = ("alice@example.com", "bob@example.com"),
@@ -120,6 +136,7 @@ def start_server(tmp_path: Path, extra: str = "", users: tuple[str, ...] = ("ali
     finally:
         watchdog.cancel()
     server.banner = "".join(lines)
+    server.drain_stderr()
     if proc.poll() is not None or "smtp" not in server.ports:
         raise AssertionError(f"mailboat serve did not start:\n{server.banner}\n{server.stop()}")
     return server

@@ -21,6 +21,7 @@ from mailboat.delivery.maildir import MaildirTransport
 from mailboat.policy import Pipeline
 from mailboat.policy.filters.loops import HopLimitFilter
 from mailboat.policy.filters.relay import RelayFilter
+from mailboat.policy.filters.sender import SenderOwnershipFilter
 from mailboat.policy.filters.submission import ListenerRequirementsFilter
 from mailboat.queue.runner import QueueRunner
 from mailboat.queue.sqlite import SqliteQueueStore
@@ -92,6 +93,7 @@ class Server:
         pipeline = Pipeline([
             ListenerRequirementsFilter(),
             RelayFilter(router, config.relay.trusted_networks),
+            SenderOwnershipFilter(router),
             HopLimitFilter(config.limits.hops),
         ])
         limits = Limits(
@@ -104,6 +106,7 @@ class Server:
         ctx = ServerContext(
             hostname=config.hostname, pipeline=pipeline, store=self.store, limits=limits,
             ssl_context=server_context(cert, key), resolver=resolver, on_enqueued=self.runner.wake,
+            authenticate=self.users.check,
         )
         for item in config.listener:
             listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint)

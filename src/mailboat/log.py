@@ -7,8 +7,11 @@ logged, so no one can forge a log line (CR/LF injection).
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
 import os
+import queue
 import re
 import socket
 import sys
@@ -44,12 +47,45 @@ class PostfixFormatter(logging.Formatter):
         return line
 
 
+class _EnqueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread as they are: no formatting on the event loop."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
 def setup_logging(file: str = "", level: str = "info") -> None:
+    """Postfix-style lines to stderr or a file, written by a thread of their own.
+
+    The event loop only enqueues records: formatting and the write happen on the writer thread,
+    so a slow disk or a stderr pipe nobody reads cannot stall SMTP sessions.
+    """
+    global _listener
+    # Facts we never log; skipping them saves a stack walk per record (the hot path logs a lot).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger("mailboat")
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler: logging.Handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(PostfixFormatter())
-    root.addHandler(handler)
+    if _listener is not None:
+        _listener.stop()
+    target: logging.Handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
+    target.setFormatter(PostfixFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, target)
+    _listener.start()
+    root.addHandler(_EnqueueHandler(records))
     root.setLevel(level.upper())
     root.propagate = False
+
+
+@atexit.register
+def flush_logging() -> None:
+    """Write out what is still queued (at exit, and before a one-line CLI error)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None

@@ -119,3 +119,21 @@ def format_received(info: ReceivedInfo) -> bytes:
         tail = _fold(date.split(" "), "\t")
     lines += tail
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+def format_local_received(hostname: str, queue_id: str, *, uid: int | None = None,
+                          at: datetime | None = None) -> bytes:
+    """Our Received header for mail that did not arrive over the network (RFC 5321 §4.4).
+
+    Local submission (`mailboat sendmail`) and our own DSNs have no client and no registered
+    `with` type, so, like Postfix (``by host (Postfix, from userid 0) id X; date``), the field has
+    only the ``by`` and ``id`` clauses and a comment naming the submitting user when there is one:
+
+        Received: by HOSTNAME (mailboat, from userid UID)
+        \tid QUEUEID; DATE
+    """
+    at = at or datetime.now().astimezone()
+    comment = f"(mailboat, from userid {int(uid)})" if uid is not None else "(mailboat)"
+    lines = _fold(["by", _clean(hostname), *comment.split(" ")], "Received:")
+    lines += _fold(["id", _clean(queue_id) + ";", *format_datetime(at).split(" ")], "\t")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")

@@ -11,9 +11,11 @@ import json
 from typing import Any
 
 from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.mail.headers import split_message
 from mailboat.queue.model import Attempt, QueuedRecipient, QueueItem, RecipientState
 
 FORMAT_VERSION = 1
+MAX_EVENT_HEADERS = 64 * 1024  # header bytes kept in the "queued" event for `mailboat journey`
 
 
 class CorruptRecordError(ValueError):
@@ -108,8 +110,15 @@ def decode_recipients(data: bytes | str) -> tuple[QueuedRecipient, ...]:
         raise CorruptRecordError(f"bad recipient states: {exc!r}") from None
 
 
-def queued_detail(envelope: Envelope, size: int) -> dict:
-    """The journey's first record: who handed us the message and what it was."""
+def queued_detail(envelope: Envelope, size: int, message: bytes = b"") -> dict:
+    """The journey's first record: who handed us the message and what it was.
+
+    "headers" is the message's header section (at most MAX_EVENT_HEADERS bytes, cut at a line
+    end) so the journey can show the Received chain after the message has left the queue.
+    """
+    header = split_message(message)[0] if message else b""
+    if len(header) > MAX_EVENT_HEADERS:
+        header = header[: header.rfind(b"\n", 0, MAX_EVENT_HEADERS) + 1]
     return {
         "sender": envelope.sender,
         "recipients": [r.address for r in envelope.recipients],
@@ -118,6 +127,7 @@ def queued_detail(envelope: Envelope, size: int) -> dict:
         "client_helo": envelope.client_helo,
         "auth_user": envelope.auth_user,
         "protocol": envelope.protocol,
+        "headers": header.decode("utf-8", "replace"),
     }
 
 

@@ -60,7 +60,7 @@ class MemoryQueueStore:
                     queue_id, envelope, len(message), now, now, recipients=initial_recipients(envelope)
                 )
                 self._bodies[queue_id] = message
-                self._add_event(queue_id, now, "queued", queued_detail(envelope, len(message)))
+                self._add_event(queue_id, now, "queued", queued_detail(envelope, len(message), message))
                 self.stats.enqueued += 1
             if not future.done():
                 future.set_exception(error) if error else future.set_result(None)
@@ -136,6 +136,13 @@ class MemoryQueueStore:
             return False
         self._items[queue_id] = replace(item, **changes)  # type: ignore[arg-type]
         self._add_event(queue_id, at, kind, {})
+        return True
+
+    async def mark_delay_warned(self, queue_id: str, at: float) -> bool:
+        item = self._items.get(queue_id)
+        if item is None:
+            return False
+        self._items[queue_id] = replace(item, delay_warned=True)
         return True
 
     async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:

@@ -117,6 +117,8 @@ class QueueItem:
         attempts: number of delivery runs recorded so far (by record_outcomes).
         held: on hold: never claimed until released.
         recipients: every recipient with its state; open ones are what is left to deliver.
+        delay_warned: the delay-warning DSN was sent (RFC 3464 Action: delayed): never twice,
+            also across restarts, so it is stored with the message.
     """
 
     queue_id: str
@@ -127,6 +129,7 @@ class QueueItem:
     attempts: int = 0
     held: bool = False
     recipients: tuple[QueuedRecipient, ...] = field(default=())
+    delay_warned: bool = False
 
     @property
     def open_recipients(self) -> tuple[QueuedRecipient, ...]:

@@ -16,11 +16,17 @@ Processing one message (`_process`):
    "4.4.0 remote delivery not available yet";
 4. deferred recipients get the next time from `retry.next_attempt`; past `max_lifetime` they
    become failed ("expired");
-5. final failures go to `on_final_failure(item, outcomes)` BEFORE they are recorded: issue 3
-   enqueues the DSN there, so a crash in between duplicates a bounce rather than losing it. If
-   the hook raises, the failures are recorded as deferred and retried (the bounce is owed);
+5. final failures go to `on_final_failure(item, outcomes)` BEFORE they are recorded: the
+   bounce notifier (queue/bounce.py) enqueues the DSN there, so a crash in between duplicates a
+   bounce rather than losing it. If the hook raises, the failures are recorded as deferred and
+   retried (the bounce is owed). Likewise `on_success` for delivered recipients (NOTIFY=SUCCESS
+   reports; best effort) and, once per message, `on_delay` when recipients are still deferred
+   `delay_warning` seconds after arrival; the warning is then marked with
+   `store.mark_delay_warned()` so a restart never sends it twice. Until it is sent, the next
+   attempt is pulled in to the warning time, so the warning is not late by a whole retry step;
 6. `store.record_outcomes()` commits all outcomes atomically (finishing the message when none
-   is open), then one Postfix-style log line per recipient and a journey event each.
+   is open), then one Postfix-style log line per recipient and a journey event each
+   ("delivery", with the next attempt time when deferred).
 A crash anywhere before step 6 leaves the claim lease to expire: the message is delivered again
 (duplicates possible, loss not). Every exception is contained per message; the loop never dies.
 
@@ -49,6 +55,8 @@ from mailboat.queue.store import QueueError, QueueStore
 from mailboat.routing.route import Discard, Refuse, Route
 
 FinalFailureHook = Callable[[QueueItem, list[RecipientOutcome]], Awaitable[None]]
+# on_delay(item, deferred outcomes, will_retry_until): the delay-warning DSN.
+DelayHook = Callable[[QueueItem, list[RecipientOutcome], float], Awaitable[None]]
 _REMOTE_KINDS = frozenset({"lmtp", "relay", "mx"})
 _STATUS_WORD = {RecipientState.DELIVERED: "sent", RecipientState.DEFERRED: "deferred",
                 RecipientState.FAILED: "bounced"}
@@ -70,6 +78,10 @@ class QueueRunner:
         retry_schedule, max_lifetime: the retry policy in seconds (queue.retry).
         logger: defaults to logging.getLogger("mailboat.queue").
         on_final_failure: awaited with the item and its newly failed outcomes (DSN hook).
+        on_success: awaited with the item and its newly delivered outcomes (success DSNs).
+        delay_warning: seconds after arrival at which `on_delay` is called once for a message
+            that still has deferred recipients (None: never).
+        on_delay: the delay-warning hook (see DelayHook).
         concurrency: messages delivered at once; batch_size: most claimed per store call.
         poll_interval: longest sleep between looks at the store.
         delivery_timeout: bound on one transport call; must stay below the store's lease.
@@ -81,13 +93,15 @@ class QueueRunner:
                  max_lifetime: float = retry.DEFAULT_MAX_LIFETIME,
                  logger: logging.Logger | None = None, on_final_failure: FinalFailureHook | None = None,
                  concurrency: int = 50, batch_size: int = 100, poll_interval: float = 5.0,
-                 delivery_timeout: float = 240.0) -> None:
+                 delivery_timeout: float = 240.0, on_success: FinalFailureHook | None = None,
+                 delay_warning: float | None = None, on_delay: DelayHook | None = None) -> None:
         self.store, self.router, self.transports = store, router, dict(transports)
         self.clock, self.schedule, self.max_lifetime = clock, tuple(retry_schedule), max_lifetime
         self.log = logger or logging.getLogger("mailboat.queue")
         self.on_final_failure = on_final_failure
         self.concurrency, self.batch_size = concurrency, batch_size
         self.poll_interval, self.delivery_timeout = poll_interval, delivery_timeout
+        self.on_success, self.delay_warning, self.on_delay = on_success, delay_warning, on_delay
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
         self._backlog = False
@@ -260,9 +274,16 @@ class QueueRunner:
                 outcomes = [replace(o, state=RecipientState.DEFERRED) if o.state is RecipientState.FAILED else o
                             for o in outcomes]
                 next_time = now + self.schedule[0]
+        delivered = [o for o in outcomes if o.state is RecipientState.DELIVERED]
+        if delivered and self.on_success is not None:
+            try:  # a success report is a courtesy: its failure never reopens a delivery
+                await self.on_success(item, delivered)
+            except Exception:
+                self.log.exception("%s: success-notification hook failed", item.queue_id)
+        next_time = await self._delay_warning(item, outcomes, now, next_time)
         # Log and journal the attempts first: they happened whatever recording does next, and the
         # journey then lists them before the "finished" record.
-        for detail in self._log_outcomes(item, outcomes, claimed, timing, expired):
+        for detail in self._log_outcomes(item, outcomes, claimed, timing, expired, next_time):
             try:  # best effort: the recipient states below are what counts
                 await self.store.record_event(item.queue_id, detail.pop("at"), "delivery", detail)
             except Exception as exc:
@@ -271,8 +292,26 @@ class QueueRunner:
         if not any(r.state.is_open for r in apply_outcomes(item.recipients, outcomes)):
             self.log.info("%s: removed", item.queue_id)
 
+    async def _delay_warning(self, item: QueueItem, outcomes: list[RecipientOutcome], now: float,
+                             next_time: float | None) -> float | None:
+        """Send the delay warning when it is due; return the (possibly earlier) next attempt."""
+        if self.delay_warning is None or self.on_delay is None or item.delay_warned or next_time is None:
+            return next_time
+        warn_at = item.arrival + self.delay_warning
+        if now < warn_at:
+            return min(next_time, warn_at)
+        deferred = [o for o in outcomes if o.state is RecipientState.DEFERRED]
+        if not deferred:
+            return next_time
+        try:
+            await self.on_delay(item, deferred, item.arrival + self.max_lifetime)
+            await self.store.mark_delay_warned(item.queue_id, now)
+        except Exception:  # retried at the next attempt; the delivery itself goes on
+            self.log.exception("%s: delay-warning hook failed", item.queue_id)
+        return next_time
+
     def _log_outcomes(self, item: QueueItem, outcomes: list[RecipientOutcome], claimed: float,
-                      timing: dict[str, float], expired: bool) -> list[dict]:
+                      timing: dict[str, float], expired: bool, next_time: float | None = None) -> list[dict]:
         """One log line per outcome; returns the matching journey event details."""
         events = []
         first_wait = claimed - item.arrival
@@ -291,8 +330,11 @@ class QueueRunner:
             self.log.info("%s: to=<%s>, %srelay=%s, delay=%s, delays=%s, dsn=%s, status=%s (%s)",
                           item.queue_id, o.recipient, orig, o.host, _fmt(o.at - item.arrival), delays,
                           o.enhanced_status, status, reason)
-            events.append({"at": o.at, "to": o.recipient, "orig_to": o.original, "relay": o.host,
-                           "dsn": o.enhanced_status, "status": status, "reply": f"{o.reply_code} {o.reply_text}"})
+            event = {"at": o.at, "to": o.recipient, "orig_to": o.original, "relay": o.host,
+                     "dsn": o.enhanced_status, "status": status, "reply": f"{o.reply_code} {o.reply_text}"}
+            if o.state is RecipientState.DEFERRED and next_time is not None:
+                event["next_attempt"] = next_time
+            events.append(event)
         return events
 
 

@@ -44,7 +44,7 @@ from mailboat.queue.store import DEFAULT_LEASE, QueueError, StoreStats
 
 log = logging.getLogger("mailboat.queue")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = (
     """CREATE TABLE message (
         queue_id     TEXT PRIMARY KEY,
@@ -55,7 +55,8 @@ _SCHEMA = (
         next_attempt REAL NOT NULL,
         lease_until  REAL NOT NULL DEFAULT 0,
         attempts     INTEGER NOT NULL DEFAULT 0,
-        status       TEXT NOT NULL DEFAULT 'active'  -- active, held or corrupt
+        status       TEXT NOT NULL DEFAULT 'active', -- active, held or corrupt
+        delay_warned INTEGER NOT NULL DEFAULT 0      -- 1: the delay-warning DSN was sent
     )""",
     "CREATE INDEX message_due ON message (status, next_attempt)",
     # Bytes apart from the rows the runner scans, so claim queries never page through BLOBs.
@@ -69,7 +70,11 @@ _SCHEMA = (
     )""",
     "CREATE INDEX event_queue_id ON event (queue_id, id)",
 )
-_COLUMNS = "queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status"
+# Upgrades: _MIGRATIONS[n] takes a queue of schema version n to n + 1, in place.
+_MIGRATIONS = {
+    1: ("ALTER TABLE message ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0",),
+}
+_COLUMNS = "queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status, delay_warned"
 
 class SqliteQueueStore:
     """QueueStore in one SQLite file. See store.QueueStore for the meaning of every method.
@@ -118,14 +123,20 @@ class SqliteQueueStore:
         if version > SCHEMA_VERSION:
             raise QueueError(f"{self.path}: queue schema version {version} is newer than this "
                              f"mailboat supports ({SCHEMA_VERSION}); upgrade mailboat")
-        # Version 0: a new file. Under BEGIN IMMEDIATE and re-checked, so two processes opening a
-        # new queue at once cannot both create it. Future versions add "N -> N+1" steps here.
+        # Version 0: a new file; older versions: the "N -> N+1" steps of _MIGRATIONS. Under BEGIN
+        # IMMEDIATE and re-checked, so two processes opening the queue at once cannot both do it
+        # (the running server and a `mailboat sendmail` upgrading the same file, for example).
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
                 for statement in _SCHEMA:
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version < SCHEMA_VERSION:
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in _MIGRATIONS[step]:
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -157,14 +168,15 @@ class SqliteQueueStore:
             raise QueueError(f"queue read failed: {exc}") from exc
 
     def _decode_row(self, row: tuple) -> QueueItem | None:
-        queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status = row
+        queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status, warned = row
         try:
             env = codec.decode_envelope(envelope)
             rcpts = codec.decode_recipients(recipients) if recipients is not None else initial_recipients(env)
         except codec.CorruptRecordError as exc:
             self._set_aside(queue_id, str(exc))
             return None
-        return QueueItem(queue_id, env, size, arrival, next_attempt, attempts, status == "held", rcpts)
+        return QueueItem(queue_id, env, size, arrival, next_attempt, attempts, status == "held", rcpts,
+                         bool(warned))
 
     def _set_aside(self, queue_id: str, reason: str) -> None:
         log.warning("%s: corrupt queue record set aside: %s", queue_id, reason)
@@ -184,7 +196,7 @@ class SqliteQueueStore:
         # Encode on the loop thread: the writer thread's time is the shared resource.
         env = codec.encode_envelope(envelope)
         arrival = self._clock()
-        event = json.dumps(codec.queued_detail(envelope, len(message)), ensure_ascii=False)
+        event = json.dumps(codec.queued_detail(envelope, len(message), message), ensure_ascii=False)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt) "
@@ -284,6 +296,12 @@ class SqliteQueueStore:
                 return True
             row = conn.execute("SELECT status FROM message WHERE queue_id = ?", (queue_id,)).fetchone()
             return row is not None and kind != "retry" and row[0] != "corrupt"
+
+        return await self._write(op)
+
+    async def mark_delay_warned(self, queue_id: str, at: float) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("UPDATE message SET delay_warned = 1 WHERE queue_id = ?", (queue_id,)).rowcount > 0
 
         return await self._write(op)
 

@@ -80,7 +80,9 @@ class QueueStore(Protocol):
         """Store a new message durably; return only once it is on stable storage.
 
         Every recipient starts PENDING and the message is due at once. Also records a "queued"
-        journey event (sender, size, client) in the same transaction.
+        journey event (sender, size, client, and the header section bounded to
+        codec.MAX_EVENT_HEADERS, so the Received chain outlives the message) in the same
+        transaction.
 
         Raises:
             QueueFullError, QueueWriteError: nothing of this message was stored.
@@ -139,6 +141,11 @@ class QueueStore(Protocol):
 
     async def retry_now(self, queue_id: str, at: float) -> bool:
         """Make a queued (not held) message due at once. False if not queued or held."""
+        ...
+
+    async def mark_delay_warned(self, queue_id: str, at: float) -> bool:
+        """Remember durably that the delay-warning DSN was sent (QueueItem.delay_warned), so a
+        restart never sends it twice. Returns once committed. False if not queued."""
         ...
 
     async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:

@@ -29,6 +29,8 @@ from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
 from mailboat.policy import Pipeline, SessionInfo, TransactionInfo
 from mailboat.queue.store import QueueError, QueueFullError, QueueStore
 from mailboat.resolver.base import Resolver, forward_confirmed_rdns
+from mailboat.accounts.users import normalize_address
+from mailboat.server import auth
 from mailboat.server.stream import StreamProtocol
 
 log = logging.getLogger("mailboat.smtpd")
@@ -88,6 +90,8 @@ class ServerContext:
     ssl_context: ssl.SSLContext | None = None
     resolver: Resolver | None = None
     on_enqueued: Callable[[], None] | None = None  # e.g. QueueRunner.wake, after each enqueue
+    authenticate: Callable[[str, str], bool] | None = None  # (account, password) -> ok; blocking
+    auth_limiter: auth.AuthLimiter = field(default_factory=auth.AuthLimiter)
     counter: ConnectionCounter = field(default_factory=ConnectionCounter)
 
 
@@ -119,13 +123,15 @@ class Session:
             max_errors=ctx.limits.errors,
             starttls_available=tls_usable and listener.tls in ("optional", "required"),
             tls_active=listener.tls == "implicit",
-            auth_mechanisms=(),  # AUTH mechanisms arrive with submission (issue 6)
+            auth_mechanisms=("PLAIN", "LOGIN") if listener.auth != "none" and ctx.authenticate else (),
         )
         self.txn: TransactionInfo | None = None
         self.chunks: list[bytes] = []
         self.in_data = False
         self._rdns_task: asyncio.Task[str | None] | None = None
-        self._started = time.monotonic()
+        self._connected_at = time.time()
+        self._sasl: auth.SaslExchange | None = None
+        self._auth_failures = 0
         self.messages = 0
         if listener.tls == "implicit":
             self._note_tls()
@@ -151,7 +157,6 @@ class Session:
             return
         try:
             self._rdns_task = asyncio.ensure_future(self._lookup_rdns())
-            log.info("connect from unknown[%s]", self.info.peer_ip or "local")
             verdict = await self.ctx.pipeline.on_connect(self.info)
             self.conn.start(verdict.reply)
             await self._loop()
@@ -173,6 +178,7 @@ class Session:
                 self.info.rdns = await forward_confirmed_rdns(self.ctx.resolver, self.info.peer_ip)
         except TimeoutError:
             self.info.rdns = None
+        log.info("connect from %s", self.client)  # like Postfix: after the reverse look-up
         return self.info.rdns
 
     async def _read(self) -> bytes:
@@ -221,8 +227,10 @@ class Session:
                     self._answer(verdict.reply)
                 case smtp.StartTls():
                     await self._starttls()
-                case smtp.Auth() | smtp.AuthResponse():
-                    conn.send(smtp.Reply.make(504, "5.5.4", "Authentication mechanism not supported"))
+                case smtp.Auth(mechanism=mechanism, initial_response=initial):
+                    await self._on_auth(mechanism, initial)
+                case smtp.AuthResponse(data=data):
+                    await self._sasl_step(data)
                 case smtp.Reset():
                     self._end_transaction()
                 case smtp.CommandRejected(command=command, reply=reply):
@@ -258,6 +266,50 @@ class Session:
         self.conn.tls_established()
         self._note_tls()
         log.info("%s: TLS established: %s %s", self.client, self.info.tls_version, self.info.tls_cipher)
+
+    async def _on_auth(self, mechanism: str, initial: str | None) -> None:
+        if self.ctx.auth_limiter.blocked(self.info.peer_ip):
+            self.conn.send(auth.AUTH_THROTTLED)
+            return
+        self._sasl = auth.SaslExchange(mechanism)
+        await self._sasl_step(initial)
+
+    async def _sasl_step(self, response: str | None) -> None:
+        exchange = self._sasl
+        assert exchange is not None and self.ctx.authenticate is not None
+        try:
+            result = exchange.step(response)
+        except PermissionError:
+            result = ("", "")  # counts as a failed login
+        except (ValueError, UnicodeDecodeError):
+            self._sasl = None
+            self.conn.send(auth.AUTH_SYNTAX)
+            return
+        if isinstance(result, smtp.Reply):
+            self.conn.send(result)
+            return
+        self._sasl = None
+        identity, password = result
+        account = normalize_address(identity) if identity else ""
+        if account and self.ctx.auth_limiter.blocked(self.info.peer_ip, account):
+            self.conn.send(auth.AUTH_THROTTLED)
+            return
+        ok = bool(account) and await asyncio.to_thread(self.ctx.authenticate, account, password)
+        if ok:
+            self.conn.set_authenticated(account)
+            self.info.auth_user = account
+            self.conn.send(auth.AUTH_OK)
+            log.info("%s: sasl_method=%s, sasl_username=%s", self.client, exchange.mechanism, safe(account))
+            return
+        self.ctx.auth_limiter.failed(self.info.peer_ip, account or None)
+        self._auth_failures += 1
+        # fail2ban's postfix filter matches this wording.
+        log.warning("%s: SASL %s authentication failed: user=%s", self.client, exchange.mechanism, safe(account))
+        self.conn.send(auth.AUTH_FAILED)
+        if self._auth_failures >= auth.PER_SESSION:
+            await self._flush()
+            self.stream.write(auth.TOO_MANY_FAILURES.to_bytes())
+            raise ConnectionAbortedError("too many failed authentications")
 
     async def _on_mail(self, event: smtp.MailFrom) -> None:
         params = event.params
@@ -329,6 +381,11 @@ class Session:
             body=txn.body, smtputf8=txn.smtputf8, client_ip=self.info.peer_ip, client_helo=self.info.helo,
             auth_user=self.info.auth_user, protocol=protocol,
         )
+        await self.ctx.store.record_event(queue_id, self._connected_at, "connect", {
+            "client": self.client, "helo": self.info.helo, "listener": self.listener.kind,
+            "tls": f"{self.info.tls_version} {self.info.tls_cipher}" if self.info.tls_version else None,
+            "sasl_username": self.info.auth_user,
+        })
         try:
             await self.ctx.store.enqueue(queue_id, envelope, data)
         except QueueFullError as exc:
