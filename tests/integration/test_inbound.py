@@ -346,3 +346,24 @@ def test_failed_logins_close_the_session(server):
             client.noop()
     with smtp(server, "submission") as client:  # the right password still works from a new session
         login(client)
+
+
+def test_connection_limits_and_timeouts(tmp_path):
+    server = start_server(tmp_path, extra='[limits]\nconnections_per_ip = 2\n[timeouts]\ncommand = "1s"\n')
+    try:
+        first, second = Raw(server.ports["smtp"]), Raw(server.ports["smtp"])
+        assert first.reply().startswith(b"220 ") and second.reply().startswith(b"220 ")
+        third = Raw(server.ports["smtp"])
+        assert third.reply().startswith(b"421 4.7.0")
+        third.close()
+        # An idle client is dropped after [timeouts].command with 421 4.4.2 (RFC 5321 §4.5.3.2).
+        assert first.reply().startswith(b"421 4.4.2")
+        second.close()
+        first.close()
+        time.sleep(0.2)
+        again = Raw(server.ports["smtp"])  # the slots were given back
+        assert again.reply().startswith(b"220 ")
+        again.close()
+    finally:
+        log = server.stop()
+    assert "timeout after command" in log and "Too many connections from 127.0.0.1" in log

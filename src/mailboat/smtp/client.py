@@ -435,9 +435,10 @@ class ClientConnection:
                         txn.decide(i, reply)
                     txn.lines.clear()  # lock-step: RCPT and DATA are not sent
             case "RCPT":
-                if positive and txn.decided[index] is None:
+                if not positive:
+                    txn.decide(index, reply)
+                elif txn.decided[index] is None:  # (after a refused MAIL, a 250 here means nothing)
                     txn.accepted.append(index)
-                txn.decide(index, reply)
                 if len(txn.lines) == 1 and txn.lines[0][0] == "DATA" and not txn.accepted:
                     txn.lines.clear()  # lock-step, every RCPT refused: no DATA (RSET comes next time)
             case "DATA" if reply.code == 354:
