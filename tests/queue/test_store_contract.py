@@ -250,3 +250,63 @@ def test_outcomes_for_deleted_message_are_ignored(backend):
         await store.record_outcomes(qid, [outcome("a@x.test", RecipientState.DELIVERED, T0 + 2)], None)
         assert await store.get(qid) is None
     run(factory, body)
+
+
+def test_delay_warned_flag_persists(backend):
+    factory, persistent, _ = backend
+    qid = new_queue_id()
+
+    async def fill(store):
+        await store.enqueue(qid, envelope("a@x.test"), b"msg")
+        assert not (await store.get(qid)).delay_warned
+        assert await store.mark_delay_warned(qid, T0 + 1)
+        assert not await store.mark_delay_warned("nosuchid000000", T0 + 1)
+        await store.record_outcomes(qid, [outcome("a@x.test", RecipientState.DEFERRED, T0 + 2)], T0 + 60)
+        assert (await store.get(qid)).delay_warned  # outcomes do not reset it
+
+    async def check(store):
+        assert (await store.get(qid)).delay_warned
+    run(factory, fill)
+    if persistent:
+        run(factory, check)
+
+
+def test_queued_event_keeps_bounded_headers(backend):
+    factory, _, _ = backend
+    big = b"".join(b"X-Pad-%05d: %s\r\n" % (i, b"y" * 60) for i in range(2000))  # ~150 KiB of header
+
+    async def body(store):
+        small, large = new_queue_id(), new_queue_id()
+        await store.enqueue(small, envelope("a@x.test"), b"Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+                                                        b"Subject: s\r\n\r\nbody\r\n")
+        await store.enqueue(large, envelope("a@x.test"), big + b"\r\nbody")
+        detail = (await store.events(small))[0].detail
+        assert detail["headers"].startswith("Received: from a by b;") and "body" not in detail["headers"]
+        headers = (await store.events(large))[0].detail["headers"]
+        assert 60_000 < len(headers) <= 64 * 1024 and headers.endswith("\r\n")
+    run(factory, body)
+
+
+def test_operator_actions(backend):
+    """hold keeps a message from claim_due, release/retry_now make it due, delete leaves an event."""
+    factory, _, _ = backend
+
+    async def body(store):
+        qid = new_queue_id()
+        await store.enqueue(qid, envelope("a@x.test"), b"msg")
+        await store.claim_due(T0, 10)
+        await store.record_outcomes(qid, [outcome("a@x.test", RecipientState.DEFERRED, T0)], T0 + 3600)
+        assert await store.hold(qid, T0 + 1)
+        assert await store.claim_due(T0 + 7200, 10) == []
+        assert not await store.retry_now(qid, T0 + 2)  # held: release first
+        assert await store.release(qid, T0 + 3)
+        assert (await store.get(qid)).next_attempt == T0 + 3
+        await store.record_outcomes(qid, [outcome("a@x.test", RecipientState.DEFERRED, T0 + 4)], T0 + 3600)
+        assert await store.retry_now(qid, T0 + 5)
+        assert [i.queue_id for i in await store.claim_due(T0 + 5, 10)] == [qid]
+        assert await store.delete(qid, T0 + 6)
+        with pytest.raises(KeyError):
+            await store.load_message(qid)
+        kinds = [e.kind for e in await store.events(qid)]
+        assert kinds[-1] == "deleted" and "hold" in kinds and "release" in kinds and "retry" in kinds
+    run(factory, body)

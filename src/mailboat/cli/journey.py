@@ -66,8 +66,9 @@ def render(journey: Journey, console: Console) -> None:
     console.print(table)
     if journey.trace is not None and journey.trace.hops:
         console.print()
-        console.print("Received chain" + (f" (hop {journey.our_hop} is ours)" if journey.our_hop else "") + ":")
         render_text(journey.trace, console)
+        if journey.our_hop is not None:
+            console.print(f"Hop {journey.our_hop} is this server's own Received header.")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -100,7 +100,7 @@ def mailq_text(items: list[QueueItem], now: float) -> str:
             if last is not None:
                 when = "on hold" if item.held else f"next attempt {_stamp(item.next_attempt)}"
                 out.append(f"({last.reply_code} {last.reply_text}; {when})")
-            out.append(f"{'':41}{row.address}")
+            out.append(f"{'':46}{row.address}")
         out.append("")
     kbytes = (sum(i.size for i in items) + 1023) // 1024
     out.append(f"-- {kbytes} Kbytes in {len(items)} Request{'s' if len(items) != 1 else ''}.")
