@@ -21,7 +21,7 @@ import dns.exception
 import dns.message
 import dns.query
 
-from conftest import need_tool
+from mbtest import need_tool
 
 
 def _free_port(address: str) -> int:

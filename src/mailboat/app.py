@@ -23,6 +23,7 @@ from mailboat.policy.filters.loops import HopLimitFilter
 from mailboat.policy.filters.relay import RelayFilter
 from mailboat.policy.filters.sender import SenderOwnershipFilter
 from mailboat.policy.filters.submission import ListenerRequirementsFilter
+from mailboat.queue.bounce import Bouncer
 from mailboat.queue.runner import QueueRunner
 from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.resolver.dnspython import DnspythonResolver
@@ -82,10 +83,14 @@ class Server:
         self.users = UserStore(users_path(config))
         router = build_router(config, self.users)
         self.store = SqliteQueueStore(queue_path(config), release_leases=True)
+        bouncer = Bouncer(self.store, config.hostname)
         self.runner = QueueRunner(
             self.store, router, {"maildir": MaildirTransport(hostname=config.hostname)},
             retry_schedule=list(config.queue.retry), max_lifetime=config.queue.max_lifetime,
+            on_final_failure=bouncer.on_final_failure, on_success=bouncer.on_success,
+            on_delay=bouncer.on_delay, delay_warning=config.queue.delay_warning,
         )
+        bouncer.on_enqueued = self.runner.wake
         cert, key = config.tls.cert, config.tls.key
         if not cert:
             cert, key = ensure_self_signed(os.path.join(config.data_dir, "tls"), config.hostname)

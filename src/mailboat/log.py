@@ -17,13 +17,15 @@ import socket
 import sys
 import time
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL, C1 (NEL U+0085 among them) and U+2028/U+2029: each is a line break to some log reader.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def safe(value: object, limit: int = 300) -> str:
     """A client-supplied value made safe for one log line."""
     text = str(value)
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() < "\u0100" else f"\\u{ord(m.group()):04x}",
+                        text)
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import start_server
+from mbtest import start_server
 from ourheaders import our_received, received_headers
 
 MESSAGE = b"From: Sender <sender@example.org>\r\nTo: alice@example.com\r\nSubject: hello\r\n\r\nBody line.\r\n"

@@ -19,14 +19,14 @@ _INTEGRATION = str(Path(__file__).resolve().parent.parent / "integration")
 if _INTEGRATION not in sys.path:
     sys.path.insert(0, _INTEGRATION)
 
-from conftest import need_tool, start_server  # noqa: E402  (tests/conftest.py)
+from mbtest import need_tool, start_server  # noqa: E402  (tests/conftest.py)
 from ourheaders import our_received, received_headers  # noqa: E402  (tests/integration/ourheaders.py)
 
 __all__ = ["logged_server", "need_tool", "our_received", "received_headers", "run_peer",
            "smtpd_queue_ids"]
 
-# `mailboat/smtpd[PID]: QUEUEID: from=<...>, size=..., nrcpt=... (queue active)`
-_FROM_LINE = re.compile(r"mailboat/smtpd\[\d+\]: ([0-9A-Za-z]+): from=<")
+# `mailboat/qmgr[PID]: QUEUEID: from=<...>, size=..., nrcpt=... (queue active)`
+_FROM_LINE = re.compile(r"mailboat/qmgr\[\d+\]: ([0-9A-Za-z]+): from=<")
 
 
 @pytest.fixture
@@ -48,5 +48,5 @@ def run_peer(args: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 def smtpd_queue_ids(log: str) -> list[str]:
-    """Queue ids of the `QUEUEID: from=<...>` lines smtpd logs when it accepts a message."""
+    """Queue ids of the `QUEUEID: from=<...>` lines logged when a message is accepted."""
     return _FROM_LINE.findall(log)

@@ -167,3 +167,41 @@ def test_restart_delivers_each_message_exactly_once(tmp_path):
     ids = sorted(open(os.path.join(new, n), "rb").read().split(b"Message-ID: ")[1].split(b"\r\n")[0]
                  for n in os.listdir(new))
     assert ids == sorted(b"<%d@test>" % i for i in range(200))
+
+
+def test_schema_1_queue_is_upgraded_in_place(tmp_path):
+    """A queue written by schema 1 (before delay warnings were stored) opens, keeps its messages
+    and gains the delay_warned flag."""
+    from mailboat.queue import codec
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE message (queue_id TEXT PRIMARY KEY, envelope BLOB NOT NULL, recipients BLOB,
+            size INTEGER NOT NULL, arrival REAL NOT NULL, next_attempt REAL NOT NULL,
+            lease_until REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'active');
+        CREATE INDEX message_due ON message (status, next_attempt);
+        CREATE TABLE body (queue_id TEXT PRIMARY KEY, data BLOB NOT NULL);
+        CREATE TABLE event (id INTEGER PRIMARY KEY, queue_id TEXT NOT NULL, at REAL NOT NULL,
+            kind TEXT NOT NULL, detail TEXT NOT NULL);
+        PRAGMA user_version = 1;
+    """)
+    env = Envelope("a@x.test", (Recipient("b@x.test"),))
+    conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt) VALUES (?, ?, 3, 1.0, 1.0)",
+                 ("OLDMESSAGE0001", codec.encode_envelope(env)))
+    conn.execute("INSERT INTO body VALUES ('OLDMESSAGE0001', x'6d7367')")
+    conn.commit()
+    conn.close()
+
+    async def main():
+        store = SqliteQueueStore(str(path))
+        try:
+            item = await store.get("OLDMESSAGE0001")
+            assert item.envelope == env and not item.delay_warned
+            assert await store.mark_delay_warned("OLDMESSAGE0001", 2.0)
+            assert (await store.get("OLDMESSAGE0001")).delay_warned
+        finally:
+            await store.close()
+    asyncio.run(main())
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

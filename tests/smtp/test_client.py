@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from client_pair import Pair
+from test_client_pair import Pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

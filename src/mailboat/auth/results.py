@@ -75,7 +75,9 @@ _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-./=?^_`{|}~@]+")  # RFC 2045 token, pl
 
 def _quote(text: str) -> str:
     text = re.sub(r"[\x00-\x1f\x7f]", " ", text)  # nothing from a peer may break the header
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # Escapes are legal (RFC 5322 quoted-pair) but many A-R readers (authres too) keep the
+    # backslash; swapping the two special characters keeps the text readable everywhere.
+    return '"' + text.replace("\\", "/").replace('"', "'") + '"'
 
 
 def _value(text: str) -> str:

@@ -12,7 +12,7 @@ including nested include/redirect, because the limits are per check_host() call 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mailboat.auth.results import SpfResult
 from mailboat.auth.spf_record import (
@@ -53,7 +53,6 @@ class _Budget:
     void: int = 0
     explanation_default: str = ""
     receiver: str = "unknown"
-    names: list[str] = field(default_factory=list)
 
     def term(self) -> None:
         self.terms += 1

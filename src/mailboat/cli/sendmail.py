@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise CliError(f"sendmail: {message} (usage: {self.format_usage().strip()[7:]})", EX_USAGE)
+        raise CliError(f"sendmail: {message} (see 'mailboat sendmail --help')", EX_USAGE)
 
 
 def _parser() -> _Parser:

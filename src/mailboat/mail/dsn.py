@@ -132,7 +132,7 @@ def _fold_field(name: str, value: str) -> str:
     for word in value.split(" "):
         if len(line) + len(word) > 78 and line.strip() and not line.endswith(": "):
             out.append(line.rstrip())
-            line = "    "
+            line = " "  # unfolds (RFC 5322 §2.2.3) to exactly one space
         line += word + " "
     out.append(line.rstrip())
     return "\r\n".join(out) + "\r\n"

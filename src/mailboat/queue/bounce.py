@@ -6,9 +6,9 @@ decides who is owed a report (RFC 3461 NOTIFY, never to a null sender, never abo
 message from <> to the original sender, so bounces travel through the same durable queue, retry
 schedule and transports as any other mail (Postfix's bounce daemon does the same, with cleanup).
 
-Journey: the original message gets a "dsn" event naming the report's queue id (or why none was
-sent); the report gets a "dsn_for" event naming the original. The "dsn" event is recorded before
-the enqueue, so by the store contract (point 8) it is durable no later than the report itself.
+Journey: the report gets a "dsn_for" event naming the original, recorded before its enqueue (so
+by the store contract, point 8, durable no later than the report); the original gets a "dsn"
+event naming the report's queue id once that is queued, or saying why no report was sent.
 
 Log lines (logger "mailboat.bounce", Postfix's wording so log tools know them):
   QUEUEID: sender non-delivery notification: NEWID
@@ -100,11 +100,12 @@ class Bouncer:
             body="8BITMIME" if any(b > 0x7F for b in data) else None,
             smtputf8=not item.envelope.sender.isascii(), protocol="local", client_helo="",
             client_ip="")
+        await self.store.record_event(new_id, now, "dsn_for", {"queue_id": item.queue_id, "action": kind})
+        await self.store.enqueue(new_id, envelope, data)  # raises: the runner keeps the failures open
+        # Only now: the original's journey must never name a report that was not queued.
         await self.store.record_event(item.queue_id, now, "dsn", {
             "action": kind, "dsn_id": new_id, "to": item.envelope.sender,
             "recipients": [r.final_recipient for r in reports]})
-        await self.store.record_event(new_id, now, "dsn_for", {"queue_id": item.queue_id, "action": kind})
-        await self.store.enqueue(new_id, envelope, data)  # raises: the runner keeps the failures open
         self.log.info("%s: sender %s notification: %s", item.queue_id, _LOG_WORDS.get(kind, kind), new_id)
         self.qmgr_log.info("%s: from=<>, size=%d, nrcpt=1 (queue active)", new_id, len(data))
         if self.on_enqueued is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from collections import defaultdict
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from mailboat import smtp
 from mailboat.log import safe
 from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.mail.headers import get_first, split_message
 from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
 from mailboat.policy import Pipeline, SessionInfo, TransactionInfo
@@ -31,9 +33,13 @@ from mailboat.queue.store import QueueError, QueueFullError, QueueStore
 from mailboat.resolver.base import Resolver, forward_confirmed_rdns
 from mailboat.accounts.users import normalize_address
 from mailboat.server import auth
+from mailboat.server.storage import space_refusal
 from mailboat.server.stream import StreamProtocol
 
 log = logging.getLogger("mailboat.smtpd")
+# pflogsumm reads sizes and senders from the qmgr line and message ids from cleanup, as Postfix writes them.
+qmgr_log = logging.getLogger("mailboat.qmgr")
+cleanup_log = logging.getLogger("mailboat.cleanup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,17 @@ class Limits:
     data_timeout: float = 180.0
     tls_handshake_timeout: float = 30.0
     rdns_timeout: float = 5.0
+    # Anti-trickle (Postfix smtpd_min_data_rate): during DATA/BDAT the deadline is
+    # data_timeout + bytes received / min_data_rate after the data phase began, instead of a
+    # timer each read restarts, so one byte a minute cannot hold a session open. 0 = off.
+    min_data_rate: int = 500
+    # Postscreen-style pregreet test on `smtp` listeners: stay silent this long before the 220;
+    # a client that talks first is refused (554 5.5.1) and dropped. 0 = off (greet at once).
+    greet_delay: float = 0.0
+    # Free-space admission at MAIL (Postfix queue_minfree / smtpd_space_multf): 452 4.3.1 when
+    # the spool has less than max(queue_minfree, space_multiplier x SIZE-or-message_size) free.
+    queue_minfree: int = 0
+    space_multiplier: float = 1.5
 
 
 @dataclass(slots=True)
@@ -93,6 +110,14 @@ class ServerContext:
     authenticate: Callable[[str, str], bool] | None = None  # (account, password) -> ok; blocking
     auth_limiter: auth.AuthLimiter = field(default_factory=auth.AuthLimiter)
     counter: ConnectionCounter = field(default_factory=ConnectionCounter)
+    spool_dir: str | None = None  # where the queue lives, for the free-space check at MAIL
+
+    def spool_path(self) -> str | None:
+        """The directory whose file system holds the queue (default: the store's file's)."""
+        if self.spool_dir:
+            return self.spool_dir
+        path = getattr(self.store, "path", None)
+        return os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else None
 
 
 def _peer(stream: StreamProtocol) -> tuple[str, int]:
@@ -133,6 +158,9 @@ class Session:
         self._sasl: auth.SaslExchange | None = None
         self._auth_failures = 0
         self.messages = 0
+        self._command_deadline: float | None = None  # per-request deadline (monotonic)
+        self._data_started: float | None = None  # when the current DATA/BDAT phase began
+        self._data_bytes = 0  # octets received since then
         if listener.tls == "implicit":
             self._note_tls()
 
@@ -158,6 +186,8 @@ class Session:
         try:
             self._rdns_task = asyncio.ensure_future(self._lookup_rdns())
             verdict = await self.ctx.pipeline.on_connect(self.info)
+            if verdict.reply is None and not await self._pregreet_passed():
+                return
             self.conn.start(verdict.reply)
             await self._loop()
         except (ConnectionError, ssl.SSLError, OSError) as exc:
@@ -181,11 +211,52 @@ class Session:
         log.info("connect from %s", self.client)  # like Postfix: after the reverse look-up
         return self.info.rdns
 
+    async def _pregreet_passed(self) -> bool:
+        """Postscreen's pregreet test: a client that talks before our 220 is a bot (or a
+        pipelining attacker), since RFC 5321 §3.1 makes the client wait for the greeting.
+        Refuse it with 554 5.5.1 and drop it; False means the session is over."""
+        delay = self.ctx.limits.greet_delay
+        if delay <= 0 or self.listener.kind != "smtp":
+            return True
+        if not await self.stream.wait_readable(delay):
+            return True
+        early = await self.stream.read()  # consumed, so close() sends FIN, not RST
+        if not early:
+            return False  # connected and hung up without a word
+        log.warning("PREGREET %d after %.2fs from %s: %s", len(early), time.time() - self._connected_at,
+                    self.client, safe(early[:100]))
+        self.stream.write(smtp.Reply.make(554, "5.5.1", "Error: SMTP protocol synchronization: "
+                                          "client talked before the greeting").to_bytes())
+        await self.stream.drain()
+        return False
+
+    def _deadline(self) -> float:
+        """When the current read must have delivered, on the monotonic clock.
+
+        Commands: one deadline per request (set when we start waiting for a command, kept
+        across partial reads), so a line sent a byte at a time still times out. DATA/BDAT:
+        data_timeout plus bytes received / min_data_rate since the data phase began.
+        """
+        limits = self.ctx.limits
+        now = time.monotonic()
+        if self.in_data:
+            if self._data_started is None:
+                self._data_started, self._data_bytes = now, 0
+            if limits.min_data_rate > 0:
+                return self._data_started + limits.data_timeout + self._data_bytes / limits.min_data_rate
+            return now + limits.data_timeout
+        if self._command_deadline is None:
+            self._command_deadline = now + limits.command_timeout
+        return self._command_deadline
+
     async def _read(self) -> bytes:
-        timeout = self.ctx.limits.data_timeout if self.in_data else self.ctx.limits.command_timeout
+        timeout = max(0.0, self._deadline() - time.monotonic())
         try:
             async with asyncio.timeout(timeout):
-                return await self.stream.read()
+                data = await self.stream.read()
+            if self.in_data:
+                self._data_bytes += len(data)
+            return data
         except TimeoutError:
             log.info("timeout after %s from %s", "DATA" if self.in_data else "command", self.client)
             self.stream.write(smtp.Reply.make(421, "4.4.2", f"{self.ctx.hostname} Error: timeout exceeded").to_bytes())
@@ -196,6 +267,8 @@ class Session:
         while True:
             await self._flush()
             event = conn.next_event()
+            if event is not smtp.NEED_DATA and not isinstance(event, smtp.DataChunk):
+                self._command_deadline = None  # a whole request arrived: the next one gets its own
             if event is smtp.NEED_DATA:
                 # Replies the engine makes on its own (NOOP, RSET, refusals) were queued by the
                 # next_event() call that returned NEED_DATA: send them before waiting.
@@ -206,6 +279,7 @@ class Session:
                 continue
             match event:
                 case smtp.DataChunk(data=data):
+                    self.in_data = True  # BDAT has no Data event: its first chunk starts the phase
                     self.chunks.append(data)
                 case smtp.MailFrom():
                     await self._on_mail(event)
@@ -313,8 +387,24 @@ class Session:
 
     async def _on_mail(self, event: smtp.MailFrom) -> None:
         params = event.params
+        limits = self.ctx.limits
+        full = space_refusal(self.ctx.spool_path(), declared_size=params.size,
+                             message_size_limit=limits.message_size, minfree=limits.queue_minfree,
+                             multiplier=limits.space_multiplier)
+        if full is not None:
+            reply, reason = full
+            log.warning("NOQUEUE: reject: MAIL from %s: %d %s; %s", self.client, reply.code,
+                        " ".join(reply.lines), reason)
+            self.conn.send(reply)
+            return
         txn = TransactionInfo(sender=event.path.address, smtputf8=params.smtputf8, body=params.body,
                               ret=params.ret, envid=params.envid)
+        try:  # the envelope model refuses control bytes; the parser should have already
+            Envelope(sender=txn.sender, recipients=(), envid=txn.envid)
+        except ValueError as exc:
+            log.info("NOQUEUE: reject: MAIL from %s: %s", self.client, safe(exc))
+            self.conn.send(smtp.replies.BAD_SENDER_SYNTAX)
+            return
         verdict = await self.ctx.pipeline.on_mail(self.info, txn)
         if verdict.reply is None:
             self.txn = txn
@@ -326,10 +416,16 @@ class Session:
     async def _on_rcpt(self, event: smtp.RcptTo) -> None:
         assert self.txn is not None, "the engine emits RCPT only inside a transaction"
         address = event.path.address
+        orcpt = f"{event.params.orcpt[0]};{event.params.orcpt[1]}" if event.params.orcpt else None
+        try:  # as at MAIL: a value the model refuses is a syntax error, never a crash
+            recipient = Recipient(address, orcpt=orcpt, notify=event.params.notify)
+        except ValueError as exc:
+            log.info("NOQUEUE: reject: RCPT from %s: %s", self.client, safe(exc))
+            self.conn.send(smtp.replies.BAD_RECIPIENT_SYNTAX)
+            return
         verdict = await self.ctx.pipeline.on_rcpt(self.info, self.txn, address)
         if verdict.reply is None:
-            orcpt = f"{event.params.orcpt[0]};{event.params.orcpt[1]}" if event.params.orcpt else None
-            self.txn.recipients.append(Recipient(address, orcpt=orcpt, notify=event.params.notify))
+            self.txn.recipients.append(recipient)
         else:
             log.info("NOQUEUE: reject: RCPT from %s: %d %s; from=<%s> to=<%s> proto=%s helo=<%s>",
                      self.client, verdict.reply.code, safe(" ".join(verdict.reply.lines)),
@@ -341,6 +437,7 @@ class Session:
         self.txn = None
         self.chunks = []
         self.in_data = False
+        self._data_started = None
 
     def _reply_all(self, reply: smtp.Reply, count: int) -> None:
         """SMTP answers the end of data once; LMTP once per accepted recipient (RFC 2033 §4.2)."""
@@ -401,7 +498,10 @@ class Session:
         self.messages += 1
         log.info("%s: client=%s%s", queue_id, self.client,
                  f", sasl_username={safe(self.info.auth_user)}" if self.info.auth_user else "")
-        log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", queue_id, safe(txn.sender), len(data), count)
+        message_id = get_first(split_message(message)[0], "Message-ID")
+        if message_id is not None:
+            cleanup_log.info("%s: message-id=%s", queue_id, safe(message_id.value.strip()))
+        qmgr_log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", queue_id, safe(txn.sender), len(data), count)
         self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
         self._end_transaction()
         if self.ctx.on_enqueued is not None:

@@ -81,6 +81,19 @@ class StreamProtocol(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    async def wait_readable(self, timeout: float) -> bool:
+        """True as soon as bytes (or EOF) are there to read, False after `timeout` seconds of
+        silence. Consumes nothing (the pregreet test peeks with it)."""
+        if not self._buffer and not self._eof:
+            self._waiter = self._loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._waiter), timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._waiter = None
+        return bool(self._buffer) or self._eof
+
     def write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)

@@ -22,6 +22,9 @@ from mailboat.trace.render import to_json
 from mailboat.trace.timeline import Trace, analyse_message, duration, host_name
 
 
+_RANK = {"hop": 0, "connect": 1, "queued": 2, "dsn_for": 3, "delivery": 4, "dsn": 6, "finished": 9, "deleted": 9}
+
+
 @dataclass(frozen=True, slots=True)
 class JourneyEntry:
     """One line of the journey: when, what kind, a sentence, and the raw detail."""
@@ -55,7 +58,10 @@ def summarise(event: QueueEvent) -> str:
     match event.kind:
         case "connect":
             who = d.get("client") or f"{d.get('rdns') or 'unknown'}[{d.get('ip') or d.get('client_ip') or 'local'}]"
-            return f"connection from {who}" + (f" on {d['listener']}" if d.get("listener") else "")
+            text = f"connection from {who}" + (f" on {d['listener']}" if d.get("listener") else "")
+            text += f", HELO {d['helo']}" if d.get("helo") else ""
+            text += f", {d['tls']}" if d.get("tls") else ", no TLS"
+            return text + (f", authenticated as {d['sasl_username']}" if d.get("sasl_username") else "")
         case "queued":
             via = d.get("protocol") or "?"
             src = f" from {d.get('client_helo') or '?'} [{d.get('client_ip')}]" if d.get("client_ip") else ""
@@ -127,7 +133,9 @@ async def assemble_journey(store: QueueStore, queue_id: str) -> Journey:
             text = f"hop {t.index}: received by {t.hop.by_host or '?'} from {host_name(t.hop)}"
             text += f" with {t.hop.with_protocol}" if t.hop.with_protocol else ""
             entries.append(JourneyEntry(t.hop.timestamp.timestamp(), "hop", text, {"index": t.index}))
-    entries.sort(key=lambda e: e.at)  # stable: events of one instant keep the store's order
+    # Events of one instant (a coarse or fake clock) keep their logical order: an attempt
+    # before the report about it, the final record last; otherwise the store's order.
+    entries.sort(key=lambda e: (e.at, _RANK.get(e.kind, 5)))
     return Journey(queue_id, _status(events, item.held if item is not None else None), tuple(entries),
                    trace, our_hop)
 

@@ -26,7 +26,10 @@ MAX_PATH = 256  # RFC 5321 §4.5.3.1.3, octets including "<", ">" and separators
 _MAX_LABEL = 63  # RFC 1035 §2.3.4
 
 _ATEXT = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~"
-_U8 = r"\u0080-\U0010ffff"  # RFC 6531 §3.3: UTF8-non-ascii extends atext, qtext and sub-domain
+# RFC 6531 §3.3: UTF8-non-ascii extends atext, qtext and sub-domain. Minus the C1 controls
+# (U+0080-U+009F, NEL among them) and U+2028/U+2029, which some readers take as line breaks:
+# an address ends up in Return-Path, Delivered-To and logs (RFC 5198 bans them from text too).
+_U8 = r"\u00a0-\u2027\u202a-\U0010ffff"
 
 
 def _compile(utf8: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:

@@ -25,6 +25,12 @@ _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-Fa-f]{2})*")
 _ADDR_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # RFC 3461 §4.2 addr-type: atom
 _UTF8_ADDR_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{2,6})\}")  # RFC 6533 §3 utf-8-addr-xtext
 _NOTIFY_VALUES = frozenset({"NEVER", "SUCCESS", "FAILURE", "DELAY"})
+# What a decoded value may not contain: C0 controls (CR, LF, NUL, ...), DEL, C1 controls and the
+# Unicode line/paragraph separators. Decoded ENVID/ORCPT/AUTH= end up in queue records, DSN
+# headers (Original-Envelope-Id, Original-Recipient) and logs; "+0D+0A" must not become a line
+# break there (Exim CVE-2020-28021, CVE-2020-28026). Postfix likewise refuses ENVID unless it
+# decodes to printable text.
+_DECODED_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +152,7 @@ def parse_rcpt_params(text: str, *, esmtp: bool, smtputf8: bool) -> RcptParams:
                 decoded = _xtext(keyword, addr)
                 if addr_type.lower() == "utf-8":
                     decoded = _utf8_addr(decoded)
+                    _refuse_controls(keyword, decoded)
                 orcpt = (addr_type, decoded)
             case _:
                 raise ParameterError(replies.UNKNOWN_PARAMETER, f"unknown RCPT parameter {keyword}")
@@ -154,11 +161,19 @@ def parse_rcpt_params(text: str, *, esmtp: bool, smtputf8: bool) -> RcptParams:
 
 def _xtext(keyword: str, value: str) -> str:
     if not value.isascii():
-        return value  # RFC 6531 §3.3: raw UTF-8 is allowed in values under SMTPUTF8
-    try:
-        return xtext_decode(value)
-    except ValueError:
-        raise _bad(keyword, "malformed xtext") from None
+        decoded = value  # RFC 6531 §3.3: raw UTF-8 is allowed in values under SMTPUTF8
+    else:
+        try:
+            decoded = xtext_decode(value)
+        except ValueError:
+            raise _bad(keyword, "malformed xtext") from None
+    _refuse_controls(keyword, decoded)
+    return decoded
+
+
+def _refuse_controls(keyword: str, decoded: str) -> None:
+    if _DECODED_CONTROL.search(decoded):
+        raise _bad(keyword, "decodes to a control character")
 
 
 def _utf8_addr(value: str) -> str:

@@ -11,12 +11,13 @@ import re
 
 _LONE_LF = re.compile(rb"(?<!\r)\n")
 _WSP_RUN = re.compile(rb"[ \t]+")
+_WSP_TO_FIX = re.compile(rb"[ \t]{2,}|\t")  # single spaces are already canonical: skip them (speed)
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
-_TRAILING_WSP = re.compile(rb"[ \t]+(?=\r\n)")
 
 
 def crlf(data: bytes) -> bytes:
-    return _LONE_LF.sub(b"\r\n", data) if b"\n" in data else data
+    # Counting is a C loop; the regex runs only when some LF really lacks its CR.
+    return _LONE_LF.sub(b"\r\n", data) if data.count(b"\n") != data.count(b"\r\n") else data
 
 
 def header_field(raw: bytes, method: str) -> bytes:
@@ -39,7 +40,7 @@ def body(data: bytes, method: str, length: int | None = None) -> bytes:
     else:
         # §3.4.4: WSP runs become one SP, WSP at line ends goes, trailing empty lines go; an
         # empty body stays empty (RFC 6376 erratum 3192, as implemented by dkimpy and OpenDKIM).
-        data = _TRAILING_WSP.sub(b"", _WSP_RUN.sub(b" ", data)).rstrip(b" ")
+        data = _WSP_TO_FIX.sub(b" ", data).replace(b" \r\n", b"\r\n").rstrip(b" ")
         data = _strip_empty_lines(data)
         if data:
             data += b"\r\n"

@@ -11,7 +11,6 @@ Policy (RFC 8301): rsa-sha1 and RSA keys under 1024 bits are not accepted.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import time

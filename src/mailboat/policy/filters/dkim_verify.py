@@ -1,0 +1,29 @@
+"""DKIM verification of every signature at end of data (RFC 6376 §6), results recorded.
+
+Nothing is refused here: a failing signature is reported in Authentication-Results and weighed
+by DMARC (RFC 6376 §6.3: a failed signature must be treated like no signature).
+"""
+
+from __future__ import annotations
+
+from mailboat.auth.dkim.verify import verify_message
+from mailboat.policy.context import SessionInfo, TransactionInfo
+from mailboat.policy.filter import Filter
+from mailboat.policy.filters.authresults import AuthLedger
+from mailboat.policy.verdict import CONTINUE, Verdict
+from mailboat.resolver.base import Resolver
+
+
+class DkimVerifyFilter(Filter):
+    name = "dkim-verify"
+
+    def __init__(self, resolver: Resolver, ledger: AuthLedger) -> None:
+        self._resolver = resolver
+        self._ledger = ledger
+
+    async def on_data(self, session: SessionInfo, txn: TransactionInfo, message: bytes) -> Verdict:
+        if session.auth_user:
+            return CONTINUE  # our own users' mail is signed, not verified
+        results = await verify_message(message, self._resolver)
+        self._ledger.update(txn, dkim=tuple(results))
+        return CONTINUE

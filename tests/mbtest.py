@@ -1,0 +1,148 @@
+"""Test support shared by every directory: a real `mailboat serve` on ephemeral loopback ports,
+and the rule for Debian peers (skip without them, fail under CI=true).
+
+Import it as `from mbtest import ...` (tests/ is on sys.path through tests/conftest.py). It is not
+conftest.py itself: with no __init__.py in tests/, a bare `from mbtest import` resolves to
+whichever conftest.py pytest loaded last.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ON_CI = os.environ.get("CI") == "true"
+MAILBOAT = [sys.executable, "-m", "mailboat"]
+
+
+def need_tool(name: str) -> str:
+    """Path of a Debian peer; skip without it (fail under CI=true, SPEC "Set-up")."""
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/lib/postfix/sbin/{name}")
+                                       if os.path.exists(p)), None)
+    if path is None:
+        message = f"{name} is not installed (make test installs it as root: apt-get install)"
+        if ON_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+CONFIG_TEMPLATE = """\
+hostname = "mx.test.example"
+data_dir = "{data_dir}"
+[[listener]]
+kind = "smtp"
+address = "127.0.0.1:0"
+[[listener]]
+kind = "submission"
+address = "127.0.0.1:0"
+[[listener]]
+kind = "submissions"
+address = "127.0.0.1:0"
+[[listener]]
+kind = "lmtp"
+address = "127.0.0.1:0"
+[domains]
+local = ["example.com", "mx.test.example"]
+[aliases]
+"sales@example.com" = ["alice@example.com", "bob@example.com"]
+{extra}
+"""
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen
+    config: Path
+    data_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    banner: str = ""
+    log_lines: list[str] = field(default_factory=list)
+    _drain: threading.Thread | None = None
+
+    def drain_stderr(self) -> None:
+        """Read the server's log continuously: a full pipe would block its logging (and it)."""
+        def pump() -> None:
+            for line in self.proc.stderr:
+                self.log_lines.append(line)
+        self._drain = threading.Thread(target=pump, daemon=True)
+        self._drain.start()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.log_lines)
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*MAILBOAT, *args, "--config", str(self.config)], input=input,
+                              capture_output=True, text=True, timeout=60)
+
+    def maildir(self, address: str) -> Path:
+        local, domain = address.split("@")
+        return self.data_dir / "mail" / domain / local
+
+    def messages(self, address: str) -> list[bytes]:
+        new = self.maildir(address) / "new"
+        return [p.read_bytes() for p in sorted(new.iterdir())] if new.exists() else []
+
+    def wait_messages(self, address: str, count: int, timeout: float = 20.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.messages(address)
+            if len(found) >= count:
+                time.sleep(0.05)
+                return self.messages(address)
+            time.sleep(0.05)
+        raise AssertionError(f"{address}: {len(self.messages(address))} of {count} messages arrived")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._drain is not None:
+            self._drain.join(5)
+        return self.log
+
+
+def start_server(tmp_path: Path, extra: str = "", users: tuple[str, ...] = ("alice@example.com", "bob@example.com"),
+                 ) -> RunningServer:
+    data_dir = tmp_path / "data"
+    config = tmp_path / "mailboat.toml"
+    config.write_text(CONFIG_TEMPLATE.format(data_dir=data_dir, extra=extra))
+    for user in users:
+        subprocess.run([*MAILBOAT, "user", "add", user, "--password-stdin", "--config", str(config)],
+                       input="password123\n", text=True, check=True, capture_output=True)
+    proc = subprocess.Popen([*MAILBOAT, "serve", "--config", str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(30, proc.kill)
+    watchdog.start()
+    server = RunningServer(proc, config, data_dir)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            match = re.match(r"\s+(smtp|submission|submissions|lmtp)\s+127\.0\.0\.1:(\d+)", line)
+            if match:
+                server.ports[match.group(1)] = int(match.group(2))
+            if line.startswith("send a test message") or line.startswith("data:") and "smtp" not in server.ports:
+                break
+    finally:
+        watchdog.cancel()
+    server.banner = "".join(lines)
+    server.drain_stderr()
+    if proc.poll() is not None or "smtp" not in server.ports:
+        raise AssertionError(f"mailboat serve did not start:\n{server.banner}\n{server.stop()}")
+    return server
