@@ -59,6 +59,11 @@ local = ["example.com", "mx.test.example"]
 {extra}
 """
 
+# Tests never ask the machine's resolver (its server is off-limits here): unless a test brings its
+# own DNS server, look-ups go to a loopback port where nothing listens and fail at once.
+NO_DNS = '[dns]\nnameservers = ["127.0.0.1:9"]\ntimeout = "2s"\n'
+
+
 
 @dataclass
 class RunningServer:
@@ -121,6 +126,8 @@ def start_server(tmp_path: Path, extra: str = "", users: tuple[str, ...] = ("ali
                  ) -> RunningServer:
     data_dir = tmp_path / "data"
     config = tmp_path / "mailboat.toml"
+    if "[dns]" not in extra:
+        extra += "\n" + NO_DNS
     config.write_text(CONFIG_TEMPLATE.format(data_dir=data_dir, extra=extra))
     for user in users:
         subprocess.run([*MAILBOAT, "user", "add", user, "--password-stdin", "--config", str(config)],

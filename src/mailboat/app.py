@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from mailboat import __version__
 from mailboat.accounts import UserStore
 from mailboat.config import Config
+from mailboat.delivery.lmtp import LmtpTransport
 from mailboat.delivery.maildir import MaildirTransport
+from mailboat.delivery.smtp import SmtpTransport
 from mailboat.policy import Pipeline
+from mailboat.auth.dkim.sign import DkimKey, DkimKeyError, load_key
+from mailboat.policy.filters.authresults import AuthLedger, AuthResultsFilter
+from mailboat.policy.filters.dkim_sign import DkimSignFilter
+from mailboat.policy.filters.dkim_verify import DkimVerifyFilter
+from mailboat.policy.filters.dmarc import DmarcFilter
 from mailboat.policy.filters.loops import HopLimitFilter
+from mailboat.policy.filters.spf import SpfFilter
 from mailboat.policy.filters.relay import RelayFilter
 from mailboat.policy.filters.sender import SenderOwnershipFilter
 from mailboat.policy.filters.submission import ListenerRequirementsFilter
@@ -33,6 +41,11 @@ from mailboat.server.session import Limits, ListenerSettings, ServerContext
 from mailboat.server.tls import ensure_self_signed, server_context
 
 log = logging.getLogger("mailboat.master")
+
+# One delivery run may legitimately take the RFC 5321 §4.5.3.2 client time-outs end to end
+# (up to 10 min waiting for the reply to the final dot); the claim lease must outlast it.
+DELIVERY_TIMEOUT = 900.0
+QUEUE_LEASE = 1200.0
 
 LISTENER_NOTES = {
     ("smtp", "optional"): "STARTTLS offered",
@@ -67,6 +80,10 @@ def build_router(config: Config, users: UserStore) -> Router:
     )
 
 
+class StartupError(Exception):
+    """A configuration that validated but cannot be used (an unreadable key, ...): one line."""
+
+
 @dataclass
 class Server:
     """A running mailboat: listeners, queue store and runner."""
@@ -76,16 +93,25 @@ class Server:
     store: SqliteQueueStore | None = None
     runner: QueueRunner | None = None
     users: UserStore | None = None
+    smtp_out: SmtpTransport | None = None
+    dkim_keys: list[DkimKey] = field(default_factory=list)
+    lmtp_out: LmtpTransport | None = None
 
     async def start(self) -> None:
         config = self.config
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         self.users = UserStore(users_path(config))
         router = build_router(config, self.users)
-        self.store = SqliteQueueStore(queue_path(config), release_leases=True)
+        self.store = SqliteQueueStore(queue_path(config), release_leases=True, lease=QUEUE_LEASE)
+        resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
+        self.smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port,
+                                      tls_policy=config.relay.tls)
+        self.lmtp_out = LmtpTransport(config.hostname, target=config.delivery.lmtp)
+        transports = {"maildir": MaildirTransport(hostname=config.hostname),
+                      "mx": self.smtp_out, "relay": self.smtp_out, "lmtp": self.lmtp_out}
         bouncer = Bouncer(self.store, config.hostname)
         self.runner = QueueRunner(
-            self.store, router, {"maildir": MaildirTransport(hostname=config.hostname)},
+            self.store, router, transports, delivery_timeout=DELIVERY_TIMEOUT,
             retry_schedule=list(config.queue.retry), max_lifetime=config.queue.max_lifetime,
             on_final_failure=bouncer.on_final_failure, on_success=bouncer.on_success,
             on_delay=bouncer.on_delay, delay_warning=config.queue.delay_warning,
@@ -94,12 +120,26 @@ class Server:
         cert, key = config.tls.cert, config.tls.key
         if not cert:
             cert, key = ensure_self_signed(os.path.join(config.data_dir, "tls"), config.hostname)
-        resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
+        self.dkim_keys = []
+        for index, entry in enumerate(config.dkim.sign):
+            try:
+                self.dkim_keys.append(load_key(entry.domain, entry.selector, entry.key))
+            except DkimKeyError as exc:
+                raise StartupError(f"dkim.sign[{index}].key: {exc}") from None
+        ledger = AuthLedger()
         pipeline = Pipeline([
             ListenerRequirementsFilter(),
             RelayFilter(router, config.relay.trusted_networks),
             SenderOwnershipFilter(router),
             HopLimitFilter(config.limits.hops),
+            SpfFilter(resolver, ledger, receiver=config.hostname, reject_fail=config.auth.spf_reject_fail),
+            DkimVerifyFilter(resolver, ledger),
+            DmarcFilter(resolver, ledger, on_reject=config.auth.dmarc_reject,
+                        on_quarantine=config.auth.dmarc_quarantine, temperror=config.auth.temperror),
+            AuthResultsFilter(config.hostname, ledger),  # after SPF, DKIM and DMARC have spoken
+            # Last: only what passed every check (and the sender-ownership test) gets our signature.
+            DkimSignFilter(self.dkim_keys,
+                           config.relay.trusted_networks if config.auth.sign_trusted_networks else ()),
         ])
         limits = Limits(
             message_size=config.limits.message_size, recipients=config.limits.recipients,
@@ -111,7 +151,7 @@ class Server:
         ctx = ServerContext(
             hostname=config.hostname, pipeline=pipeline, store=self.store, limits=limits,
             ssl_context=server_context(cert, key), resolver=resolver, on_enqueued=self.runner.wake,
-            authenticate=self.users.check,
+            authenticate=self.users.check, check_local_clients=config.auth.check_local_clients,
         )
         for item in config.listener:
             listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint)
@@ -125,6 +165,9 @@ class Server:
             await listener.stop()
         if self.runner is not None:
             await self.runner.stop()
+        for transport in (self.smtp_out, self.lmtp_out):
+            if transport is not None:
+                await transport.close()
         if self.store is not None:
             await self.store.close()
         if self.users is not None:

@@ -94,7 +94,10 @@ def test_two_hops_by_mx(chain) -> None:
     with smtplib.SMTP("127.0.0.1", hop1.ports["smtp"]) as client:
         client.sendmail("alice@example.com", ["bob@example.org"],
                         b"From: alice@example.com\r\nTo: bob@example.org\r\nSubject: chain\r\n\r\n.two hops\r\n")
-    (message,) = hop2.wait_messages("bob@example.org", 1)
+    try:
+        (message,) = hop2.wait_messages("bob@example.org", 1)
+    except AssertionError:
+        raise AssertionError("hop1:\n" + hop1.stop()[-3000:] + "\nhop2:\n" + hop2.stop()[-3000:]) from None
     assert len(received_headers(message)) == 2
     # Newest first: hop 2 received it from hop 1 (EHLO relay.example.com), hop 1 from smtplib.
     by = re.findall(rb"\tby (\S+) \(mailboat\)", message)

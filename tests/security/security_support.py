@@ -1,6 +1,6 @@
 """Shared helpers for the security suite: a raw line client, server memory, queue rows, bystanders.
 
-Named uniquely rather than conftest.py for the reason given in tests/interop/interop_support.py
+Named uniquely rather than conftest.py for the reason given in tests/mbtest.py
 (tests/ has no __init__.py, so a second conftest.py would shadow tests/conftest.py).
 """
 

@@ -36,12 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     config = config_from(args)
-    from mailboat.app import run  # imported here: the other commands start faster without it
+    from mailboat.app import StartupError, run  # imported here: the other commands start faster
     from mailboat.log import setup_logging
 
     setup_logging(config.log.file, config.log.level)
     try:
         run(config)
+    except StartupError as exc:
+        raise CliError(f"cannot start: {exc}", USAGE) from None
     except OSError as exc:
         raise CliError(f"cannot start: {exc.strerror or exc} ({_where(exc)}): "
                        "is another server using the port? change [[listener]].address") from None

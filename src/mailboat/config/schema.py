@@ -132,6 +132,7 @@ class Delivery(_Section):
 class Relay(_Section):
     smarthost: str = ""  # "host:port" to send all remote mail through; "" = MX
     mx_port: int = Field(25, ge=1, le=65535)  # port used for MX hosts
+    tls: Literal["opportunistic", "verify", "none"] = "opportunistic"  # outbound STARTTLS policy
     trusted_networks: list[str] = []  # CIDRs that may relay without AUTH (loopback is not implied)
 
     @field_validator("trusted_networks")
@@ -158,6 +159,15 @@ class DkimSign(_Section):
 
 class Dkim(_Section):
     sign: list[DkimSign] = []  # [[dkim.sign]] entries
+
+
+class Auth(_Section):
+    spf_reject_fail: bool = False  # true: 550 5.7.23 at MAIL FROM on SPF fail (default: DMARC decides)
+    dmarc_reject: Literal["reject", "quarantine", "none"] = "reject"  # what p=reject does here
+    dmarc_quarantine: Literal["junk", "none"] = "junk"  # what p=quarantine does: the Maildir .Junk folder
+    temperror: Literal["accept", "defer"] = "accept"  # DNS failure while checking: accept, or 451 4.4.3
+    sign_trusted_networks: bool = False  # also DKIM-sign mail from [relay].trusted_networks
+    check_local_clients: bool = False  # also check SPF/DKIM/DMARC for loopback and unix-socket clients
 
 
 class Dns(_Section):
@@ -217,6 +227,7 @@ class Config(_Section):
     relay: Relay = Relay()
     route: list[Route] = []
     dkim: Dkim = Dkim()
+    auth: Auth = Auth()
     dns: Dns = Dns()
     queue: Queue = Queue()
     limits: Limits = Limits()

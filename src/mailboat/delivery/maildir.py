@@ -85,6 +85,7 @@ class MaildirTransport:
         results: list[RecipientOutcome] = []
         jobs: list[_Job] = []
         loop_error = _delivered_to_loop(message)
+        folder = _folder(message)
         for rcpt in recipients:
             now = self._clock()
             if _CONTROL.search(envelope.sender) or _CONTROL.search(rcpt.address):
@@ -95,7 +96,8 @@ class MaildirTransport:
                                        "local", now))
             else:
                 prefix = f"Return-Path: <{envelope.sender}>\r\nDelivered-To: {rcpt.address}\r\n".encode()
-                jobs.append(_Job(route.path, rcpt.address, [prefix, message], len(prefix) + len(message),
+                root = os.path.join(route.path, folder) if folder else route.path
+                jobs.append(_Job(root, rcpt.address, [prefix, message], len(prefix) + len(message),
                                  loop.create_future()))
         if jobs:
             self._queued.extend(jobs)
@@ -203,6 +205,13 @@ def _make_maildir(root: str) -> None:
         except FileExistsError:
             if not os.path.isdir(path):
                 raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", path) from None
+    if os.path.basename(os.path.normpath(root)).startswith("."):
+        # A Maildir++ folder (.Junk): mark it, and make sure the mailbox around it is a Maildir.
+        with open(os.path.join(root, "maildirfolder"), "ab"):
+            pass
+        mailbox = os.path.dirname(os.path.normpath(root))
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(mailbox, sub), 0o700, exist_ok=True)
     # A directory entry is durable only once its parent is synced; this runs once per mailbox.
     for parent in {os.path.dirname(p) for p in created}:
         _sync_dir(parent)
@@ -233,3 +242,17 @@ def _delivered_to_loop(message: bytes) -> set[str]:
     head = message[: match.start()] if match else message
     found = re.findall(rb"(?im)^delivered-to:[ \t]*<?([^\r\n>]+?)>?[ \t]*\r?$", head)
     return {addr.decode("utf-8", "replace").strip().lower() for addr in found}
+
+
+_FOLDER = re.compile(rb"(?im)^X-Mailboat-Folder:[ \t]*Junk[ \t]*\r?$")
+
+
+def _folder(message: bytes) -> str | None:
+    """The Maildir++ subfolder a filter chose (DMARC quarantine: ``X-Mailboat-Folder: Junk``).
+
+    Only the exact value Junk is honoured, never a path; incoming copies of the field are removed
+    at reception (policy.filters.authresults), so only our own filters can set it.
+    """
+    end = message.find(b"\r\n\r\n")
+    return ".Junk" if _FOLDER.search(message[: end if end >= 0 else len(message)]) else None
+

@@ -21,6 +21,10 @@ class SessionInfo:
     tls_version: str | None = None
     tls_cipher: str | None = None
     auth_user: str | None = None
+    # This machine's own software (loopback or unix socket, unless [auth].check_local_clients):
+    # sender authentication is not checked for it, as policyd-spf's skip_addresses and
+    # OpenDMARC's IgnoreHosts do by default; there is no sending host to judge.
+    is_local: bool = False
 
     @property
     def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -38,9 +38,13 @@ class Pipeline:
 
     async def on_data(self, session: SessionInfo, txn: TransactionInfo, message: bytes) -> Verdict:
         headers: list[bytes] = []
+        remove: list[bytes] = []
         for f in self.filters:
             verdict = await f.on_data(session, txn, message)
             if verdict.is_final:
                 return verdict
             headers.extend(verdict.headers)
-        return Verdict(headers=tuple(headers)) if headers else CONTINUE
+            remove.extend(verdict.remove_headers)
+        if headers or remove:
+            return Verdict(headers=tuple(headers), remove_headers=tuple(remove))
+        return CONTINUE

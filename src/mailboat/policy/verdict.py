@@ -12,12 +12,14 @@ class Verdict:
     """`reply` set: stop and answer with it (refusal or deferral); None: continue.
 
     `headers` are complete header fields (CRLF-terminated bytes) a filter asks to prepend, such
-    as Authentication-Results; filters never edit the message itself. `reason` is for the log
+    as Authentication-Results, and `remove_headers` the exact fields it asks to delete (an
+    Authentication-Results forged with our authserv-id); filters never edit the message itself. `reason` is for the log
     only and is never sent to the client.
     """
 
     reply: Reply | None = None
     headers: tuple[bytes, ...] = ()
+    remove_headers: tuple[bytes, ...] = ()  # exact raw header fields to delete (forged A-R)
     reason: str = ""
 
     @property

@@ -14,6 +14,7 @@ no clock). Client-supplied strings reach logs only through `log.safe`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import ssl
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 from mailboat import smtp
 from mailboat.log import safe
+from mailboat.auth.results import remove_fields
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.headers import get_first, split_message
 from mailboat.mail.ids import new_queue_id
@@ -109,6 +111,7 @@ class ServerContext:
     on_enqueued: Callable[[], None] | None = None  # e.g. QueueRunner.wake, after each enqueue
     authenticate: Callable[[str, str], bool] | None = None  # (account, password) -> ok; blocking
     auth_limiter: auth.AuthLimiter = field(default_factory=auth.AuthLimiter)
+    check_local_clients: bool = False  # check SPF/DKIM/DMARC for loopback clients too
     counter: ConnectionCounter = field(default_factory=ConnectionCounter)
     spool_dir: str | None = None  # where the queue lives, for the free-space check at MAIL
 
@@ -118,6 +121,18 @@ class ServerContext:
             return self.spool_dir
         path = getattr(self.store, "path", None)
         return os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else None
+
+
+def _is_local(ip: str) -> bool:
+    if not ip:
+        return True  # a unix socket
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
 
 
 def _peer(stream: StreamProtocol) -> tuple[str, int]:
@@ -139,6 +154,7 @@ class Session:
             listener=listener.kind, peer_ip=ip, peer_port=port,
             auth_required=listener.auth == "required", tls_required=listener.tls == "required",
         )
+        self.info.is_local = not ctx.check_local_clients and _is_local(ip)
         tls_usable = ctx.ssl_context is not None
         self.conn = smtp.ServerConnection(
             hostname=ctx.hostname,
@@ -472,6 +488,8 @@ class Session:
             tls_version=self.info.tls_version, tls_cipher=self.info.tls_cipher,
             recipient=txn.recipients[0].address if count == 1 else None,
         ))
+        if verdict.remove_headers:
+            message = remove_fields(message, verdict.remove_headers)
         data = b"".join((*verdict.headers, received, message))
         envelope = Envelope(
             sender=txn.sender, recipients=tuple(txn.recipients), ret=txn.ret, envid=txn.envid,

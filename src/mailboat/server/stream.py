@@ -113,8 +113,9 @@ class StreamProtocol(asyncio.Protocol):
         transport = await self._loop.start_tls(
             self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
         )
+        # No clear() here: what arrived since the handshake finished is the client's first
+        # encrypted command (its EHLO), read before this coroutine resumed.
         self.transport = transport  # type: ignore[assignment]
-        self._buffer.clear()
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -101,14 +101,8 @@ def method_results(state: AuthState, session: SessionInfo) -> list[MethodResult]
 
 
 def removal_verdict(headers: tuple[bytes, ...], remove: tuple[bytes, ...]) -> Verdict:
-    """A Verdict asking to prepend `headers` and delete the fields `remove` (exact raw bytes).
-
-    Until `Verdict.remove_headers` exists (a change proposed to the lead), the removal list is
-    dropped here and only the headers are returned, so the filter still works without it.
-    """
-    if remove and "remove_headers" in getattr(Verdict, "__dataclass_fields__", {}):
-        return Verdict(headers=headers, remove_headers=remove)  # type: ignore[call-arg]
-    return Verdict(headers=headers)
+    """A Verdict asking to prepend `headers` and delete the fields `remove` (exact raw bytes)."""
+    return Verdict(headers=headers, remove_headers=remove)
 
 
 class AuthResultsFilter(Filter):

@@ -22,8 +22,8 @@ class DkimVerifyFilter(Filter):
         self._ledger = ledger
 
     async def on_data(self, session: SessionInfo, txn: TransactionInfo, message: bytes) -> Verdict:
-        if session.auth_user:
-            return CONTINUE  # our own users' mail is signed, not verified
+        if session.auth_user or session.is_local:
+            return CONTINUE  # our own users' and this machine's mail is signed, not verified
         results = await verify_message(message, self._resolver)
         self._ledger.update(txn, dkim=tuple(results))
         return CONTINUE

@@ -41,7 +41,7 @@ class DmarcFilter(Filter):
         self._temperror = temperror
 
     async def on_data(self, session: SessionInfo, txn: TransactionInfo, message: bytes) -> Verdict:
-        if session.auth_user:
+        if session.auth_user or session.is_local:
             return CONTINUE
         state = self._ledger.get(txn)
         spf = (state.spf.result.value, state.spf.domain) if state.spf else None

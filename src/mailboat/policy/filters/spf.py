@@ -32,7 +32,7 @@ class SpfFilter(Filter):
         return outcome
 
     async def on_mail(self, session: SessionInfo, txn: TransactionInfo) -> Verdict:
-        if session.auth_user or session.ip is None:
+        if session.auth_user or session.is_local:
             return CONTINUE
         outcome = await self.check(session, txn)
         if self._reject_fail and outcome.result is SpfResult.FAIL:
@@ -42,6 +42,6 @@ class SpfFilter(Filter):
 
     async def on_data(self, session: SessionInfo, txn: TransactionInfo, message: bytes) -> Verdict:
         # A ledger entry evicted under load (or a driver that skipped on_mail): check now.
-        if not session.auth_user and session.ip is not None and self._ledger.get(txn).spf is None:
+        if not session.auth_user and not session.is_local and self._ledger.get(txn).spf is None:
             await self.check(session, txn)
         return CONTINUE
