@@ -5,12 +5,11 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-received = pytest.importorskip("mailboat.mail.received")
-from mailboat.trace.parse import parse_received  # noqa: E402
+from mailboat.mail import received
+from mailboat.trace.parse import parse_received
 
 HOSTS = st.from_regex(r"[a-z][a-z0-9-]{0,12}(\.[a-z][a-z0-9-]{0,12}){0,3}\.example\.(com|net|org)", fullmatch=True)
 IPS = st.one_of(
