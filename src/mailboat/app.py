@@ -147,11 +147,14 @@ class Server:
             connections_per_ip=config.limits.connections_per_ip,
             command_timeout=config.timeouts.command, data_timeout=config.timeouts.data,
             tls_handshake_timeout=config.timeouts.tls_handshake, rdns_timeout=config.dns.timeout,
+            min_data_rate=config.timeouts.min_data_rate, greet_delay=config.limits.greet_delay,
+            queue_minfree=config.limits.queue_minfree,
         )
         ctx = ServerContext(
             hostname=config.hostname, pipeline=pipeline, store=self.store, limits=limits,
             ssl_context=server_context(cert, key), resolver=resolver, on_enqueued=self.runner.wake,
             authenticate=self.users.check, check_local_clients=config.auth.check_local_clients,
+            spool_dir=config.data_dir,
         )
         for item in config.listener:
             listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint)

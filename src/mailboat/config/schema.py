@@ -198,12 +198,15 @@ class Limits(_Section):
     connections: int = Field(1000, ge=1)  # simultaneous connections in total; 421 4.7.0 past it
     connections_per_ip: int = Field(50, ge=1)  # simultaneous connections per client IP
     errors: int = Field(20, ge=1)  # protocol errors in one session before 421 4.7.0
+    greet_delay: Duration = 0.0  # smtp listeners: silence before the 220; a client talking first gets 554 5.5.1 and is dropped; 0 = off
+    queue_minfree: int = Field(0, ge=0)  # bytes; MAIL gets 452 4.3.1 with less than max(this, 1.5 x SIZE or message_size) free
 
 
 class Timeouts(_Section):
     command: Duration = 300.0  # waiting for the next command (RFC 5321 4.5.3.2.7: >= 5 min)
     data: Duration = 180.0  # waiting for each block of DATA/BDAT (RFC 5321 4.5.3.2.5)
     tls_handshake: Duration = 30.0  # STARTTLS or implicit TLS handshake
+    min_data_rate: int = Field(500, ge=0)  # bytes/s: DATA/BDAT must end by data + bytes received / this; 0 = off
 
 
 class Log(_Section):
