@@ -7,9 +7,18 @@
 #                                    #   bench/profile.md (+ bench/profile.raw, collapsed stacks)
 #   bash bench/accept.sh --profile-only
 #
+# After the throughput table (bench/lib/bench.py) the same run measures, and bench/lib/extras.py
+# folds into results.md/json: final-dot-to-250 latency at half of mailboat's peak accept rate,
+# mailboat and Postfix (bench/lib/latency.py); RSS with 1,000 and 10,000 idle connections
+# (bench/lib/idle.py); the trace parser vs mail-parser (bench/trace_bench.py); DKIM vs dkimpy
+# (bench/dkim_bench.py); bench/relay.sh when it exists.
+#
 # Environment: BENCH_REPEAT (3), BENCH_SCALE (1.0: multiplies every message count),
 # BENCH_TIMEOUT (120 s per smtp-source run), BENCH_BUDGET (1500 s for all runs),
-# BENCH_WORK (bench/work), BENCH_KEEP=1 keeps the work directory, PYTHON (.venv/bin/python).
+# BENCH_WORK (bench/work), BENCH_KEEP=1 keeps the work directory, PYTHON (.venv/bin/python),
+# BENCH_WORKERS (mailboat's [server] workers; 0 = one per CPU, the default; empty = leave the
+# setting out), BENCH_EXTRAS=0 skips everything after the throughput table, BENCH_IDLE
+# ("1000 10000": idle-connection counts), BENCH_LATENCY_S (10: seconds of latency load).
 #
 # Postfix: installed from Debian when missing (unconfigured: debconf "No configuration"). The
 # benchmark never touches /etc/postfix: it writes its own config_directory, queue_directory and
@@ -33,13 +42,17 @@ SCALE=${BENCH_SCALE:-1.0}
 TIMEOUT=${BENCH_TIMEOUT:-120}
 BUDGET=${BENCH_BUDGET:-1500}
 RCPT=bench@example.com
+WORKERS=${BENCH_WORKERS-0}
+EXTRAS=${BENCH_EXTRAS:-1}
+IDLE_COUNTS=${BENCH_IDLE:-1000 10000}
+LATENCY_S=${BENCH_LATENCY_S:-10}
 PROFILE=0
 BENCHMARK=1
 for arg in "$@"; do
   case "$arg" in
     --profile) PROFILE=1 ;;
     --profile-only) PROFILE=1; BENCHMARK=0 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -166,6 +179,8 @@ wait_port "$PF_PORT" "Postfix smtpd"
 PF_MASTER=$(tr -d ' ' < "$PF/spool/pid/master.pid")
 
 # --- mailboat ---------------------------------------------------------------------------------------
+# Room for the idle-connection test (10,000 sockets in the server, as many in the client).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 cat > "$MB/mailboat.toml" <<EOF
 hostname = "mx.bench.test"
 data_dir = "$MB/data"
@@ -174,9 +189,13 @@ kind = "smtp"
 address = "127.0.0.1:$MB_PORT"
 [domains]
 local = ["example.com"]
+[limits]
+connections = 20000
+connections_per_ip = 20000
 [log]
 file = "$MB/mailboat.log"
 EOF
+if [ -n "$WORKERS" ]; then printf '[server]\nworkers = %s\n' "$WORKERS" >> "$MB/mailboat.toml"; fi
 "$PY" -m mailboat user add "$RCPT" --password-stdin --config "$MB/mailboat.toml" <<<"bench-password-1" >/dev/null
 "$PY" -m mailboat serve --config "$MB/mailboat.toml" >"$MB/stdout" 2>"$MB/stderr" &
 MB_PID=$!
@@ -198,6 +217,33 @@ if [ "$BENCHMARK" = 1 ]; then
     --out-md "$BENCH/results.md" --out-json "$BENCH/results.json"
 fi
 
+if [ "$BENCHMARK" = 1 ] && [ "$EXTRAS" = 1 ]; then
+  # Latency at half of mailboat's peak (its median accept rate at 1 KB x 20 sessions, this run).
+  RATE=$("$PY" -c "import json; r=json.load(open('$BENCH/results.json'))['scenarios'][1]; print(max(10, round(r['mailboat_accept'] / 2)))")
+  say "latency: final dot to 250 at $RATE msgs/s for ${LATENCY_S} s (mailboat, then Postfix)"
+  timeout $((LATENCY_S + 60)) "$PY" "$BENCH/lib/latency.py" --port "$MB_PORT" --rate "$RATE" --duration "$LATENCY_S" \
+    --rcpt "$RCPT" >"$WORK/latency-mailboat.json" || say "latency run against mailboat failed"
+  timeout $((LATENCY_S + 60)) "$PY" "$BENCH/lib/latency.py" --port "$PF_PORT" --rate "$RATE" --duration "$LATENCY_S" \
+    --rcpt "$RCPT" >"$WORK/latency-postfix.json" || say "latency run against Postfix failed"
+  say "memory: mailboat's RSS with $IDLE_COUNTS idle connections"
+  idle_args=(); for c in $IDLE_COUNTS; do idle_args+=(--count "$c"); done
+  timeout 300 "$PY" "$BENCH/lib/idle.py" --port "$MB_PORT" --pid "$MB_PID" "${idle_args[@]}" >"$WORK/idle.json" \
+    || say "idle-connection run failed"
+  say "trace parser vs mail-parser; DKIM vs dkimpy"
+  COLUMNS=200 timeout 300 "$PY" "$BENCH/trace_bench.py" >"$WORK/trace.txt" 2>&1 || say "trace_bench.py failed"
+  timeout 300 "$PY" "$BENCH/dkim_bench.py" >"$WORK/dkim.txt" 2>&1 || say "dkim_bench.py failed"
+  : >"$WORK/relay.txt"
+  if [ -f "$BENCH/relay.sh" ]; then
+    say "relay: bench/relay.sh"
+    timeout 600 bash "$BENCH/relay.sh" >"$WORK/relay.txt" 2>&1 || say "bench/relay.sh failed (output kept in results.md)"
+  fi
+  "$PY" "$BENCH/lib/extras.py" --md "$BENCH/results.md" --json "$BENCH/results.json" \
+    --latency-mailboat "$WORK/latency-mailboat.json" --latency-postfix "$WORK/latency-postfix.json" \
+    --idle "$WORK/idle.json" --trace "$WORK/trace.txt" --dkim "$WORK/dkim.txt" --relay "$WORK/relay.txt" \
+    --workers "${WORKERS:-1 (not set)}"
+  sed -n '/^## Latency/,$p' "$BENCH/results.md"
+fi
+
 if [ "$PROFILE" = 1 ]; then
   SPY="$(dirname "$PY")/py-spy"
   [ -x "$SPY" ] || "$PY" -m pip install --quiet py-spy || die "py-spy is not installed and pip could not install it"
@@ -206,7 +252,7 @@ if [ "$PROFILE" = 1 ]; then
   find "$MAILDIR/new" -type f -delete 2>/dev/null || true
   # --gil: samples only the thread holding the GIL (Python CPU, the resource one process cannot
   # spread over two cores); per-thread CPU from /proc covers the C work done without the GIL.
-  "$SPY" record --pid "$MB_PID" --rate 250 --gil --function --threads --format raw -o "$BENCH/profile.raw" \
+  "$SPY" record --pid "$MB_PID" --subprocesses --rate 250 --gil --function --threads --format raw -o "$BENCH/profile.raw" \
     >"$WORK/py-spy.out" 2>&1 &
   SPY_PID=$!
   sleep 1

@@ -158,7 +158,19 @@ def ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or not b else f"{a / b:.2f}"
 
 
-def machine() -> dict:
+def server_loop(pid: int | None) -> str:
+    """Which event loop the running mailboat uses (uvloop's extension mapped in, or not)."""
+    if pid:
+        try:
+            if "uvloop" in Path(f"/proc/{pid}/maps").read_text():
+                return "uvloop"
+            return "asyncio"
+        except OSError:
+            pass
+    return "unknown"
+
+
+def machine(mailboat_pid: int | None = None) -> dict:
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -168,11 +180,7 @@ def machine() -> dict:
     except OSError:
         pass
     postfix = subprocess.run(["postconf", "-h", "mail_version"], capture_output=True, text=True).stdout.strip()
-    try:
-        import uvloop  # noqa: F401
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio (uvloop not installed)"
+    loop = server_loop(mailboat_pid)
     return {"cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "python": platform.python_version(),
             "postfix": postfix, "mailboat_event_loop": loop,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
@@ -214,7 +222,7 @@ def main() -> int:
         targets.append(Target("Postfix", args.postfix_port, "postfix", args.postfix_queue,
                               cpu=(lambda: tree_cpu(args.postfix_pid)) if args.postfix_pid else None))
     mailboat = Target("mailboat", args.mailboat_port, "maildir", args.mailboat_maildir,
-                      cpu=(lambda: process_cpu(args.mailboat_pid)) if args.mailboat_pid else None)
+                      cpu=(lambda: tree_cpu(args.mailboat_pid)) if args.mailboat_pid else None)
     targets.append(mailboat)
 
     began = time.monotonic()
@@ -254,7 +262,7 @@ def main() -> int:
             row["ratio_e2e"] = row["mailboat_e2e"] / row["postfix_e2e"]
         rows.append(row)
 
-    info = machine()
+    info = machine(args.mailboat_pid)
     header = ("| scenario | msgs/run | smtp-sink (ceiling) | Postfix accept | Postfix end to end "
               "| mailboat accept | mailboat end to end | ratio accept | ratio end to end |")
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -96,13 +96,21 @@ class Server:
     smtp_out: SmtpTransport | None = None
     dkim_keys: list[DkimKey] = field(default_factory=list)
     lmtp_out: LmtpTransport | None = None
+    # Worker processes ([server] workers > 1, see run()): the listening sockets bound before the
+    # fork, whether this process runs the queue runner, and the pipe that wakes the runner's
+    # process after an enqueue in another one (the read end there, the write end elsewhere).
+    sockets: list[list] | None = None
+    run_queue: bool = True
+    wake_fd: int | None = None
 
     async def start(self) -> None:
         config = self.config
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         self.users = UserStore(users_path(config))
         router = build_router(config, self.users)
-        self.store = SqliteQueueStore(queue_path(config), release_leases=True, lease=QUEUE_LEASE)
+        # Only the process that runs the queue drops old leases: another worker doing so would
+        # release the runner's live claims.
+        self.store = SqliteQueueStore(queue_path(config), release_leases=self.run_queue, lease=QUEUE_LEASE)
         resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
         self.smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port,
                                       tls_policy=config.relay.tls)
@@ -150,20 +158,53 @@ class Server:
             min_data_rate=config.timeouts.min_data_rate, greet_delay=config.limits.greet_delay,
             queue_minfree=config.limits.queue_minfree,
         )
+        on_enqueued = self.runner.wake
+        loop = asyncio.get_running_loop()
+        if self.wake_fd is not None and self.run_queue:
+            loop.add_reader(self.wake_fd, self._woken)
+        elif self.wake_fd is not None:
+            on_enqueued = self._wake_runner_process
         ctx = ServerContext(
             hostname=config.hostname, pipeline=pipeline, store=self.store, limits=limits,
-            ssl_context=server_context(cert, key), resolver=resolver, on_enqueued=self.runner.wake,
+            ssl_context=server_context(cert, key), resolver=resolver, on_enqueued=on_enqueued,
             authenticate=self.users.check, check_local_clients=config.auth.check_local_clients,
             spool_dir=config.data_dir,
         )
-        for item in config.listener:
-            listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint)
+        for index, item in enumerate(config.listener):
+            listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint,
+                                self.sockets[index] if self.sockets else None)
             await listener.start()
             self.listeners.append(listener)
-        self.runner.start()
+        if self.run_queue:
+            self.runner.start()
         log.info("daemon started -- version %s, configuration %s", __version__, config.data_dir)
 
+    _wake_pending = False
+
+    def _woken(self) -> None:
+        try:
+            os.read(self.wake_fd, 4096)  # type: ignore[arg-type]
+        except (BlockingIOError, InterruptedError):
+            pass
+        if self.runner is not None:
+            self.runner.wake()
+
+    def _wake_runner_process(self) -> None:
+        # One byte per loop iteration at most, however many sessions enqueued in it.
+        if not self._wake_pending:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_pending = False
+        try:
+            os.write(self.wake_fd, b"w")  # type: ignore[arg-type]
+        except (BlockingIOError, InterruptedError, BrokenPipeError):
+            pass  # a full pipe already holds a wake-up; no runner: its poll finds the message
+
     async def stop(self) -> None:
+        if self.wake_fd is not None and self.run_queue:
+            asyncio.get_running_loop().remove_reader(self.wake_fd)
         for listener in self.listeners:
             await listener.stop()
         if self.runner is not None:
@@ -193,16 +234,18 @@ class Server:
         return "\n".join(lines)
 
 
-async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+async def serve(config: Config, ready: asyncio.Event | None = None, *, sockets: list[list] | None = None,
+                run_queue: bool = True, wake_fd: int | None = None, quiet: bool = False) -> None:
     """Run until SIGTERM or SIGINT."""
-    server = Server(config)
+    server = Server(config, sockets=sockets, run_queue=run_queue, wake_fd=wake_fd)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
-        print(server.banner(), flush=True, file=sys.stdout)
+        if not quiet:
+            print(server.banner(), flush=True, file=sys.stdout)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -210,10 +253,85 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         await server.stop()
 
 
-def run(config: Config) -> None:
+def _run_loop(main) -> None:
     try:
         import uvloop  # optional extra "speed"
     except ImportError:
-        asyncio.run(serve(config))
+        asyncio.run(main)
     else:
-        uvloop.run(serve(config))
+        uvloop.run(main)
+
+
+def worker_count(config: Config) -> int:
+    workers = config.server.workers
+    if workers == 0:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, workers)
+
+
+def run(config: Config) -> None:
+    """Serve until SIGTERM/SIGINT, in `[server] workers` processes.
+
+    With more than one: the listening sockets are bound here, then the workers are forked (before
+    any event loop or queue thread exists in this process) and all accept on the same sockets.
+    Every worker opens the queue (SQLite in WAL mode: one writer at a time across processes, each
+    worker group-commits its own sessions' messages; a 250 still means on disk). This process
+    runs the queue runner; the others wake it through a pipe after each enqueue. SIGTERM or SIGINT
+    here stops the workers too; a worker that dies is logged and not restarted.
+    """
+    workers = worker_count(config)
+    if workers <= 1:
+        _run_loop(serve(config))
+        return
+    from mailboat import log as mblog
+    from mailboat.server.listener import bind
+
+    os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+    # Created once here, so the workers never race to create the schema or the certificate.
+    SqliteQueueStore.prepare(queue_path(config))
+    UserStore(users_path(config)).close()
+    if not config.tls.cert:
+        ensure_self_signed(os.path.join(config.data_dir, "tls"), config.hostname)
+    sockets = [bind(item.endpoint) for item in config.listener]
+    # No thread may live across fork() (a lock it holds would stay held in the child): stop the
+    # log writer thread, fork, then every process starts its own (with its own PID in the lines).
+    mblog.flush_logging()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    children: list[int] = []
+    for _ in range(workers - 1):
+        pid = os.fork()
+        if pid == 0:  # a worker
+            code = 1
+            try:
+                os.close(wake_r)
+                mblog.reopen_after_fork()
+                _run_loop(serve(config, sockets=sockets, run_queue=False, wake_fd=wake_w, quiet=True))
+                code = 0
+            except KeyboardInterrupt:
+                code = 0
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+            finally:
+                mblog.flush_logging()
+                os._exit(code)
+        children.append(pid)
+    os.close(wake_w)
+    mblog.reopen_after_fork()
+    log.info("started %d worker processes: %s", len(children), " ".join(map(str, children)))
+    try:
+        _run_loop(serve(config, sockets=sockets, run_queue=True, wake_fd=wake_r))
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                continue
+            if status != 0:
+                log.warning("worker %d exited with status %d", pid, status)

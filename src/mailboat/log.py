@@ -57,6 +57,16 @@ class _EnqueueHandler(logging.handlers.QueueHandler):
 
 
 _listener: logging.handlers.QueueListener | None = None
+_settings: tuple[str, str] | None = None
+
+
+def reopen_after_fork() -> None:
+    """Start logging again as setup_logging() last set it up (after flush_logging() and a fork:
+    the writer thread does not survive fork, and the PID in each line must be this process's)."""
+    global _listener
+    _listener = None  # a thread of the parent's, if any: not ours to stop
+    if _settings is not None:
+        setup_logging(*_settings)
 
 
 def setup_logging(file: str = "", level: str = "info") -> None:
@@ -65,7 +75,8 @@ def setup_logging(file: str = "", level: str = "info") -> None:
     The event loop only enqueues records: formatting and the write happen on the writer thread,
     so a slow disk or a stderr pipe nobody reads cannot stall SMTP sessions.
     """
-    global _listener
+    global _listener, _settings
+    _settings = (file, level)
     # Facts we never log; skipping them saves a stack walk per record (the hot path logs a lot).
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

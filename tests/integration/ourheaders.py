@@ -19,7 +19,7 @@ def header_block(message: bytes) -> bytes:
 
 
 def received_headers(message: bytes) -> list[bytes]:
-    return re.findall(rb"(?im)^received:.*(?:\r\n[ \t].*)*", header_block(message))
+    return re.findall(rb"(?im)^received:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", header_block(message))
 
 
 def our_received(message: bytes) -> dict[str, str | None]:

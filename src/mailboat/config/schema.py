@@ -209,6 +209,10 @@ class Timeouts(_Section):
     min_data_rate: int = Field(500, ge=0)  # bytes/s: DATA/BDAT must end by data + bytes received / this; 0 = off
 
 
+class Server(_Section):
+    workers: int = Field(1, ge=0, le=64)  # processes accepting on the listeners (the queue runner in the first); 0 = one per CPU
+
+
 class Log(_Section):
     file: str = ""  # "" = stderr; a path appends to that file
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -235,6 +239,7 @@ class Config(_Section):
     queue: Queue = Queue()
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
+    server: Server = Server()
     log: Log = Log()
 
     @field_validator("hostname")

@@ -55,7 +55,11 @@ class GroupCommitWriter:
     def __init__(self, conn: sqlite3.Connection, stats: StoreStats, name: str = "mailboat-queue-writer") -> None:
         self._conn = conn
         self._stats = stats
-        self._ops: threadqueue.SimpleQueue[_Op | None] = threadqueue.SimpleQueue()
+        self._ops: threadqueue.SimpleQueue[list[_Op] | None] = threadqueue.SimpleQueue()
+        # Ops submitted on an event loop during one loop iteration, handed over together by one
+        # call_soon callback: one put (one wake-up of the writer thread) per iteration, not per op.
+        self._pending: list[_Op] = []
+        self._pending_loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -69,37 +73,66 @@ class GroupCommitWriter:
         after COMMIT); without, errors are only logged. `size` (bytes) bounds batch growth."""
         if self.closed:
             raise QueueError("queue store is closed")
-        loop = asyncio.get_running_loop() if wait else None
-        future = loop.create_future() if loop else None
-        self._ops.put(_Op(fn, future, loop, size))
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is None:  # another thread (a reader setting a record aside): straight in
+            if wait:
+                raise RuntimeError("submit(wait=True) needs a running event loop")
+            self._ops.put([_Op(fn, None, None, size)])
+            return None
+        loop = running if wait else None
+        future = running.create_future() if wait else None
+        op = _Op(fn, future, loop, size)
+        if self._pending_loop is running:
+            self._pending.append(op)
+        elif self._pending_loop is None:
+            self._pending, self._pending_loop = [op], running
+            running.call_soon(self._hand_over)
+        else:  # ops of another loop are waiting for their hand-over: go alone
+            self._ops.put([op])
         return future
+
+    def _hand_over(self) -> None:
+        batch, self._pending, self._pending_loop = self._pending, [], None
+        if batch:
+            self._ops.put(batch)
 
     async def close(self) -> None:
         """Run everything already submitted, then stop the thread and close the connection."""
         if self.closed:
             return
         self.closed = True
+        self._hand_over()
         self._ops.put(None)
         await asyncio.to_thread(self._thread.join)
 
     def _run(self) -> None:
         stop = False
-        while not stop:
-            first = self._ops.get()
-            if first is None:
-                break
-            batch, nbytes = [first], first.size
+        carry: list[_Op] = []
+        while not stop or carry:
+            if carry:
+                batch, carry = carry, []
+            else:
+                first = self._ops.get()
+                if first is None:
+                    break
+                batch = first
+            nbytes = sum(op.size for op in batch)
             # Take everything that queued up while the previous commit was being fsync'd.
-            while len(batch) < MAX_BATCH_OPS and nbytes < MAX_BATCH_BYTES:
+            while not stop and len(batch) < MAX_BATCH_OPS and nbytes < MAX_BATCH_BYTES:
                 try:
-                    op = self._ops.get_nowait()
+                    ops = self._ops.get_nowait()
                 except threadqueue.Empty:
                     break
-                if op is None:
+                if ops is None:
                     stop = True
                     break
-                batch.append(op)
-                nbytes += op.size
+                batch.extend(ops)
+                nbytes += sum(op.size for op in ops)
+            if len(batch) > MAX_BATCH_OPS:
+                batch, carry = batch[:MAX_BATCH_OPS], batch[MAX_BATCH_OPS:]
             if not self._transaction(batch) and len(batch) > 1:
                 for op in batch:  # replay alone so each caller gets its own verdict
                     self._transaction([op])
@@ -109,6 +142,8 @@ class GroupCommitWriter:
     def _transaction(self, batch: list[_Op]) -> bool:
         """Run `batch` in one transaction. False: the whole transaction failed (rolled back)."""
         conn = self._conn
+        if len(batch) == 1:
+            return self._single(batch[0])
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
@@ -138,6 +173,37 @@ class GroupCommitWriter:
             return False
         self._stats.commits += 1
         self._stats.largest_batch = max(self._stats.largest_batch, len(batch))
+        return True
+
+    def _single(self, op: _Op) -> bool:
+        """A batch of one: no SAVEPOINT needed, the transaction is the operation's own."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                op.result, op.error = op.fn(conn), None
+            except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK")
+                op.result, op.error = None, DuplicateQueueIdError(str(exc))
+                return True
+            except sqlite3.Error:
+                raise
+            except Exception as exc:
+                conn.execute("ROLLBACK")
+                op.result, op.error = None, exc
+                return True
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            log.error("queue transaction of 1 operation failed: %s", exc)
+            op.result, op.error = None, map_error(exc)
+            return True
+        self._stats.commits += 1
+        self._stats.largest_batch = max(self._stats.largest_batch, 1)
         return True
 
     @staticmethod

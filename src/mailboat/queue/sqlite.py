@@ -74,6 +74,9 @@ _SCHEMA = (
 _MIGRATIONS = {
     1: ("ALTER TABLE message ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0",),
 }
+PREFETCH_MAX_MESSAGE = 1 << 20  # claim_due() reads the bytes of messages up to this size...
+PREFETCH_BYTES = 32 << 20  # ... and of at most this much in one claim
+PREFETCH_ENTRIES = 1000
 _COLUMNS = "queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status, delay_warned"
 
 class SqliteQueueStore:
@@ -101,8 +104,24 @@ class SqliteQueueStore:
         except sqlite3.Error as exc:  # missing directory, not a database, permissions...
             raise QueueError(f"cannot open the queue {self.path}: {exc}") from exc
         self._readers: threadqueue.SimpleQueue[sqlite3.Connection] = threadqueue.SimpleQueue()
+        # Bytes read by claim_due() for load_message() (popped there, or when the message goes).
+        self._prefetched: dict[str, bytes] = {}
         self._all_readers: list[sqlite3.Connection] = []
         self._writer = GroupCommitWriter(self._conn, self.stats)
+
+    @classmethod
+    def prepare(cls, path: str) -> None:
+        """Create or upgrade the queue file without starting a writer thread (before forking)."""
+        self = cls.__new__(cls)
+        self.path = str(path)
+        try:
+            conn = self._connect()
+            try:
+                self._migrate(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot open the queue {self.path}: {exc}") from exc
 
     # -- connections and schema -------------------------------------------------------------
 
@@ -216,6 +235,20 @@ class SqliteQueueStore:
             items = [item for item in map(self._decode_row, rows) if item is not None and not item.is_done]
             conn.executemany("UPDATE message SET lease_until = ? WHERE queue_id = ?",
                              [(now + self._lease, item.queue_id) for item in items])
+            # The bytes of small messages come with the claim (same transaction, same thread): the
+            # runner's load_message() then needs no reader thread hop. Bounded by PREFETCH_BYTES.
+            small = [item.queue_id for item in items if item.size <= PREFETCH_MAX_MESSAGE]
+            if len(self._prefetched) > 4 * PREFETCH_ENTRIES:  # claimed by a caller that never loads
+                self._prefetched.clear()
+            budget = PREFETCH_BYTES
+            for start in range(0, len(small), 200):
+                chunk = small[start:start + 200]
+                for queue_id, data in conn.execute(
+                        f"SELECT queue_id, data FROM body WHERE queue_id IN ({','.join('?' * len(chunk))})", chunk):
+                    if budget <= 0:
+                        break
+                    budget -= len(data)
+                    self._prefetched[queue_id] = bytes(data)
             return items
 
         return await self._write(op)
@@ -223,6 +256,7 @@ class SqliteQueueStore:
     async def record_outcomes(self, queue_id: str, outcomes: list[RecipientOutcome],
                               next_attempt: float | None) -> None:
         at = max((o.at for o in outcomes), default=self._clock())
+        self._prefetched.pop(queue_id, None)  # delivered from it (or it was never loaded)
 
         def op(conn: sqlite3.Connection) -> None:
             row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
@@ -246,6 +280,7 @@ class SqliteQueueStore:
         await self._write(op)
 
     async def finish(self, queue_id: str, at: float) -> None:
+        self._prefetched.pop(queue_id, None)
         def op(conn: sqlite3.Connection) -> None:
             row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ?", (queue_id,)).fetchone()
             item = self._decode_row(row) if row is not None else None
@@ -255,6 +290,9 @@ class SqliteQueueStore:
         await self._write(op)
 
     async def load_message(self, queue_id: str) -> bytes:
+        data = self._prefetched.pop(queue_id, None)
+        if data is not None:
+            return data
         row = await self._read(lambda c: c.execute("SELECT data FROM body WHERE queue_id = ?",
                                                    (queue_id,)).fetchone())
         if row is None:
@@ -267,6 +305,7 @@ class SqliteQueueStore:
         return self._decode_row(row) if row is not None else None
 
     async def delete(self, queue_id: str, at: float) -> bool:
+        self._prefetched.pop(queue_id, None)
         def op(conn: sqlite3.Connection) -> bool:
             if conn.execute("DELETE FROM message WHERE queue_id = ?", (queue_id,)).rowcount == 0:
                 return False

@@ -17,11 +17,16 @@ log = logging.getLogger("mailboat.master")
 class Listener:
     """One listening socket (TCP host:port or a unix socket path)."""
 
-    def __init__(self, ctx: ServerContext, settings: ListenerSettings, endpoint: tuple[str, int] | str) -> None:
+    def __init__(self, ctx: ServerContext, settings: ListenerSettings, endpoint: tuple[str, int] | str,
+                 sockets: list[socket.socket] | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
         self.endpoint = endpoint
+        # Bound before the worker processes were forked (app.run with [server] workers > 1):
+        # every worker accepts on the same sockets and the kernel hands each connection to one.
+        self.sockets = sockets
         self.server: asyncio.base_events.Server | None = None
+        self.extra_servers: list[asyncio.base_events.Server] = []
         self.sessions: set[asyncio.Task[None]] = set()
 
     def _connection(self, stream: StreamProtocol) -> None:
@@ -40,6 +45,18 @@ class Listener:
         def factory() -> StreamProtocol:
             return StreamProtocol(self._connection)
 
+        handshake = self.ctx.limits.tls_handshake_timeout if tls else None
+        if self.sockets:
+            servers = []
+            for sock in self.sockets:
+                if sock.family == socket.AF_UNIX:
+                    servers.append(await loop.create_unix_server(
+                        factory, sock=sock, ssl=tls, ssl_handshake_timeout=handshake))
+                else:
+                    servers.append(await loop.create_server(
+                        factory, sock=sock, ssl=tls, ssl_handshake_timeout=handshake))
+            self.server, self.extra_servers = servers[0], servers[1:]
+            return
         if isinstance(self.endpoint, str):
             if os.path.exists(self.endpoint):
                 os.unlink(self.endpoint)
@@ -65,10 +82,52 @@ class Listener:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def stop(self, grace: float = 5.0) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        for server in (self.server, *self.extra_servers):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
         if self.sessions:
             _, pending = await asyncio.wait(list(self.sessions), timeout=grace)
             for task in pending:
                 task.cancel()
+
+
+def bind(endpoint: tuple[str, int] | str, backlog: int = 1024) -> list[socket.socket]:
+    """Listening sockets for `endpoint`, bound in this process (before forking workers), the way
+    loop.create_server() would bind them: every address the host name resolves to, SO_REUSEADDR,
+    IPv6 sockets IPv6-only."""
+    if isinstance(endpoint, str):
+        if os.path.exists(endpoint):
+            os.unlink(endpoint)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(endpoint)
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return [sock]
+    host, port = endpoint
+    family = socket.AF_INET6 if ":" in host else socket.AF_UNSPEC
+    infos = socket.getaddrinfo(host or None, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    seen = set()
+    try:
+        for fam, kind, proto, _, address in infos:
+            if (fam, address) in seen:
+                continue
+            seen.add((fam, address))
+            sock = socket.socket(fam, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port:
+                address = (address[0], port, *address[2:])
+            sock.bind(address)
+            if port == 0:  # every address family on the same chosen port, as create_server does not
+                port = sock.getsockname()[1]
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets

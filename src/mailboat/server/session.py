@@ -200,7 +200,11 @@ class Session:
             self.stream.close()
             return
         try:
-            self._rdns_task = asyncio.ensure_future(self._lookup_rdns())
+            if self.info.peer_ip in ("127.0.0.1", "::1"):  # FCrDNS says "localhost" without DNS: no task
+                self.info.rdns = "localhost"
+                log.info("connect from %s", self.client)
+            else:
+                self._rdns_task = asyncio.ensure_future(self._lookup_rdns())
             verdict = await self.ctx.pipeline.on_connect(self.info)
             if verdict.reply is None and not await self._pregreet_passed():
                 return
@@ -266,10 +270,13 @@ class Session:
         return self._command_deadline
 
     async def _read(self) -> bytes:
-        timeout = max(0.0, self._deadline() - time.monotonic())
+        stream = self.stream
         try:
-            async with asyncio.timeout(timeout):
-                data = await self.stream.read()
+            if stream._buffer or stream._eof:  # already here: no timer at all
+                data = await stream.read()
+            else:
+                loop = stream._loop
+                data = await stream.read(loop.time() + (self._deadline() - time.monotonic()))
             if self.in_data:
                 self._data_bytes += len(data)
             return data
@@ -334,7 +341,8 @@ class Session:
         out = self.conn.data_to_send()
         if out:
             self.stream.write(out)
-            await self.stream.drain()
+            if self.stream._paused:  # drain() only waits when the transport pushed back
+                await self.stream.drain()
 
     def _answer(self, reply: smtp.Reply | None) -> None:
         if reply is None:

@@ -14,6 +14,11 @@ import ssl
 from collections.abc import Callable
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class StreamProtocol(asyncio.Protocol):
     def __init__(self, on_connect: Callable[[StreamProtocol], None]) -> None:
         self._on_connect = on_connect
@@ -23,6 +28,7 @@ class StreamProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self._reading_paused = False
         self.transport: asyncio.Transport | None = None
 
     # -- asyncio.Protocol callbacks ----------------------------------------------------------
@@ -33,6 +39,7 @@ class StreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         if len(self._buffer) > 1 << 20 and self.transport is not None:
+            self._reading_paused = True
             self.transport.pause_reading()  # the session reads it out; bounded memory
         self._wake()
 
@@ -67,17 +74,32 @@ class StreamProtocol(asyncio.Protocol):
     def ssl_object(self) -> ssl.SSLObject | None:
         return self.transport.get_extra_info("ssl_object") if self.transport else None
 
-    async def read(self) -> bytes:
-        """Everything received so far; b"" at end of stream."""
+    async def read(self, deadline: float | None = None) -> bytes:
+        """Everything received so far; b"" at end of stream.
+
+        `deadline` (loop.time() clock): raise TimeoutError when nothing has arrived by then.
+        One TimerHandle per wait, and none at all when bytes are already buffered; cheaper than
+        an asyncio.timeout() context around every read (that costs a Timeout object, a
+        reschedule and task cancel/uncancel bookkeeping on each command).
+        """
         while not self._buffer and not self._eof:
-            self._waiter = self._loop.create_future()
+            waiter = self._waiter = self._loop.create_future()
+            timer = None
+            if deadline is not None:
+                if deadline <= self._loop.time():
+                    self._waiter = None
+                    raise TimeoutError
+                timer = self._loop.call_at(deadline, _expire, waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         data = bytes(self._buffer)
         self._buffer.clear()
-        if self.transport is not None and not self._eof:
+        if self._reading_paused and self.transport is not None and not self._eof:
+            self._reading_paused = False
             self.transport.resume_reading()
         return data
 
@@ -110,6 +132,7 @@ class StreamProtocol(asyncio.Protocol):
         """Discard buffered plaintext, then hand the socket to TLS (RFC 3207 §4.2)."""
         assert self.transport is not None
         self._buffer.clear()
+        self._reading_paused = False  # start_tls() takes over (and resumes) reading
         transport = await self._loop.start_tls(
             self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
         )

@@ -46,10 +46,17 @@ _ISO_DATE = re.compile(
     r"\s*(Z|[+-]\d{2}:?\d{2})?(?:\s+([A-Za-z]{1,5}))?"
 )
 # The form nearly every server writes (RFC 5322 §3.3 without obsolete parts), read in one match.
-_FAST = re.compile(
-    r"\s*(?:(Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-    r"(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)(?: \((UTC|GMT|[A-Z]{3,4}|[+-]\d{4})\))?\s*\Z"
+FAST_DATE = (
+    r"(?:(Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"(\d{4}) (\d\d):(\d\d):(\d\d) ([+-]\d\d\d\d)(?: \((UTC|GMT|[A-Z]{3,4}|[+-]\d{4})\))?\s*\Z"
 )
+_FAST = re.compile(r"\s*" + FAST_DATE)
+_FAST_MONTHS = {m.title(): i for m, i in _MONTHS.items()}
+_FAST_DAYS = tuple(d.title() for d in _DAYS)
+_UTC = timezone.utc
+# "+0200" → (offset minutes, timedelta to subtract, zone known), or None when the minutes are out
+# of range; filled as zones are seen (bounded: \d also takes non-ASCII digits).
+_FAST_ZONES: dict[str, tuple[int, timedelta, bool] | None] = {}
 _COMMENT = re.compile(r"\([^()]*\)")
 _COMMENT_ZONE = re.compile(r"\(\s*([A-Za-z]{1,5}|[+-]\d{4})\s*\)")
 _SPACE = re.compile(r"\s+")
@@ -131,7 +138,22 @@ def parse_date(text: str) -> DateResult:
     if m is not None:
         fast = _fast(m)
         if fast is not None:
-            return fast
+            return DateResult(fast[0], (), fast[1])
+    return _slow(text)
+
+
+def date_value(text: str) -> tuple[datetime | None, tuple[str, ...]]:
+    """``(parse_date(text).value, parse_date(text).warnings)`` without building a DateResult."""
+    m = _FAST.match(text)
+    if m is not None:
+        fast = _fast(m)
+        if fast is not None:
+            return fast[0], ()
+    result = _slow(text)
+    return result.value, result.warnings
+
+
+def _slow(text: str) -> DateResult:
     warnings: list[str] = []
     clean = text.strip()
     if not clean:
@@ -160,22 +182,41 @@ def parse_date(text: str) -> DateResult:
     return DateResult(None, (f"unreadable date {text.strip()[:60]!r}",), False)
 
 
-def _fast(m: re.Match[str]) -> DateResult | None:
-    """The common case; None sends anything unusual (ranges, weekday, zone comment) to the full path."""
-    wday, day, mon, year, hour, minute, sec, sign, zh, zm, comment = m.groups()
-    if int(zm) > 59 or int(sec) > 59:
+def _fast_zone(zone: str) -> tuple[int, timedelta, bool] | None:
+    minutes = int(zone[3:])
+    if minutes > 59:
+        entry = None
+    else:
+        offset = (int(zone[1:3]) * 60 + minutes) * (-1 if zone[0] == "-" else 1)
+        # -0000: no information about the local zone
+        entry = (offset, timedelta(minutes=offset), not (zone[0] == "-" and offset == 0))
+    if len(_FAST_ZONES) < 4096:
+        _FAST_ZONES[zone] = entry
+    return entry
+
+
+def _fast(m: re.Match[str]) -> tuple[datetime, bool] | None:
+    return fast_fields(*m.groups())
+
+
+def fast_fields(
+    wday: str | None, day: str, mon: str, year: str, hour: str, minute: str, sec: str, zone: str, comment: str | None
+) -> tuple[datetime, bool] | None:
+    """(UTC value, zone known) from the groups of `_FAST` (also embedded in the Received fast
+    path); None sends anything unusual (ranges, weekday, zone comment) to the full path."""
+    entry = _FAST_ZONES[zone] if zone in _FAST_ZONES else _fast_zone(zone)
+    if entry is None or int(sec) > 59:
         return None
-    offset = (int(zh) * 60 + int(zm)) * (-1 if sign == "-" else 1)
+    offset, delta, known = entry
     if comment is not None and _NAMED_ZONES.get(comment.lower(), offset) != offset:
         return None  # "(PST)" after +0100: the full path flags the conflict
     try:
-        local = datetime(int(year), _MONTHS[mon.lower()], int(day), int(hour), int(minute), int(sec))
+        local = datetime(int(year), _FAST_MONTHS[mon], int(day), int(hour), int(minute), int(sec), 0, _UTC)
     except ValueError:
         return None
-    if wday and _DAYS[local.weekday()] != wday.lower():
+    if wday and _FAST_DAYS[local.weekday()] != wday:
         return None
-    known = not (sign == "-" and offset == 0)  # -0000: no information about the local zone
-    return DateResult((local - timedelta(minutes=offset)).replace(tzinfo=timezone.utc), (), known)
+    return (local - delta if offset else local), known
 
 
 def _from_rfc(m: re.Match[str], clean: str, comment_zone: re.Match[str] | None, warnings: list[str]) -> DateResult:

@@ -20,6 +20,13 @@ IANA "Additional-registered-clauses" (``tls``/``group`` of RFC 8314, ``state`` o
 
 `parse_received` never raises: whatever the input, it returns a Hop whose `warnings` say what
 could not be understood.
+
+Speed (bench/trace_bench.py): most headers are read by one compiled regex (`_FAST`) that accepts
+only the well-formed shape ``[(comments)] [from W (c)*] [by W (c)*] [via ...] [with ...] [tls W]
+[id W] [via ...] [for W] ; date`` and only when it tokenises exactly as the general tokenizer
+would; anything else (a backslash, a quote, a repeated or unusual clause, a second ``;``, odd
+brackets) takes the general path. Both paths feed the same `_finish`, and tests/trace check that
+they give identical hops.
 """
 
 from __future__ import annotations
@@ -29,15 +36,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailboat.mail.headers import unfold
-from mailboat.trace.dates import parse_date
+from mailboat.trace.dates import FAST_DATE, date_value, fast_fields
 
-_C0 = r"(?:[^()\\]|\\.)*"
-_C1 = rf"\((?:[^()\\]|\\.|\({_C0}\))*\)"
-_COMMENT_RE = rf"\((?:[^()\\]|\\.|{_C1})*\)"  # three levels of nesting in one match
+_C0 = r"(?:[^()\\]++|\\.)*+"
+_C1 = rf"\((?:[^()\\]++|\\.|\({_C0}\))*+\)"
+_COMMENT_RE = rf"\((?:[^()\\]++|\\.|{_C1})*+\)"  # three levels of nesting in one match
 # One token per match, classified by its first character: a word (``<...>`` and ``[...]`` kept
-# whole), a balanced comment, ";", a quoted string, or a lone bracket.
+# whole), a balanced comment, ";", a quoted string, or a lone bracket. (Possessive quantifiers:
+# each position has at most one applicable alternative, so they change speed, not matches.)
+_WORD_RE = r"(?:[^\s()\";\\<\[]++|\\.|<[^<>()]*+>|\[[^\[\]()\s]*+\])++"
 _TOKEN = re.compile(
-    rf"(?:\\.|<[^<>()]*>|\[[^\[\]()\s]*\]|[^\s()\";\\<\[])+|{_COMMENT_RE}|;|\"(?:[^\"\\]|\\.)*\"?|[<\[\\()]",
+    rf"{_WORD_RE}|{_COMMENT_RE}|;|\"(?:[^\"\\]++|\\.)*+\"?|[<\[\\()]",
     re.S,
 )
 _KEYWORDS = frozenset(("from", "by", "via", "with", "id", "for", "tls", "group", "state", "priority"))
@@ -52,7 +61,9 @@ _DATE_START = re.compile(
 _IP = r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%\w+)?)"
 _IPV4_OR_6 = re.compile(rf"\[?(?:IPv6:)?({_IP})\]?\Z", re.I)
 # Postfix/Sendmail/Gmail/mailboat TCP-info: [ident@]rdns [IP] [(may be forged)]
-_TCP_INFO = re.compile(rf"(?:[^\s@\[\]]+@)?(\S+?)\.?\s+\[(?:IPv6:)?({_IP})\](?::\d+)?", re.I)
+# (written for speed as "(\S++)": the name loses one final dot in _read_from, as "(\S+?)\.?" would)
+# (no re.I, which is slow: "IPv6" spelled with every letter re.I would accept, dotted and dotless i included)
+_TCP_INFO = re.compile(rf"(?:[^\s@\[\]]++@)?(\S++)\s+\[(?:[Ii\u0130\u0131][Pp][Vv]6:)?({_IP})\](?::\d+)?")
 # Exim: [IP]:port helo=HELO, or port=N helo=HELO (the IP then is the from word)
 _EXIM = re.compile(rf"(?:\[(?:IPv6:)?({_IP})\](:\d+)?)?\s*(?:port=\d+)?\s*(?:helo=(\S+))?\s*\Z", re.I)
 _QMAIL_HELO = re.compile(r"(?:HELO|EHLO)\s+(\S+)\Z", re.I)
@@ -64,6 +75,57 @@ _TLS_EVIDENCE = re.compile(
 _REGISTERED = re.compile(r"(UTF8SMTP|UTF8LMTP|ESMTP|LMTP|SMTP)(S?)(A?)\Z", re.I)
 _SPACES = re.compile(r"\s+")
 _UNKNOWN = frozenset(("unknown", "<unknown>", "[unknown]"))
+
+
+def _fast_pattern(ascii_only: bool) -> re.Pattern[str]:
+    """The well-formed shape in one regex (used only when the text has no backslash).
+
+    Every piece is a token exactly as `_TOKEN` cuts it (same word and comment patterns, all
+    possessive), keywords are matched letter by letter as ``tok.lower()`` would (no re.I: it
+    would also take the Kelvin sign and the long s) and must be followed by whitespace; a
+    multi-word clause (with, via) stops at the next keyword, a one-word clause allows only
+    comments after its word. So a match means the general path would build the same clauses.
+    The first comment after a one-word clause has its own group (``fromc``), the others a run.
+
+    `ascii_only`: for text where ``str.isascii()``, whitespace is spelled out (exactly the ASCII
+    characters ``str.isspace`` and ``\s`` take, \x1c-\x1f included) and digits are [0-9]: the
+    same matches on such text, several times faster than Unicode category tests.
+    """
+    sp = r"\t\n\x0b\x0c\r\x1c-\x1f " if ascii_only else r"\s"
+    ws = f"[{sp}]"
+    date = FAST_DATE.replace(r"\d", "[0-9]").replace(r"\s", ws) if ascii_only else FAST_DATE
+
+    def kw(word: str) -> str:
+        return "".join(f"[{c.upper()}{c}]" for c in word) + f"{ws}+"
+
+    word = rf"(?:[^{sp}()\";\\<\[]++|<[^<>()]*+>|\[[^\[\](){sp}]*+\])++"
+    c0 = r"[^()]*+"
+    c1 = rf"\((?:[^()]++|\({c0}\))*+\)"
+    comment = rf"\((?:[^()]++|{c1})*+\)"
+    comments = rf"(?:{ws}*{comment})*+"
+    keyword = "(?:" + "|".join("".join(f"[{c.upper()}{c}]" for c in k) for k in sorted(_KEYWORDS)) + ")"
+    not_kw = rf"(?!{keyword}(?:[{sp}();]|\Z)){word}"
+    multi = rf"{not_kw}(?:{ws}*{comment}|{ws}+{not_kw})*+"
+
+    def one(name: str) -> str:
+        return (rf"(?:{kw(name)}(?P<{name}>{word})(?:{ws}*(?P<{name}c>{comment}))?(?P<{name}x>{comments}){ws}*)?")
+
+    return re.compile(
+        rf"(?P<pre>(?:{comment}{ws}*)*+)"
+        + one("from") + one("by")
+        + rf"(?:{kw('via')}(?P<via>{multi}){ws}*)?"
+        + rf"(?:{kw('with')}(?P<with>{multi}){ws}*)?"
+        + one("tls") + one("id")
+        + rf"(?:{kw('via')}(?P<via2>{multi}){ws}*)?"
+        + one("for")
+        # the date; when it has the canonical form, dates.FAST_DATE's groups are filled as well
+        + rf";{ws}*(?P<date>(?:(?={date})|)[^;]*)\Z"
+    )
+
+
+_FAST = _fast_pattern(False)
+_FAST_ASCII = _fast_pattern(True)
+_FAST_COMMENT = re.compile(r"\((?:[^()]++|\((?:[^()]++|\([^()]*+\))*+\))*+\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +150,41 @@ class Hop:
     comments: tuple[str, ...] = ()  # every depth-0 comment, parentheses included, in order
 
 
+def _hop_builder():  # noqa: ANN202 - returns the constructor below
+    """`Hop(...)` positionally, without the frozen dataclass's 16 ``object.__setattr__`` calls.
+
+    Sets the same slots through their descriptors: the result is an ordinary, equal, frozen Hop.
+    """
+    new = object.__new__
+    (s_raw, s_helo, s_rdns, s_ip, s_by, s_with, s_tls, s_evidence, s_id, s_for, s_via, s_ts, s_dt,
+     s_warn, s_extras, s_comments) = (getattr(Hop, name).__set__ for name in Hop.__slots__)
+
+    def make(raw, helo, rdns, ip, by, with_, tls, evidence, id_, for_, via, ts, dt, warn, extras, comments):  # noqa: ANN001, ANN202
+        hop = new(Hop)
+        s_raw(hop, raw)
+        s_helo(hop, helo)
+        s_rdns(hop, rdns)
+        s_ip(hop, ip)
+        s_by(hop, by)
+        s_with(hop, with_)
+        s_tls(hop, tls)
+        s_evidence(hop, evidence)
+        s_id(hop, id_)
+        s_for(hop, for_)
+        s_via(hop, via)
+        s_ts(hop, ts)
+        s_dt(hop, dt)
+        s_warn(hop, warn)
+        s_extras(hop, extras)
+        s_comments(hop, comments)
+        return hop
+
+    return make
+
+
+_make_hop = _hop_builder()
+
+
 class _Clause:
     __slots__ = ("keyword", "words", "comments")
 
@@ -100,16 +197,132 @@ class _Clause:
 def parse_received(value: str | bytes) -> Hop:
     """Read one Received header value (without the ``Received:`` name). Never raises."""
     try:
-        return _parse(value)
+        text = unfold(value)
+        if text[:9].lower() == "received:":
+            text = text[9:].lstrip()
+        if "\\" not in text:
+            m = (_FAST_ASCII if text.isascii() else _FAST).match(text)
+            if m is not None:
+                hop = _fast(text, m)
+                if hop is not None:
+                    return hop
+        return _parse(text)
     except Exception as exc:  # a parser bug must not lose the hop: report it as a warning
         raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
         return Hop(raw=raw, warnings=(f"internal parser error: {type(exc).__name__}: {exc}",))
 
 
-def _parse(value: str | bytes) -> Hop:
-    text = unfold(value)
-    if text[:9].lower() == "received:":
-        text = text[9:].lstrip()
+def _general(value: str | bytes) -> Hop:
+    """`parse_received` without the fast path (tests compare the two)."""
+    try:
+        text = unfold(value)
+        if text[:9].lower() == "received:":
+            text = text[9:].lstrip()
+        return _parse(text)
+    except Exception as exc:
+        raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        return Hop(raw=raw, warnings=(f"internal parser error: {type(exc).__name__}: {exc}",))
+
+
+def _split_comments(run: str, out: list[str]) -> list[str]:
+    """The comments of a run matched by the fast regex (whitespace and comments only), each with
+    its runs of FWS made one space, appended to `out`; returns them."""
+    if run.count("(") == 1:
+        found = [run.strip()]
+    else:
+        found = _FAST_COMMENT.findall(run)
+    for i, tok in enumerate(found):
+        if "\t" in tok or "  " in tok:
+            found[i] = _SPACES.sub(" ", tok)
+    out += found
+    return found
+
+
+def _multi(body: str, comments: list[str]) -> list[str]:
+    """Words of a with/via clause body; its comments are appended to `comments`."""
+    if "(" not in body and "<" not in body:
+        return body.split()
+    words = []
+    for tok in _TOKEN.findall(body):
+        if tok[0] == "(":
+            if "\t" in tok or "  " in tok:
+                tok = _SPACES.sub(" ", tok)
+            comments.append(tok)
+        else:
+            words.append(tok)
+    return words
+
+
+def _comment(tok: str, comments: list[str]) -> str:
+    if "\t" in tok or "  " in tok:
+        tok = _SPACES.sub(" ", tok)  # RFC 5322 §3.2.2: a run of FWS is one space
+    comments.append(tok)
+    return tok
+
+
+def _fast(text: str, m: re.Match[str]) -> Hop | None:
+    """The hop for a `_FAST` match, or None when a clause repeats (the general path warns)."""
+    (pre, from_word, fromc, fromx, by_host, byc, byx, via_body, with_body, tls_word, tlsc, tlsx,
+     hop_id, idc, idx, via2_body, rcpt, forc, forx, date_text, *date_fields) = m.groups()
+    if via_body is not None and via2_body is not None:
+        return None
+    comments: list[str] = []
+    warnings: list[str] = []
+    if pre:
+        _split_comments(pre, comments)
+    helo = rdns = ip = None
+    if from_word is not None:
+        if fromc is None:
+            from_comments = []
+        else:
+            from_comments = [_comment(fromc, comments)]
+            if fromx:
+                from_comments += _split_comments(fromx, comments)
+        helo, rdns, ip = _read_from([from_word], from_comments, text, warnings)
+    if byc is not None:
+        _comment(byc, comments)
+        if byx:
+            _split_comments(byx, comments)
+    via = None
+    if via_body is not None:
+        via = " ".join(_multi(via_body, comments))
+    protocol = None
+    if with_body is not None:
+        protocol = " ".join(_multi(with_body, comments))
+    if tlsc is not None:
+        _comment(tlsc, comments)
+        if tlsx:
+            _split_comments(tlsx, comments)
+    if idc is not None:
+        _comment(idc, comments)
+        if idx:
+            _split_comments(idx, comments)
+    if via2_body is not None:
+        via = " ".join(_multi(via2_body, comments))
+    if forc is not None:
+        _comment(forc, comments)
+        if forx:
+            _split_comments(forx, comments)
+    if from_word is None and by_host is None:
+        warnings.append("no 'from' or 'by' clause")
+    if rcpt is not None:
+        if "," in rcpt:
+            warnings.append("several 'for' recipients; the first is kept")
+            rcpt = rcpt.split(",")[0].strip()
+        rcpt = rcpt.strip("<>") or None
+    fast = fast_fields(*date_fields) if date_fields[1] is not None else None
+    if fast is not None:
+        timestamp = fast[0]
+    else:
+        timestamp, date_warnings = date_value(date_text)
+        if date_warnings:
+            warnings.extend(date_warnings)
+    return _make_hop(text, helo, rdns, ip, by_host, protocol, *_read_tls(tls_word, comments, protocol), hop_id,
+                     rcpt, via, timestamp, date_text, tuple(dict.fromkeys(warnings)) if warnings else (),
+                     (("tls", tls_word),) if tls_word is not None else (), tuple(comments))
+
+
+def _parse(text: str) -> Hop:
     warnings: list[str] = []
     if not text:
         return Hop(raw=text, warnings=("empty Received header",))
@@ -191,7 +404,8 @@ def _build(
 ) -> Hop:
     helo = rdns = ip = None
     if "from" in clauses:
-        helo, rdns, ip = _read_from(clauses["from"], text, warnings)
+        frm = clauses["from"]
+        helo, rdns, ip = _read_from(frm.words, frm.comments, text, warnings)
     by = clauses.get("by")
     by_host = by.words[0] if by and by.words else None
     if by and len(by.words) > 1:
@@ -212,30 +426,28 @@ def _build(
     via = clauses.get("via")
     extra_pairs = [(c.keyword, " ".join(c.words)) for c in extras]
     extra_pairs += [(k, " ".join(c.words)) for k, c in clauses.items() if k not in _FIELDS]
-    tls, evidence = _read_tls(clauses, comments, protocol)
+    tls = clauses.get("tls")
     timestamp = None
     if date_text is not None:
-        result = parse_date(date_text)
-        timestamp = result.value
-        warnings.extend(result.warnings)
-    return Hop(
-        raw=text,
-        from_helo=helo,
-        from_rdns=rdns,
-        from_ip=ip,
-        by_host=by_host,
-        with_protocol=protocol,
-        tls=tls,
-        tls_evidence=evidence,
-        id=hop_id,
-        for_=rcpt,
-        via=" ".join(via.words) if via and via.words else None,
-        timestamp=timestamp,
-        date_text=date_text,
-        warnings=tuple(dict.fromkeys(warnings)),
-        extras=tuple(extra_pairs),
-        comments=tuple(comments),
-    )
+        timestamp, date_warnings = date_value(date_text)
+        if date_warnings:
+            warnings.extend(date_warnings)
+    return _finish(text, helo, rdns, ip, by_host, protocol, hop_id, rcpt,
+                   " ".join(via.words) if via and via.words else None,
+                   " ".join(tls.words) if tls is not None and tls.words else None,
+                   tuple(extra_pairs), comments, date_text, timestamp, warnings)
+
+
+def _finish(
+    text: str, helo: str | None, rdns: str | None, ip: str | None, by_host: str | None,
+    protocol: str | None, hop_id: str | None, rcpt: str | None, via: str | None, tls_words: str | None,
+    extras: tuple[tuple[str, str], ...], comments: list[str], date_text: str | None, timestamp: datetime | None,
+    warnings: list[str],
+) -> Hop:
+    """TLS and the Hop itself, shared by the fast and the general path."""
+    tls, evidence = _read_tls(tls_words, comments, protocol)
+    return _make_hop(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, via, timestamp,
+                     date_text, tuple(dict.fromkeys(warnings)) if warnings else (), extras, tuple(comments))
 
 
 _FIELDS = frozenset(("from", "by", "via", "with", "id", "for"))
@@ -248,18 +460,20 @@ def _as_ip(token: str) -> str | None:
     return m.group(1)
 
 
-def _read_from(clause: _Clause, text: str, warnings: list[str]) -> tuple[str | None, str | None, str | None]:
+def _read_from(
+    words: list[str], comments: list[str], text: str, warnings: list[str]
+) -> tuple[str | None, str | None, str | None]:
     """(helo, rdns, ip) of the from clause, by dialect (reference/received-grammar.md §1.3)."""
-    word = clause.words[0] if clause.words else None
-    if len(clause.words) > 1:
-        warnings.append(f"extra words in the from clause: {' '.join(clause.words[1:])[:40]!r}")
+    word = words[0] if words else None
+    if len(words) > 1:
+        warnings.append(f"extra words in the from clause: {' '.join(words[1:])[:40]!r}")
     if word is not None and word.lower() in _UNKNOWN:
         word = None
     helo: str | None = word
     rdns: str | None = None
     ip: str | None = None
     word_is_rdns = False
-    for comment in clause.comments:
+    for comment in comments:
         inner = comment[1:-1].strip()
         if "(" in inner:
             if "may be forged" in inner:
@@ -267,12 +481,15 @@ def _read_from(clause: _Clause, text: str, warnings: list[str]) -> tuple[str | N
             inner = _NESTED.sub(" ", inner).strip()
         if not inner:
             continue
-        m = _TCP_INFO.match(inner)
-        if m and ip is None and "helo=" not in inner:
-            name = m.group(1)
-            rdns = None if name.lower() in _UNKNOWN else name
-            ip = m.group(2)
-            continue
+        if ip is None and "helo=" not in inner:
+            m = _TCP_INFO.match(inner)
+            if m:
+                name = m.group(1)
+                if name[-1] == "." and len(name) > 1:
+                    name = name[:-1]
+                rdns = None if name.lower() in _UNKNOWN else name
+                ip = m.group(2)
+                continue
         m = _QMAIL_HELO.match(inner)
         if m:
             helo, word_is_rdns = m.group(1), True
@@ -283,12 +500,11 @@ def _read_from(clause: _Clause, text: str, warnings: list[str]) -> tuple[str | N
             helo = m.group(3) or word
             word_is_rdns = True
             continue
-        m = _IDENT_IP.match(inner)
-        if m and ip is None and ("." in m.group(1) or ":" in m.group(1)):
-            ip = m.group(1)
-            continue
-        if inner.lower() in _UNKNOWN:
-            continue
+        if ip is None:
+            m = _IDENT_IP.match(inner)
+            if m and ("." in m.group(1) or ":" in m.group(1)):
+                ip = m.group(1)
+                continue
     if word is not None and word_is_rdns:
         word_ip = _as_ip(word)
         if word_ip is not None:
@@ -302,19 +518,34 @@ def _read_from(clause: _Clause, text: str, warnings: list[str]) -> tuple[str | N
     return helo, rdns, ip
 
 
-def _read_tls(clauses: dict[str, _Clause], comments: list[str], protocol: str | None) -> tuple[bool | None, str | None]:
+def _read_tls(tls_words: str | None, comments: list[str], protocol: str | None) -> tuple[bool | None, str | None]:
     """TLS from evidence: tls clause, then a version/cipher comment, then the with-type's S."""
-    tls = clauses.get("tls")
-    if tls is not None and tls.words:
-        return True, f"tls {' '.join(tls.words)}"
-    for comment in comments:
-        if _TLS_EVIDENCE.search(comment):
-            return True, comment[1:-1].strip()
+    if tls_words is not None:
+        return True, f"tls {tls_words}"
+    if comments:
+        # _TLS_EVIDENCE is case-sensitive and cannot match without one of these substrings; and
+        # since each comment starts with "(" and ends with ")", no match spans two of them.
+        joined = "".join(comments) if len(comments) > 1 else comments[0]
+        if "TLS" in joined or "SSL" in joined or "cipher" in joined or "Google Transport Security" in joined:
+            for comment in comments:
+                if _TLS_EVIDENCE.search(comment):
+                    return True, comment[1:-1].strip()
     if protocol:
         word = protocol.split(" ", 1)[0]
+        if word in _PROTOCOL_TLS:
+            return _PROTOCOL_TLS[word]
         m = _REGISTERED.match(word)
         if m:
-            return bool(m.group(2)), f"with {word}"
-        if word.upper() == "HTTPS":
-            return True, f"with {word}"
+            result: tuple[bool | None, str | None] = (bool(m.group(2)), f"with {word}")
+        elif word.upper() == "HTTPS":
+            result = (True, f"with {word}")
+        else:
+            result = (None, None)
+        if len(_PROTOCOL_TLS) < 1024:
+            _PROTOCOL_TLS[word] = result
+        return result
     return None, None
+
+
+# What the first word of a with-type says about TLS ("ESMTPS" → (True, "with ESMTPS")), as seen.
+_PROTOCOL_TLS: dict[str, tuple[bool | None, str | None]] = {}
