@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -87,6 +88,15 @@ class RunningServer:
     def log(self) -> str:
         return "".join(self.log_lines)
 
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it contains `text` (the server writes its log from a thread of its own)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout} s:\n{self.log[-3000:]}")
+            time.sleep(0.02)
+        return self.log
+
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([*MAILBOAT, *args, "--config", str(self.config)], input=input,
                               capture_output=True, text=True, timeout=60)
@@ -132,6 +142,11 @@ def start_server(tmp_path: Path, extra: str = "", users: tuple[str, ...] = ("ali
     for user in users:
         subprocess.run([*MAILBOAT, "user", "add", user, "--password-stdin", "--config", str(config)],
                        input="password123\n", text=True, check=True, capture_output=True)
+    return start_config(config, data_dir)
+
+
+def start_config(config: Path, data_dir: Path) -> RunningServer:
+    """Start `mailboat serve --config config` and read its banner for the listening ports."""
     proc = subprocess.Popen([*MAILBOAT, "serve", "--config", str(config)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(30, proc.kill)
@@ -141,15 +156,48 @@ def start_server(tmp_path: Path, extra: str = "", users: tuple[str, ...] = ("ali
     try:
         for line in proc.stdout:
             lines.append(line)
-            match = re.match(r"\s+(smtp|submission|submissions|lmtp)\s+127\.0\.0\.1:(\d+)", line)
+            match = re.match(r"\s+(smtp|submission|submissions|lmtp)\s+\S+:(\d+)", line)
             if match:
                 server.ports[match.group(1)] = int(match.group(2))
-            if line.startswith("send a test message") or line.startswith("data:") and "smtp" not in server.ports:
+            if line.startswith("data:"):
                 break
     finally:
         watchdog.cancel()
     server.banner = "".join(lines)
     server.drain_stderr()
-    if proc.poll() is not None or "smtp" not in server.ports:
+    if proc.poll() is not None or not server.ports:
         raise AssertionError(f"mailboat serve did not start:\n{server.banner}\n{server.stop()}")
     return server
+
+
+class Raw:
+    """A line-level SMTP client for the cases smtplib cannot express (bounded by `timeout` per read)."""
+
+    def __init__(self, port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> bytes:
+        """The next complete (possibly multi-line) reply; ConnectionError if the server closed."""
+        while True:
+            lines = self.buffer.split(b"\r\n")
+            for index, line in enumerate(lines[:-1]):
+                if len(line) >= 4 and line[3:4] == b" ":
+                    reply = b"\r\n".join(lines[: index + 1])
+                    self.buffer = b"\r\n".join(lines[index + 1:])
+                    return reply
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; buffer={self.buffer!r}")
+            self.buffer += chunk
+
+    def command(self, line: bytes) -> bytes:
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
+

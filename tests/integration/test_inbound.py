@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 import time
 
 import pytest
 
-from mbtest import start_server
+from mbtest import Raw, start_server
 from ourheaders import our_received, received_headers
 
 MESSAGE = b"From: Sender <sender@example.org>\r\nTo: alice@example.com\r\nSubject: hello\r\n\r\nBody line.\r\n"
@@ -25,37 +24,6 @@ def insecure() -> ssl.SSLContext:
 def smtp(server, kind="smtp") -> smtplib.SMTP:
     client = smtplib.SMTP("127.0.0.1", server.ports[kind], local_hostname="client.example.org", timeout=10)
     return client
-
-
-class Raw:
-    """A line-level client for the cases smtplib cannot express."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reply(self) -> bytes:
-        while True:
-            lines = self.buffer.split(b"\r\n")
-            for index, line in enumerate(lines[:-1]):
-                if len(line) >= 4 and line[3:4] == b" ":
-                    reply = b"\r\n".join(lines[: index + 1])
-                    self.buffer = b"\r\n".join(lines[index + 1:])
-                    return reply
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed; buffer={self.buffer!r}")
-            self.buffer += chunk
-
-    def command(self, line: bytes) -> bytes:
-        self.send(line + b"\r\n")
-        return self.reply()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_plain_smtplib_message_arrives_once_with_one_received(server):

@@ -11,19 +11,17 @@ relayhost in brackets). Everything it starts is stopped by `stop()` (master by i
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from mbtest import MAILBOAT, ON_CI, RunningServer, need_tool
+from mbtest import MAILBOAT, ON_CI, RunningServer, need_tool, start_config
 
 __all__ = ["MAILBOAT_CONFIG", "PostfixInstance", "free_port", "message_ids", "serve", "wait_for",
            "wait_listening"]
@@ -91,31 +89,6 @@ def serve(directory: Path, *, hostname: str, address: str, local: tuple[str, ...
             subprocess.run([*MAILBOAT, "user", "add", user, "--password-stdin", "--config", str(config)],
                            input="password123\n", text=True, check=True, capture_output=True, timeout=60)
     return start_config(config, directory / "data")
-
-
-def start_config(config: Path, data_dir: Path) -> RunningServer:
-    """Start `mailboat serve --config config` and read the banner for the listening ports."""
-    proc = subprocess.Popen([*MAILBOAT, "serve", "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(30, proc.kill)
-    watchdog.start()
-    server = RunningServer(proc, config, data_dir)
-    banner = []
-    try:
-        for line in proc.stdout:
-            banner.append(line)
-            match = re.match(r"\s+(smtp|submission|submissions|lmtp)\s+\S+:(\d+)", line)
-            if match:
-                server.ports[match.group(1)] = int(match.group(2))
-            if line.startswith("data:"):
-                break
-    finally:
-        watchdog.cancel()
-    server.banner = "".join(banner)
-    server.drain_stderr()
-    if proc.poll() is not None or "smtp" not in server.ports:
-        raise AssertionError(f"mailboat serve did not start:\n{server.banner}\n{server.stop()}")
-    return server
 
 
 def message_ids(messages: list[bytes]) -> list[str]:

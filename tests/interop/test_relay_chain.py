@@ -7,83 +7,23 @@ both Received headers, newest first, and hop 1's log has Postfix-style `relay=` 
 
 from __future__ import annotations
 
-import inspect
 import re
 import smtplib
-import socket
-import subprocess
-import threading
-from pathlib import Path
 
 import pytest
 from interop_support import received_headers
-
-import mailboat.app
-from mbtest import MAILBOAT, RunningServer
+from relay_support import free_port, serve
 
 pytestmark = pytest.mark.interop
 
-CONFIG = """\
-hostname = "{hostname}"
-data_dir = "{data_dir}"
-[[listener]]
-kind = "smtp"
-address = "{address}"
-[domains]
-local = ["{local}"]
-[relay]
-mx_port = {mx_port}
-trusted_networks = ["127.0.0.0/8"]
-[dns]
-nameservers = ["{nameserver}"]
-timeout = "2s"
-{extra}
-"""
-
-
-def _free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
-
-
-def serve(directory: Path, **values: object) -> RunningServer:
-    directory.mkdir()
-    config = directory / "mailboat.toml"
-    values.setdefault("extra", "")
-    config.write_text(CONFIG.format(data_dir=directory / "data", **values))
-    proc = subprocess.Popen([*MAILBOAT, "serve", "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(30, proc.kill)
-    watchdog.start()
-    server = RunningServer(proc, config, directory / "data")
-    try:
-        for line in proc.stdout:
-            match = re.match(r"\s+smtp\s+\S+:(\d+)", line)
-            if match:
-                server.ports["smtp"] = int(match.group(1))
-            if line.startswith("data:"):
-                break
-    finally:
-        watchdog.cancel()
-    server.drain_stderr()
-    if "smtp" not in server.ports:
-        raise AssertionError(f"mailboat serve did not start: {server.stop()}")
-    return server
-
-
 @pytest.fixture
 def chain(tmp_path, nsd):
-    if "SmtpTransport" not in inspect.getsource(mailboat.app):
-        pytest.skip("app.py does not register delivery.smtp.SmtpTransport yet (issue 3 wiring)")
-    mx_port = _free_port("127.0.0.2")
+    mx_port = free_port("127.0.0.2")
     dns = nsd({"example.org": "@ MX 10 mx2\nmx2 A 127.0.0.2\n"})
     hop2 = serve(tmp_path / "hop2", hostname="mx2.example.org", address=f"127.0.0.2:{mx_port}",
-                 local="example.org", mx_port=25, nameserver=dns.nameserver)
-    hop1 = serve(tmp_path / "hop1", hostname="relay.example.com", address="127.0.0.1:0", local="example.com",
+                 local=("example.org",), nameserver=dns.nameserver, users=("bob@example.org",))
+    hop1 = serve(tmp_path / "hop1", hostname="relay.example.com", address="127.0.0.1:0", local=("example.com",),
                  mx_port=mx_port, nameserver=dns.nameserver)
-    subprocess.run([*MAILBOAT, "user", "add", "bob@example.org", "--password-stdin", "--config", str(hop2.config)],
-                   input="password123\n", text=True, check=True, capture_output=True)
     yield hop1, hop2
     logs = hop1.stop() + hop2.stop()
     assert "Traceback" not in logs, logs

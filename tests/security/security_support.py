@@ -21,7 +21,7 @@ for _dir in (_TESTS, _TESTS / "integration"):
     if str(_dir) not in sys.path:
         sys.path.insert(0, str(_dir))
 
-from mbtest import ON_CI, RunningServer, need_tool, start_server  # noqa: E402
+from mbtest import Raw as BaseRaw, ON_CI, RunningServer, need_tool, start_server  # noqa: E402
 from ourheaders import our_received, received_headers  # noqa: E402
 
 __all__ = ["ON_CI", "MESSAGE", "Raw", "RunningServer", "bystander", "need_tool", "need_wiring", "our_received",
@@ -31,33 +31,8 @@ MESSAGE = b"From: Sender <sender@example.org>\r\nTo: alice@example.com\r\nSubjec
 CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}
 
 
-class Raw:
-    """A line-level client for the cases smtplib cannot express (bounded by `timeout` per read)."""
-
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reply(self) -> bytes:
-        """The next complete (possibly multi-line) reply; ConnectionError if the server closed."""
-        while True:
-            lines = self.buffer.split(b"\r\n")
-            for index, line in enumerate(lines[:-1]):
-                if len(line) >= 4 and line[3:4] == b" ":
-                    reply = b"\r\n".join(lines[: index + 1])
-                    self.buffer = b"\r\n".join(lines[index + 1:])
-                    return reply
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed; buffer={self.buffer!r}")
-            self.buffer += chunk
-
-    def command(self, line: bytes) -> bytes:
-        self.send(line + b"\r\n")
-        return self.reply()
+class Raw(BaseRaw):
+    """mbtest.Raw, plus waiting for the server to hang up."""
 
     def closed_by_server(self, timeout: float = 10.0) -> bool:
         """True once the server has closed (EOF or reset) within `timeout`; data read meanwhile

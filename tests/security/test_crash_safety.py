@@ -15,8 +15,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 

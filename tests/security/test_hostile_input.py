@@ -257,7 +257,7 @@ def test_one_byte_at_a_time_in_data_is_dropped(server):
             stop.set()
         assert b"421 4.4.2" in raw.buffer, raw.buffer
         assert time.monotonic() - started < 10
-    assert "timeout after DATA" in server.log
+    server.wait_log("timeout after DATA")
 
 
 def test_one_byte_at_a_time_command_hits_the_per_command_deadline(server):
