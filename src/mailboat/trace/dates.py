@@ -48,15 +48,19 @@ _ISO_DATE = re.compile(
 # The form nearly every server writes (RFC 5322 §3.3 without obsolete parts), read in one match.
 FAST_DATE = (
     r"(?:(Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-    r"(\d{4}) (\d\d):(\d\d):(\d\d) ([+-]\d\d\d\d)(?: \((UTC|GMT|[A-Z]{3,4}|[+-]\d{4})\))?\s*\Z"
+    r"(\d{4}) (\d\d):(\d\d):(\d\d) ([+-]\d\d\d\d|UT|GMT|[ECMP][SD]T)(?: \((UTC|GMT|[A-Z]{3,4}|[+-]\d{4})\))?\s*\Z"
 )
 _FAST = re.compile(r"\s*" + FAST_DATE)
 _FAST_MONTHS = {m.title(): i for m, i in _MONTHS.items()}
 _FAST_DAYS = tuple(d.title() for d in _DAYS)
 _UTC = timezone.utc
+_INT2 = {f"{i:02d}": i for i in range(100)} | {str(i): i for i in range(10)}  # int() of ASCII "07", "7"
 # "+0200" → (offset minutes, timedelta to subtract, zone known), or None when the minutes are out
-# of range; filled as zones are seen (bounded: \d also takes non-ASCII digits).
-_FAST_ZONES: dict[str, tuple[int, timedelta, bool] | None] = {}
+# of range; the obs-zone names of RFC 5322 §4.3 ("GMT", "PDT") are read exactly as the full path
+# reads them. Numeric zones are added as seen (bounded: \d also takes non-ASCII digits).
+_FAST_ZONES: dict[str, tuple[int, timedelta, bool] | None] = {
+    name.upper(): (offset, timedelta(minutes=offset), True) for name, offset in _NAMED_ZONES.items()
+}
 _COMMENT = re.compile(r"\([^()]*\)")
 _COMMENT_ZONE = re.compile(r"\(\s*([A-Za-z]{1,5}|[+-]\d{4})\s*\)")
 _SPACE = re.compile(r"\s+")
@@ -205,13 +209,15 @@ def fast_fields(
     """(UTC value, zone known) from the groups of `_FAST` (also embedded in the Received fast
     path); None sends anything unusual (ranges, weekday, zone comment) to the full path."""
     entry = _FAST_ZONES[zone] if zone in _FAST_ZONES else _fast_zone(zone)
-    if entry is None or int(sec) > 59:
+    if entry is None or (_INT2[sec] if sec in _INT2 else int(sec)) > 59:
         return None
     offset, delta, known = entry
     if comment is not None and _NAMED_ZONES.get(comment.lower(), offset) != offset:
         return None  # "(PST)" after +0100: the full path flags the conflict
     try:
-        local = datetime(int(year), _FAST_MONTHS[mon], int(day), int(hour), int(minute), int(sec), 0, _UTC)
+        local = datetime(int(year), _FAST_MONTHS[mon], _INT2[day] if day in _INT2 else int(day),
+                         _INT2[hour] if hour in _INT2 else int(hour), _INT2[minute] if minute in _INT2 else int(minute),
+                         _INT2[sec] if sec in _INT2 else int(sec), 0, _UTC)
     except ValueError:
         return None
     if wday and _FAST_DAYS[local.weekday()] != wday:

@@ -52,11 +52,25 @@ _TOKEN = re.compile(
 _KEYWORDS = frozenset(("from", "by", "via", "with", "id", "for", "tls", "group", "state", "priority"))
 _MULTI_WORD = frozenset(("with", "via"))  # "with Microsoft SMTP Server", "via Frontend Transport"
 _EXTRA_KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9-]*\Z")
+# A date in the tail (no ';'). Written without re.I, which is slow here, by spelling out what re.I
+# accepts (it also takes the dotless/dotted i, the long s and the Kelvin sign); the lookahead
+# (every match starts with a digit or a weekday's first letter) lets most positions fail at once.
+_I_FOLD = {"i": "Ii\u0130\u0131", "k": "Kk\u212a", "s": "Ss\u017f"}
+
+
+def _ci(word: str) -> str:
+    return "".join(f"[{_I_FOLD.get(c, c.upper() + c)}]" for c in word)
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_AZ = "[A-Za-z\u017f\u212a\u0130\u0131]"  # [a-z] under re.I
 _DATE_START = re.compile(
-    r"(?:\b(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\s*,\s*)?\b\d{1,2}\s+"
-    r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{2,4}\s+\d{1,2}:\d{2}"
-    r"|\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}",
-    re.I,
+    rf"(?=[\dMTWFSmtwfs\u017f])(?:"
+    rf"(?:\b(?:{'|'.join(map(_ci, _WEEKDAYS))}){_AZ}*\s*,\s*)?\b\d{{1,2}}\s+"
+    rf"(?:{'|'.join(map(_ci, _MONTH_NAMES))}){_AZ}*\.?\s+"
+    rf"\d{{2,4}}\s+\d{{1,2}}:\d{{2}}"
+    rf"|\b\d{{4}}-\d{{2}}-\d{{2}}[Tt ]\d{{2}}:\d{{2}})"
 )
 _IP = r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%\w+)?)"
 _IPV4_OR_6 = re.compile(rf"\[?(?:IPv6:)?({_IP})\]?\Z", re.I)
@@ -69,8 +83,12 @@ _EXIM = re.compile(rf"(?:\[(?:IPv6:)?({_IP})\](:\d+)?)?\s*(?:port=\d+)?\s*(?:hel
 _QMAIL_HELO = re.compile(r"(?:HELO|EHLO)\s+(\S+)\Z", re.I)
 _IDENT_IP = re.compile(rf"(?:[^\s@]+@)?\[?(?:IPv6:)?({_IP})\]?\Z", re.I)
 _NESTED = re.compile(r"\([^()]*\)")
+# (?<![\w.-])(?:TLS|SSL)(?:v?\d(?:[._]\d)?)?(?![\w.-])|\bcipher[=\s]|Google Transport Security, spelled
+# so that every alternative starts with a literal (the lookbehinds moved after it): the regex engine
+# then skips to the next T, S, c or G instead of trying every position.
+_TLS_SUFFIX = r"(?:v?\d(?:[._]\d)?)?(?![\w.-])"
 _TLS_EVIDENCE = re.compile(
-    r"(?<![\w.-])(?:TLS|SSL)(?:v?\d(?:[._]\d)?)?(?![\w.-])|\bcipher[=\s]|Google Transport Security"
+    rf"T(?<![\w.-]T)LS{_TLS_SUFFIX}|S(?<![\w.-]S)SL{_TLS_SUFFIX}|c(?<!\wc)ipher[=\s]|Google Transport Security"
 )
 _REGISTERED = re.compile(r"(UTF8SMTP|UTF8LMTP|ESMTP|LMTP|SMTP)(S?)(A?)\Z", re.I)
 _SPACES = re.compile(r"\s+")
@@ -78,7 +96,7 @@ _UNKNOWN = frozenset(("unknown", "<unknown>", "[unknown]"))
 
 
 def _fast_pattern(ascii_only: bool) -> re.Pattern[str]:
-    """The well-formed shape in one regex (used only when the text has no backslash).
+    r"""The well-formed shape in one regex (used only when the text has no backslash).
 
     Every piece is a token exactly as `_TOKEN` cuts it (same word and comment patterns, all
     possessive), keywords are matched letter by letter as ``tok.lower()`` would (no re.I: it
@@ -150,7 +168,7 @@ class Hop:
     comments: tuple[str, ...] = ()  # every depth-0 comment, parentheses included, in order
 
 
-def _hop_builder():  # noqa: ANN202 - returns the constructor below
+def _hop_builder():  # returns the constructor below
     """`Hop(...)` positionally, without the frozen dataclass's 16 ``object.__setattr__`` calls.
 
     Sets the same slots through their descriptors: the result is an ordinary, equal, frozen Hop.
@@ -159,7 +177,7 @@ def _hop_builder():  # noqa: ANN202 - returns the constructor below
     (s_raw, s_helo, s_rdns, s_ip, s_by, s_with, s_tls, s_evidence, s_id, s_for, s_via, s_ts, s_dt,
      s_warn, s_extras, s_comments) = (getattr(Hop, name).__set__ for name in Hop.__slots__)
 
-    def make(raw, helo, rdns, ip, by, with_, tls, evidence, id_, for_, via, ts, dt, warn, extras, comments):  # noqa: ANN001, ANN202
+    def make(raw, helo, rdns, ip, by, with_, tls, evidence, id_, for_, via, ts, dt, warn, extras, comments):
         hop = new(Hop)
         s_raw(hop, raw)
         s_helo(hop, helo)
@@ -194,10 +212,23 @@ class _Clause:
         self.comments: list[str] = []
 
 
+def _unfold(value: str | bytes) -> str:
+    """`unfold`, with a shortcut for the usual case: every CR and LF is part of a CRLF + WSP fold.
+
+    Then unfold's replacements amount to deleting each CRLF, which is what the two replacements
+    below do; anything else (a bare CR or LF, CRLF not followed by WSP, bytes) goes to `unfold`.
+    """
+    if type(value) is str:
+        folded = value.replace("\r\n\t", "\t").replace("\r\n ", " ")
+        if "\r" not in folded and "\n" not in folded:
+            return folded.strip()
+    return unfold(value)
+
+
 def parse_received(value: str | bytes) -> Hop:
     """Read one Received header value (without the ``Received:`` name). Never raises."""
     try:
-        text = unfold(value)
+        text = _unfold(value)
         if text[:9].lower() == "received:":
             text = text[9:].lstrip()
         if "\\" not in text:
@@ -215,11 +246,11 @@ def parse_received(value: str | bytes) -> Hop:
 def _general(value: str | bytes) -> Hop:
     """`parse_received` without the fast path (tests compare the two)."""
     try:
-        text = unfold(value)
+        text = _unfold(value)
         if text[:9].lower() == "received:":
             text = text[9:].lstrip()
         return _parse(text)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as in parse_received
         raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
         return Hop(raw=raw, warnings=(f"internal parser error: {type(exc).__name__}: {exc}",))
 
@@ -263,7 +294,8 @@ def _comment(tok: str, comments: list[str]) -> str:
 def _fast(text: str, m: re.Match[str]) -> Hop | None:
     """The hop for a `_FAST` match, or None when a clause repeats (the general path warns)."""
     (pre, from_word, fromc, fromx, by_host, byc, byx, via_body, with_body, tls_word, tlsc, tlsx,
-     hop_id, idc, idx, via2_body, rcpt, forc, forx, date_text, *date_fields) = m.groups()
+     hop_id, idc, idx, via2_body, rcpt, forc, forx, date_text,
+     wday, day, mon, year, hour, minute, sec, zone, zone_comment) = m.groups()
     if via_body is not None and via2_body is not None:
         return None
     comments: list[str] = []
@@ -273,14 +305,31 @@ def _fast(text: str, m: re.Match[str]) -> Hop | None:
     helo = rdns = ip = None
     if from_word is not None:
         if fromc is None:
-            from_comments = []
+            helo, rdns, ip = _read_from([from_word], [], text, warnings)
         else:
-            from_comments = [_comment(fromc, comments)]
-            if fromx:
-                from_comments += _split_comments(fromx, comments)
-        helo, rdns, ip = _read_from([from_word], from_comments, text, warnings)
+            if "\t" in fromc or "  " in fromc:
+                fromc = _SPACES.sub(" ", fromc)
+            comments.append(fromc)
+            inner = fromc[1:-1].strip()
+            tcp = None
+            if not fromx and "(" not in inner and "helo=" not in inner:
+                tcp = _TCP_INFO.match(inner)
+            if tcp is not None:  # the one comment is TCP-info: what _read_from's loop would find
+                name = tcp.group(1)
+                if name[-1] == "." and len(name) > 1:
+                    name = name[:-1]
+                helo = None if from_word.lower() in _UNKNOWN else from_word
+                rdns = None if name.lower() in _UNKNOWN else name
+                ip = tcp.group(2)
+            else:
+                from_comments = [fromc]
+                if fromx:
+                    from_comments += _split_comments(fromx, comments)
+                helo, rdns, ip = _read_from([from_word], from_comments, text, warnings)
     if byc is not None:
-        _comment(byc, comments)
+        if "\t" in byc or "  " in byc:
+            byc = _SPACES.sub(" ", byc)
+        comments.append(byc)
         if byx:
             _split_comments(byx, comments)
     via = None
@@ -288,7 +337,10 @@ def _fast(text: str, m: re.Match[str]) -> Hop | None:
         via = " ".join(_multi(via_body, comments))
     protocol = None
     if with_body is not None:
-        protocol = " ".join(_multi(with_body, comments))
+        if "(" in with_body or "<" in with_body:
+            protocol = " ".join(_multi(with_body, comments))
+        else:
+            protocol = " ".join(with_body.split())
     if tlsc is not None:
         _comment(tlsc, comments)
         if tlsx:
@@ -310,15 +362,16 @@ def _fast(text: str, m: re.Match[str]) -> Hop | None:
             warnings.append("several 'for' recipients; the first is kept")
             rcpt = rcpt.split(",")[0].strip()
         rcpt = rcpt.strip("<>") or None
-    fast = fast_fields(*date_fields) if date_fields[1] is not None else None
+    fast = fast_fields(wday, day, mon, year, hour, minute, sec, zone, zone_comment) if day is not None else None
     if fast is not None:
         timestamp = fast[0]
     else:
         timestamp, date_warnings = date_value(date_text)
         if date_warnings:
             warnings.extend(date_warnings)
-    return _make_hop(text, helo, rdns, ip, by_host, protocol, *_read_tls(tls_word, comments, protocol), hop_id,
-                     rcpt, via, timestamp, date_text, tuple(dict.fromkeys(warnings)) if warnings else (),
+    tls, evidence = _read_tls(tls_word, comments, protocol)
+    return _make_hop(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, via, timestamp, date_text,
+                     tuple(dict.fromkeys(warnings)) if warnings else (),
                      (("tls", tls_word),) if tls_word is not None else (), tuple(comments))
 
 
