@@ -45,7 +45,14 @@ def parse(path: Path) -> list[tuple[str, list[str], int]]:
         match = LINE.match(raw)
         if not match:
             continue
-        thread, _, rest = match.group("stack").partition(": ")
+        stack = match.group("stack")
+        process = ""
+        while stack.startswith("process "):  # py-spy --subprocesses: 'process PID:"cmd";' first
+            head, _, stack = stack.partition(";")
+            process = head.split(":", 1)[0].replace("process ", "pid ")
+        thread, _, rest = stack.partition(": ")
+        if process:
+            thread = f"{thread} of {process}"
         name, _, frames = rest.partition(";")
         stacks.append((f"{name} {thread}", frames.split(";") if frames else [name], int(match.group("count"))))
     return stacks
@@ -106,7 +113,7 @@ def main() -> int:
         per_name_sys: Counter[str] = Counter()
         names = {}
         for thread, _, _ in stacks:  # "MainThread thread (TID)": py-spy knows the Python names
-            match = re.match(r"(.*) thread \((\d+)\)$", thread)
+            match = re.match(r"(.*) thread \((\d+)\)(?: of pid \d+)?$", thread)
             if match:
                 names[match.group(2)] = match.group(1)
         for tid, (name, user, system) in after.items():

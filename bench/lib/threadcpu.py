@@ -27,5 +27,23 @@ def snapshot(pid: int) -> dict[str, list]:
     return threads
 
 
+def children(pid: int) -> list[int]:
+    """The process and its direct children (mailboat's worker processes)."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    text = handle.read()
+            except OSError:
+                continue
+            if int(text[text.rindex(")") + 2:].split()[1]) == pid:
+                pids.append(int(entry))
+    return pids
+
+
 if __name__ == "__main__":
-    json.dump(snapshot(int(sys.argv[1])), sys.stdout)
+    threads: dict[str, list] = {}
+    for each in children(int(sys.argv[1])):
+        threads.update(snapshot(each))
+    json.dump(threads, sys.stdout)

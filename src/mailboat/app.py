@@ -110,12 +110,14 @@ class Server:
         router = build_router(config, self.users)
         # Only the process that runs the queue drops old leases: another worker doing so would
         # release the runner's live claims.
-        self.store = SqliteQueueStore(queue_path(config), release_leases=self.run_queue, lease=QUEUE_LEASE)
+        self.store = SqliteQueueStore(queue_path(config), release_leases=self.run_queue, lease=QUEUE_LEASE,
+                                      shared=self.sockets is not None)
         resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
         self.smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port,
                                       tls_policy=config.relay.tls)
         self.lmtp_out = LmtpTransport(config.hostname, target=config.delivery.lmtp)
-        transports = {"maildir": MaildirTransport(hostname=config.hostname),
+        # syncfs: two syncs per delivery batch instead of one fsync per file (maildir.py).
+        transports = {"maildir": MaildirTransport(hostname=config.hostname, sync="syncfs"),
                       "mx": self.smtp_out, "relay": self.smtp_out, "lmtp": self.lmtp_out}
         bouncer = Bouncer(self.store, config.hostname)
         self.runner = QueueRunner(
@@ -279,6 +281,16 @@ def run(config: Config) -> None:
     runs the queue runner; the others wake it through a pipe after each enqueue. SIGTERM or SIGINT
     here stops the workers too; a worker that dies is logged and not restarted.
     """
+    try:
+        _run_workers(config)
+    except BaseException:
+        # The last log lines ("daemon stopped") before the CLI's one-line error, not after it.
+        from mailboat.log import flush_logging
+        flush_logging()
+        raise
+
+
+def _run_workers(config: Config) -> None:
     workers = worker_count(config)
     if workers <= 1:
         _run_loop(serve(config))

@@ -335,3 +335,19 @@ def test_connection_limits_and_timeouts(tmp_path):
     finally:
         log = server.stop()
     assert "timeout after command" in log and "Too many connections from 127.0.0.1" in log
+
+
+def test_stopping_the_server_closes_idle_sessions_with_421(tmp_path):
+    server = start_server(tmp_path)
+    raw = Raw(server.ports["smtp"])
+    try:
+        raw.reply()
+        raw.command(b"EHLO client.example.org")
+        started = time.monotonic()
+        server.proc.terminate()
+        assert raw.reply().startswith(b"421 4.3.2")
+        server.proc.wait(10)
+        assert time.monotonic() - started < 4  # not the whole grace period
+    finally:
+        raw.close()
+        server.stop()

@@ -29,7 +29,7 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-shared"])
 def backend(request, tmp_path):
     """(factory, persistent, clock): factory() opens the backend's queue (reopens for sqlite)."""
     clock = Clock()
@@ -37,7 +37,8 @@ def backend(request, tmp_path):
         store = MemoryQueueStore(clock=clock, lease=60)
         return (lambda: store), False, clock
     path = str(tmp_path / "queue.sqlite")
-    return (lambda: SqliteQueueStore(path, clock=clock, lease=60)), True, clock
+    shared = request.param == "sqlite-shared"  # as each process opens it with [server] workers > 1
+    return (lambda: SqliteQueueStore(path, clock=clock, lease=60, shared=shared)), True, clock
 
 
 def run(factory: Callable[[], QueueStore], body) -> None:

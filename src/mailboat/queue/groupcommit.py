@@ -16,6 +16,7 @@ as QueueFullError / QueueWriteError / DuplicateQueueIdError (integrity violation
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import queue as threadqueue
 import sqlite3
@@ -52,8 +53,13 @@ def map_error(exc: sqlite3.Error) -> QueueError:
 class GroupCommitWriter:
     """Owns `conn` (opened with isolation_level=None) and the thread that writes through it."""
 
-    def __init__(self, conn: sqlite3.Connection, stats: StoreStats, name: str = "mailboat-queue-writer") -> None:
+    def __init__(self, conn: sqlite3.Connection, stats: StoreStats, name: str = "mailboat-queue-writer",
+                 lock_fd: int | None = None) -> None:
         self._conn = conn
+        # Several processes writing one queue ([server] workers > 1): an flock() on this file
+        # around each transaction. SQLite's own busy handler polls with sleeps of 1 to 100 ms; the
+        # kernel wakes a flock waiter the moment the lock is free.
+        self._lock_fd = lock_fd
         self._stats = stats
         self._ops: threadqueue.SimpleQueue[list[_Op] | None] = threadqueue.SimpleQueue()
         # Ops submitted on an event loop during one loop iteration, handed over together by one
@@ -133,9 +139,15 @@ class GroupCommitWriter:
                 nbytes += sum(op.size for op in ops)
             if len(batch) > MAX_BATCH_OPS:
                 batch, carry = batch[:MAX_BATCH_OPS], batch[MAX_BATCH_OPS:]
-            if not self._transaction(batch) and len(batch) > 1:
-                for op in batch:  # replay alone so each caller gets its own verdict
-                    self._transaction([op])
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                if not self._transaction(batch) and len(batch) > 1:
+                    for op in batch:  # replay alone so each caller gets its own verdict
+                        self._transaction([op])
+            finally:
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             self._resolve(batch)
         self._conn.close()
 

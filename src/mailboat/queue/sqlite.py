@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue as threadqueue
 import sqlite3
 import time
@@ -91,7 +92,7 @@ class SqliteQueueStore:
     """
 
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE,
-                 release_leases: bool = False) -> None:
+                 release_leases: bool = False, shared: bool = False) -> None:
         self.stats = StoreStats()
         self.path = str(path)
         self._clock = clock
@@ -107,7 +108,10 @@ class SqliteQueueStore:
         # Bytes read by claim_due() for load_message() (popped there, or when the message goes).
         self._prefetched: dict[str, bytes] = {}
         self._all_readers: list[sqlite3.Connection] = []
-        self._writer = GroupCommitWriter(self._conn, self.stats)
+        # shared: other processes write this queue all the time (server workers); their writer
+        # threads take turns through an flock() on PATH.lock (groupcommit.py).
+        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if shared else None
+        self._writer = GroupCommitWriter(self._conn, self.stats, lock_fd=self._lock_fd)
 
     @classmethod
     def prepare(cls, path: str) -> None:
@@ -355,6 +359,9 @@ class SqliteQueueStore:
 
     async def close(self) -> None:
         await self._writer.close()  # runs what is already queued, then stops
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         for conn in self._all_readers:
             conn.close()
 

@@ -27,12 +27,13 @@ class Listener:
         self.sockets = sockets
         self.server: asyncio.base_events.Server | None = None
         self.extra_servers: list[asyncio.base_events.Server] = []
-        self.sessions: set[asyncio.Task[None]] = set()
+        self.sessions: dict[asyncio.Task[None], Session] = {}
 
     def _connection(self, stream: StreamProtocol) -> None:
-        task = asyncio.get_running_loop().create_task(Session(self.ctx, self.settings, stream).run())
-        self.sessions.add(task)
-        task.add_done_callback(self.sessions.discard)
+        session = Session(self.ctx, self.settings, stream)
+        task = asyncio.get_running_loop().create_task(session.run())
+        self.sessions[task] = session
+        task.add_done_callback(lambda done: self.sessions.pop(done, None))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -61,13 +62,13 @@ class Listener:
             if os.path.exists(self.endpoint):
                 os.unlink(self.endpoint)
             self.server = await loop.create_unix_server(
-                factory, self.endpoint, ssl=tls, backlog=1024,
+                factory, self.endpoint, ssl=tls, backlog=4096,
                 ssl_handshake_timeout=self.ctx.limits.tls_handshake_timeout if tls else None,
             )
         else:
             host, port = self.endpoint
             self.server = await loop.create_server(
-                factory, host, port, ssl=tls, backlog=1024, reuse_address=True,
+                factory, host, port, ssl=tls, backlog=4096, reuse_address=True,
                 family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC,
                 ssl_handshake_timeout=self.ctx.limits.tls_handshake_timeout if tls else None,
             )
@@ -86,13 +87,15 @@ class Listener:
             if server is not None:
                 server.close()
                 await server.wait_closed()
+        for session in list(self.sessions.values()):
+            session.shutdown()  # idle ones get 421 now; those mid-message may finish within `grace`
         if self.sessions:
             _, pending = await asyncio.wait(list(self.sessions), timeout=grace)
             for task in pending:
                 task.cancel()
 
 
-def bind(endpoint: tuple[str, int] | str, backlog: int = 1024) -> list[socket.socket]:
+def bind(endpoint: tuple[str, int] | str, backlog: int = 4096) -> list[socket.socket]:
     """Listening sockets for `endpoint`, bound in this process (before forking workers), the way
     loop.create_server() would bind them: every address the host name resolves to, SO_REUSEADDR,
     IPv6 sockets IPv6-only."""

@@ -39,6 +39,7 @@ from mailboat.server.storage import space_refusal
 from mailboat.server.stream import StreamProtocol
 
 log = logging.getLogger("mailboat.smtpd")
+SHUTTING_DOWN = smtp.Reply.make(421, "4.3.2", "Service shutting down, closing connection")
 # pflogsumm reads sizes and senders from the qmgr line and message ids from cleanup, as Postfix writes them.
 qmgr_log = logging.getLogger("mailboat.qmgr")
 cleanup_log = logging.getLogger("mailboat.cleanup")
@@ -173,6 +174,7 @@ class Session:
         self._connected_at = time.time()
         self._sasl: auth.SaslExchange | None = None
         self._auth_failures = 0
+        self._idle = False  # waiting for the client's next command (see shutdown())
         self.messages = 0
         self._command_deadline: float | None = None  # per-request deadline (monotonic)
         self._data_started: float | None = None  # when the current DATA/BDAT phase began
@@ -269,6 +271,13 @@ class Session:
             self._command_deadline = now + limits.command_timeout
         return self._command_deadline
 
+    def shutdown(self) -> None:
+        """The server is stopping: a client waiting between commands gets 421 4.3.2 and is closed
+        (RFC 5321 §3.8); one in the middle of a message is left to finish it."""
+        if self._idle:
+            self.stream.write(SHUTTING_DOWN.to_bytes())
+            self.stream.close()
+
     async def _read(self) -> bytes:
         stream = self.stream
         try:
@@ -298,7 +307,10 @@ class Session:
                 await self._flush()
                 if conn.closed:
                     return
-                conn.receive_data(await self._read())
+                self._idle = not self.in_data
+                data = await self._read()
+                self._idle = False
+                conn.receive_data(data)
                 continue
             match event:
                 case smtp.DataChunk(data=data):
