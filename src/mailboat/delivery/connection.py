@@ -21,6 +21,7 @@ from mailboat.smtp import NEED_DATA, RemoteProtocolError, Reply
 from mailboat.smtp.client import ClientConnection, ClientEvent, Closed, HelloDone, TlsReady, TransactionDone
 from mailboat.smtp.client import TransactionResult
 from mailboat.smtp.outgoing import Transaction
+from mailboat.stream import StreamProtocol
 
 __all__ = ["Timeouts", "SessionError", "ClientSession", "SessionPool", "reply_text"]
 
@@ -71,77 +72,6 @@ def reply_text(reply: Reply) -> str:
     return " ".join(part for part in (reply.status_text, *reply.lines) if part)
 
 
-class _Stream(asyncio.Protocol):
-    """Client side of server/stream.py: read everything buffered; start_tls() drops plaintext."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._buffer = bytearray()
-        self._eof = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
-        self._paused = False
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._wake()
-        self.resume_writing()
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def read(self) -> bytes:
-        while not self._buffer and not self._eof:
-            self._waiter = self._loop.create_future()
-            await self._waiter
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        return data
-
-    def write(self, data: bytes) -> None:
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    async def drain(self) -> None:
-        if self._paused and not self._eof:
-            self._drained = self._loop.create_future()
-            await self._drained
-
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None, timeout: float) -> None:
-        assert self.transport is not None
-        self._buffer.clear()  # response injection: nothing read in plaintext survives (RFC 3207 §4.2)
-        self.transport = await self._loop.start_tls(self.transport, self, context, server_side=False,
-                                                    server_hostname=server_hostname,
-                                                    ssl_handshake_timeout=timeout)  # type: ignore[assignment]
-        self._buffer.clear()
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-
-
 def _describe_tls(transport: asyncio.BaseTransport) -> str | None:
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
@@ -153,7 +83,7 @@ def _describe_tls(transport: asyncio.BaseTransport) -> str | None:
 class ClientSession:
     """One greeted (and maybe encrypted) session; see the module docstring."""
 
-    def __init__(self, stream: _Stream, conn: ClientConnection, label: str, timeouts: Timeouts) -> None:
+    def __init__(self, stream: StreamProtocol, conn: ClientConnection, label: str, timeouts: Timeouts) -> None:
         self.stream, self.conn, self.label, self.timeouts = stream, conn, label, timeouts
         self.tls: str | None = None  # "TLSv1.3 with cipher ... (256/256 bits)" once encrypted
         self.uses = 0
@@ -172,9 +102,9 @@ class ClientSession:
         try:
             async with asyncio.timeout(timeouts.connect):
                 if path is not None:
-                    transport, stream = await loop.create_unix_connection(_Stream, path)
+                    transport, stream = await loop.create_unix_connection(StreamProtocol, path)
                 else:
-                    transport, stream = await loop.create_connection(_Stream, host, port)
+                    transport, stream = await loop.create_connection(StreamProtocol, host, port)
         except (OSError, TimeoutError) as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
             raise SessionError(Reply.make(451, "4.4.1", f"connect to {label} ({where}): {why}")) from None
@@ -212,7 +142,8 @@ class ClientSession:
             return  # opportunistic: a refused STARTTLS leaves a usable plaintext session (Postfix "may")
         assert context is not None
         try:
-            await self.stream.start_tls(context, server_hostname, self.timeouts.tls_handshake)
+            await self.stream.start_tls(context, self.timeouts.tls_handshake, server_side=False,
+                                        server_hostname=server_hostname)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             raise SessionError(Reply.make(451, "4.7.5", f"cannot start TLS with {self.label}: handshake failed: "
                                           f"{getattr(exc, 'reason', None) or exc or type(exc).__name__}"),

@@ -9,7 +9,7 @@ import socket
 import ssl
 
 from mailboat.server.session import ListenerSettings, ServerContext, Session
-from mailboat.server.stream import StreamProtocol
+from mailboat.stream import StreamProtocol
 
 log = logging.getLogger("mailboat.master")
 

@@ -36,7 +36,7 @@ from mailboat.resolver.base import Resolver, forward_confirmed_rdns
 from mailboat.accounts.users import normalize_address
 from mailboat.server import auth
 from mailboat.server.storage import space_refusal
-from mailboat.server.stream import StreamProtocol
+from mailboat.stream import StreamProtocol
 
 log = logging.getLogger("mailboat.smtpd")
 SHUTTING_DOWN = smtp.Reply.make(421, "4.3.2", "Service shutting down, closing connection")

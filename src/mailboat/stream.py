@@ -1,9 +1,11 @@
-"""A minimal stream over asyncio.Protocol that we own end to end, STARTTLS included.
+"""A minimal stream over asyncio.Protocol that we own end to end, STARTTLS included; used by
+both the inbound sessions (server/) and the outbound client (delivery/connection.py).
 
 Why not asyncio.StreamReader: at STARTTLS, every plaintext byte received after the STARTTLS
 line must be discarded (CVE-2011-0411, aiosmtpd CVE-2024-34083), and StreamReader keeps its
 buffer private. Here `start_tls()` clears our own buffer and then switches the transport, with
-no await in between, so nothing read before the handshake can be taken as encrypted input.
+no await in between, so nothing read before the handshake can be taken as encrypted input (the
+server's CVE-2011-0411 and the client's reply injection alike).
 Reads return everything buffered at once (bulk parsing is what makes DATA fast).
 """
 
@@ -20,7 +22,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class StreamProtocol(asyncio.Protocol):
-    def __init__(self, on_connect: Callable[[StreamProtocol], None]) -> None:
+    def __init__(self, on_connect: Callable[[StreamProtocol], None] | None = None) -> None:
         self._on_connect = on_connect
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
@@ -34,7 +36,8 @@ class StreamProtocol(asyncio.Protocol):
     # -- asyncio.Protocol callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._on_connect(self)
+        if self._on_connect is not None:
+            self._on_connect(self)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -128,16 +131,18 @@ class StreamProtocol(asyncio.Protocol):
             finally:
                 self._drain_waiter = None
 
-    async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
+    async def start_tls(self, context: ssl.SSLContext, timeout: float, *, server_side: bool = True,
+                        server_hostname: str | None = None) -> None:
         """Discard buffered plaintext, then hand the socket to TLS (RFC 3207 §4.2)."""
         assert self.transport is not None
         self._buffer.clear()
         self._reading_paused = False  # start_tls() takes over (and resumes) reading
         transport = await self._loop.start_tls(
-            self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
+            self.transport, self, context, server_side=server_side, server_hostname=server_hostname,
+            ssl_handshake_timeout=timeout,
         )
-        # No clear() here: what arrived since the handshake finished is the client's first
-        # encrypted command (its EHLO), read before this coroutine resumed.
+        # No clear() here: what arrived since the handshake finished is the peer's first
+        # encrypted data (a client's EHLO), read before this coroutine resumed.
         self.transport = transport  # type: ignore[assignment]
 
     def close(self) -> None:
