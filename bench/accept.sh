@@ -18,7 +18,8 @@
 # BENCH_WORK (bench/work), BENCH_KEEP=1 keeps the work directory, PYTHON (.venv/bin/python),
 # BENCH_WORKERS (mailboat's [server] workers; 0 = one per CPU, the default; empty = leave the
 # setting out), BENCH_EXTRAS=0 skips everything after the throughput table, BENCH_IDLE
-# ("1000 10000": idle-connection counts), BENCH_LATENCY_S (10: seconds of latency load).
+# ("1000 10000": idle-connection counts), BENCH_LATENCY_S (10: seconds of latency load),
+# BENCH_ONLY (run only the scenarios whose name contains it, e.g. "20 sessions": for iterating).
 #
 # Postfix: installed from Debian when missing (unconfigured: debconf "No configuration"). The
 # benchmark never touches /etc/postfix: it writes its own config_directory, queue_directory and
@@ -52,7 +53,7 @@ for arg in "$@"; do
   case "$arg" in
     --profile) PROFILE=1 ;;
     --profile-only) PROFILE=1; BENCHMARK=0 ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -214,7 +215,7 @@ if [ "$BENCHMARK" = 1 ]; then
     --mailboat-port "$MB_PORT" --mailboat-maildir "$MAILDIR" --mailboat-pid "$MB_PID" \
     --postfix-port "$PF_PORT" --postfix-queue "$PF/spool" --postfix-pid "$PF_MASTER" --sink-port "$SINK_PORT" \
     --repeat "$REPEAT" --scale "$SCALE" --timeout "$TIMEOUT" --budget "$BUDGET" \
-    --out-md "$BENCH/results.md" --out-json "$BENCH/results.json"
+    --out-md "$BENCH/results.md" --out-json "$BENCH/results.json" --only "${BENCH_ONLY:-}"
 fi
 
 if [ "$BENCHMARK" = 1 ] && [ "$EXTRAS" = 1 ]; then

@@ -203,6 +203,8 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=1500.0, help="whole benchmark, seconds")
     parser.add_argument("--out-md", type=Path, required=True)
     parser.add_argument("--out-json", type=Path, required=True)
+    parser.add_argument("--only", default="", help="run only scenarios whose name contains this "
+                        "(e.g. '20 sessions'; for quick iteration, not for the published table)")
     args = parser.parse_args()
 
     def n(count: int) -> int:
@@ -215,6 +217,7 @@ def main() -> int:
         Scenario("100 KB, 1 session", 102400, 1, n(600)),
         Scenario("100 KB, 20 sessions", 102400, 20, n(1500)),
     ]
+    scenarios = [s for s in scenarios if args.only in s.name]
     targets = []
     if args.sink_port:
         targets.append(Target("smtp-sink", args.sink_port))

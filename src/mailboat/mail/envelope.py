@@ -7,6 +7,7 @@ no I/O, no parsing of wire syntax (that is `smtp.params`); the queue stores them
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 NOTIFY_VALUES = frozenset({"SUCCESS", "FAILURE", "DELAY", "NEVER"})
@@ -14,10 +15,13 @@ RET_VALUES = frozenset({"FULL", "HDRS"})
 BODY_VALUES = frozenset({"7BIT", "8BITMIME", "BINARYMIME"})
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _has_control(value: str) -> bool:
     # Envelope values end up in headers (Return-Path, Delivered-To) and log lines: a CR or LF in
     # one would forge structure there, so they are refused at construction time.
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+    return _CONTROL.search(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

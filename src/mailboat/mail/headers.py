@@ -13,8 +13,9 @@ surrogateescape so nothing is lost).
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -68,6 +69,25 @@ def split_message(data: bytes) -> tuple[bytes, bytes | None]:
     return data[:end_of_last_line], data[match.end() :]
 
 
+def header_section(data: bytes) -> bytes:
+    """The header section of a message: split_message(data)[0] without copying the body."""
+    if data.startswith(b"From "):
+        return split_message(data)[0]
+    if data.startswith((b"\r\n", b"\n")):
+        return b""
+    match = _HEADER_END.search(data)
+    if match is None:
+        return data
+    return data[: data.index(b"\n", match.start()) + 1]
+
+
+@functools.lru_cache(maxsize=128)
+def _mentions(name: str) -> Callable[[bytes], re.Match[bytes] | None]:
+    # Case-insensitive search for the bare name, anywhere: a field called `name` cannot exist
+    # where the name does not occur at all, so most look-ups end here, in C, without parsing.
+    return re.compile(re.escape(name.encode("ascii", "replace")), re.IGNORECASE).search
+
+
 def parse_fields(header: bytes) -> list[Field]:
     """All fields of a header section, in order. Lines that are not fields are skipped."""
     return [Field(m.group(1).decode("ascii", "replace").strip(), m.group(0)) for m in _FIELD.finditer(header)]
@@ -78,12 +98,30 @@ def get_all(source: bytes | Iterable[Field], name: str) -> list[Field]:
 
     `source` is a message (bytes: the header section is found first) or parsed fields.
     """
-    fields = parse_fields(split_message(source)[0]) if isinstance(source, bytes) else source
+    if isinstance(source, bytes):
+        header = header_section(source)
+        if _mentions(name)(header) is None:
+            return []
+        fields: Iterable[Field] = parse_fields(header)
+    else:
+        fields = source
     wanted = name.lower()
     return [f for f in fields if f.name.lower() == wanted]
 
 
 def get_first(source: bytes | Iterable[Field], name: str) -> Field | None:
     """The topmost field called `name`, or None."""
+    if isinstance(source, bytes):
+        header = header_section(source)
+        match = _mentions(name)(header)
+        if match is None:
+            return None
+        if match.start() == 0 or header[match.start() - 1] == 0x0A:
+            # The first mention starts a line, so nothing above it is a field called `name`
+            # (parse_fields finds fields only at line starts or after leading WSP): parse
+            # this one field alone.
+            field = _FIELD.match(header, match.start())
+            if field is not None and field.group(1).decode("ascii", "replace").strip().lower() == name.lower():
+                return Field(field.group(1).decode("ascii", "replace").strip(), field.group(0))
     found = get_all(source, name)
     return found[0] if found else None

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.mail.headers import split_message
+from mailboat.mail.headers import header_section
 from mailboat.queue.model import Attempt, QueuedRecipient, QueueItem, RecipientState
 
 FORMAT_VERSION = 1
@@ -116,7 +116,7 @@ def queued_detail(envelope: Envelope, size: int, message: bytes = b"") -> dict:
     "headers" is the message's header section (at most MAX_EVENT_HEADERS bytes, cut at a line
     end) so the journey can show the Received chain after the message has left the queue.
     """
-    header = split_message(message)[0] if message else b""
+    header = header_section(message) if message else b""
     if len(header) > MAX_EVENT_HEADERS:
         header = header[: header.rfind(b"\n", 0, MAX_EVENT_HEADERS) + 1]
     return {

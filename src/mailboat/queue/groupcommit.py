@@ -11,6 +11,16 @@ A batch that fails at the database level (SQLITE_FULL, SQLITE_IOERR, ...) is rol
 replayed one operation per transaction, so each caller gets its own verdict: a 100 MB message
 hitting a full disk must not fail the 1 KB messages that shared its commit. Errors reach callers
 as QueueFullError / QueueWriteError / DuplicateQueueIdError (integrity violations).
+
+Durable and lazy writes: only what a promise rests on must reach the disk before its caller
+goes on (an enqueue: the 250 follows it). Recording that a message was delivered need not: if a
+crash loses that record, the message is delivered again (a duplicate, never a loss), which is
+also what Postfix accepts when it unlinks a delivered queue file without an fsync. A batch with
+no durable operation commits with `PRAGMA synchronous=NORMAL` (no fsync in WAL mode); the next
+durable commit's fsync of the WAL carries its frames to disk too, since the WAL is one file
+appended in order. In a busy server the lazy writes mostly ride in durable batches anyway; what
+this saves is the fsync of the batches that hold only delivery records, and the flock() the
+workers' writers take turns on is held for a commit without an fsync.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ class _Op:
     future: asyncio.Future | None  # None: fire-and-forget (journey events)
     loop: asyncio.AbstractEventLoop | None
     size: int = 0
+    durable: bool = True  # False: may commit without an fsync (see the module docstring)
     result: Any = None
     error: BaseException | None = None
 
@@ -67,6 +78,7 @@ class GroupCommitWriter:
         self._pending: list[_Op] = []
         self._pending_loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self._synchronous = True  # the connection was opened with synchronous=FULL
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -74,9 +86,11 @@ class GroupCommitWriter:
         return threading.current_thread() is self._thread
 
     def submit(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0,
-               wait: bool = True) -> asyncio.Future | None:
+               wait: bool = True, durable: bool = True) -> asyncio.Future | None:
         """Queue `fn` for the next transaction. With wait, a future for its result (resolved
-        after COMMIT); without, errors are only logged. `size` (bytes) bounds batch growth."""
+        after COMMIT); without, errors are only logged. `size` (bytes) bounds batch growth.
+        durable=False: the commit may skip the fsync (a lost write must cost a duplicate at
+        worst, see the module docstring); journey events (wait=False) are never durable."""
         if self.closed:
             raise QueueError("queue store is closed")
         try:
@@ -86,11 +100,11 @@ class GroupCommitWriter:
         if running is None:  # another thread (a reader setting a record aside): straight in
             if wait:
                 raise RuntimeError("submit(wait=True) needs a running event loop")
-            self._ops.put([_Op(fn, None, None, size)])
+            self._ops.put([_Op(fn, None, None, size, False)])
             return None
         loop = running if wait else None
         future = running.create_future() if wait else None
-        op = _Op(fn, future, loop, size)
+        op = _Op(fn, future, loop, size, durable and wait)
         if self._pending_loop is running:
             self._pending.append(op)
         elif self._pending_loop is None:
@@ -139,6 +153,10 @@ class GroupCommitWriter:
                 nbytes += sum(op.size for op in ops)
             if len(batch) > MAX_BATCH_OPS:
                 batch, carry = batch[:MAX_BATCH_OPS], batch[MAX_BATCH_OPS:]
+            durable = any(op.durable for op in batch)
+            if durable != self._synchronous:
+                self._conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+                self._synchronous = durable
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:

@@ -38,13 +38,19 @@ class MemoryQueueStore:
         self._pending: list[tuple[str, Envelope, bytes, asyncio.Future[None]]] = []
         self._closed = False
 
-    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes) -> None:
+    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes, *,
+                      claim: bool = False) -> QueueItem | None:
         self._check_open()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._commit)
         self._pending.append((queue_id, envelope, bytes(message), future))
         await future
+        if not claim:
+            return None
+        item = self._items[queue_id]
+        self._leases[queue_id] = item.arrival + self._lease
+        return item
 
     def _commit(self) -> None:
         batch, self._pending = self._pending, []

@@ -7,8 +7,13 @@ slots), start one `_process` task per message, then sleep until `wake()` is call
 driver calls it after each enqueue), a slot frees up while work is waiting, or `poll_interval`
 passes (for deferred messages coming due, and for messages queued by another process).
 
+Fresh messages need no claim: the session that accepted one enqueues it already leased
+(`store.enqueue(claim=True)`) and hands it to `deliver_now()` with its bytes, so each worker
+process delivers what it accepted. Only retries and hand-offs that found no free slot go
+through claim_due().
+
 Processing one message (`_process`):
-1. load the bytes; for each open recipient: an envelope recipient is first expanded by
+1. load the bytes (unless handed over with them); for each open recipient: an envelope recipient is first expanded by
    `router.expand()` (aliases); an expansion recorded earlier (`original` set) is used as is;
 2. `router.route(address)` for each final address; recipients are grouped by equal Route;
 3. each group goes to `transports[route.kind]` concurrently; Discard and Refuse routes become
@@ -163,6 +168,21 @@ class QueueRunner:
             task.add_done_callback(self._done)
         return len(items)
 
+    def has_room(self) -> bool:
+        """Whether deliver_now() would start at once (a free delivery slot, not stopping)."""
+        return not self._stopping and len(self._inflight) < self.concurrency
+
+    def deliver_now(self, item: QueueItem, message: bytes) -> None:
+        """Deliver a message this process just enqueued with `claim=True`, from its bytes in
+        memory: the session hands it over after its 250, so the message skips the claim query
+        and the re-read, and is delivered by the worker that accepted it (every worker
+        delivers its own mail, not only the one that polls the queue). The store holds the
+        lease, so nobody else takes it meanwhile; if this process dies, the lease expires (or
+        the next start releases it) and the message is claimed like any other."""
+        task = asyncio.get_running_loop().create_task(self._process(item, message))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task) -> None:
         self._inflight.discard(task)
         if self._backlog:
@@ -170,15 +190,16 @@ class QueueRunner:
 
     # -- one message --------------------------------------------------------------------------
 
-    async def _process(self, item: QueueItem) -> None:
+    async def _process(self, item: QueueItem, message: bytes | None = None) -> None:
         claimed = self.clock()
-        try:
-            message = await self.store.load_message(item.queue_id)
-        except KeyError:
-            return  # deleted after the claim
-        except Exception as exc:
-            self.log.error("%s: cannot load message, will retry: %s", item.queue_id, exc)
-            return  # the lease expires and the message is claimed again
+        if message is None:
+            try:
+                message = await self.store.load_message(item.queue_id)
+            except KeyError:
+                return  # deleted after the claim
+            except Exception as exc:
+                self.log.error("%s: cannot load message, will retry: %s", item.queue_id, exc)
+                return  # the lease expires and the message is claimed again
         try:
             outcomes, timing = await self._deliver_all(item, message, claimed)
             await self._record(item, outcomes, claimed, timing)

@@ -10,7 +10,8 @@ fsync rather than twenty. Claims are writes too (they set the lease), so they ar
 with everything else and a message can never be claimed twice at once.
 
 Durability: `journal_mode=WAL` with `synchronous=FULL`, so COMMIT returns only after the WAL is
-fsync'd. (NORMAL would skip that fsync and survive a process crash but not a power cut, which
+fsync'd (for enqueue and operator actions; records of delivery, leases and journey events are
+lazy writes, see groupcommit.py: losing one costs a duplicate delivery at worst). (NORMAL would skip that fsync and survive a process crash but not a power cut, which
 would make our 250 untruthful.) Message bytes are a BLOB in the same transaction as the
 envelope, so one fsync covers both and a failed write leaves neither behind.
 
@@ -165,8 +166,8 @@ class SqliteQueueStore:
             conn.execute("ROLLBACK")
             raise
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0) -> Any:
-        return await self._writer.submit(fn, size)  # type: ignore[misc]
+    async def _write(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0, durable: bool = True) -> Any:
+        return await self._writer.submit(fn, size, durable=durable)  # type: ignore[misc]
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -215,21 +216,27 @@ class SqliteQueueStore:
 
     # -- QueueStore ---------------------------------------------------------------------------
 
-    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes) -> None:
+    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes, *,
+                      claim: bool = False) -> QueueItem | None:
         # Encode on the loop thread: the writer thread's time is the shared resource.
         env = codec.encode_envelope(envelope)
         arrival = self._clock()
+        lease_until = arrival + self._lease if claim else 0.0
         event = json.dumps(codec.queued_detail(envelope, len(message), message), ensure_ascii=False)
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt) "
-                         "VALUES (?, ?, ?, ?, ?)", (queue_id, env, len(message), arrival, arrival))
+            conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt, lease_until) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (queue_id, env, len(message), arrival, arrival, lease_until))
             conn.execute("INSERT INTO body (queue_id, data) VALUES (?, ?)", (queue_id, message))
             conn.execute("INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, 'queued', ?)",
                          (queue_id, arrival, event))
 
         await self._write(op, size=len(message))
         self.stats.enqueued += 1
+        if not claim:
+            return None
+        return QueueItem(queue_id, envelope, len(message), arrival, arrival,
+                         recipients=initial_recipients(envelope))
 
     async def claim_due(self, now: float, limit: int) -> list[QueueItem]:
         def op(conn: sqlite3.Connection) -> list[QueueItem]:
@@ -255,7 +262,8 @@ class SqliteQueueStore:
                     self._prefetched[queue_id] = bytes(data)
             return items
 
-        return await self._write(op)
+        # A lease lost in a crash is a lease that ended: no fsync.
+        return await self._write(op, durable=False)
 
     async def record_outcomes(self, queue_id: str, outcomes: list[RecipientOutcome],
                               next_attempt: float | None) -> None:
@@ -281,7 +289,8 @@ class SqliteQueueStore:
                          (codec.encode_recipients(recipients), at if next_attempt is None else next_attempt,
                           queue_id))
 
-        await self._write(op)
+        # Lazy: a lost outcome means the message is delivered (or bounced) again, never lost.
+        await self._write(op, durable=False)
 
     async def finish(self, queue_id: str, at: float) -> None:
         self._prefetched.pop(queue_id, None)
@@ -291,7 +300,7 @@ class SqliteQueueStore:
             if item is not None:
                 _finish(conn, item, at)
 
-        await self._write(op)
+        await self._write(op, durable=False)
 
     async def load_message(self, queue_id: str) -> bytes:
         data = self._prefetched.pop(queue_id, None)

@@ -76,13 +76,19 @@ class QueueStore(Protocol):
 
     stats: StoreStats
 
-    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes) -> None:
+    async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes, *,
+                      claim: bool = False) -> QueueItem | None:
         """Store a new message durably; return only once it is on stable storage.
 
         Every recipient starts PENDING and the message is due at once. Also records a "queued"
         journey event (sender, size, client, and the header section bounded to
         codec.MAX_EVENT_HEADERS, so the Received chain outlives the message) in the same
         transaction.
+
+        claim=True stores the message already leased to the caller, exactly as if claim_due()
+        had returned it at its arrival, and returns that QueueItem: the process that accepted
+        the message delivers it at once from the bytes it still holds (no claim query, no
+        re-read), and no other runner takes it while the lease runs. claim=False returns None.
 
         Raises:
             QueueFullError, QueueWriteError: nothing of this message was stored.

@@ -22,15 +22,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mailboat import smtp
 from mailboat.log import safe
 from mailboat.auth.results import remove_fields
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.mail.headers import get_first, split_message
+from mailboat.mail.headers import get_first
 from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
 from mailboat.policy import Pipeline, SessionInfo, TransactionInfo
+from mailboat.queue.model import QueueItem
 from mailboat.queue.store import QueueError, QueueFullError, QueueStore
 from mailboat.resolver.base import Resolver, forward_confirmed_rdns
 from mailboat.accounts.users import normalize_address
@@ -99,6 +101,14 @@ class ConnectionCounter:
             del self.per_ip[ip]
 
 
+class Handoff(Protocol):
+    """Who delivers a message the moment it is queued (QueueRunner): see `ServerContext.handoff`."""
+
+    def has_room(self) -> bool: ...
+
+    def deliver_now(self, item: QueueItem, message: bytes) -> None: ...
+
+
 @dataclass(slots=True)
 class ServerContext:
     """Everything the sessions of one server share (built by mailboat.app)."""
@@ -110,6 +120,9 @@ class ServerContext:
     ssl_context: ssl.SSLContext | None = None
     resolver: Resolver | None = None
     on_enqueued: Callable[[], None] | None = None  # e.g. QueueRunner.wake, after each enqueue
+    # This process's runner: a message is enqueued already claimed and handed to it with its
+    # bytes after the 250 (no claim query, no re-read); on_enqueued is then not called.
+    handoff: Handoff | None = None
     authenticate: Callable[[str, str], bool] | None = None  # (account, password) -> ok; blocking
     auth_limiter: auth.AuthLimiter = field(default_factory=auth.AuthLimiter)
     check_local_clients: bool = False  # check SPF/DKIM/DMARC for loopback clients too
@@ -521,8 +534,10 @@ class Session:
             "tls": f"{self.info.tls_version} {self.info.tls_cipher}" if self.info.tls_version else None,
             "sasl_username": self.info.auth_user,
         })
+        handoff = self.ctx.handoff
+        claim = handoff is not None and handoff.has_room()
         try:
-            await self.ctx.store.enqueue(queue_id, envelope, data)
+            item = await self.ctx.store.enqueue(queue_id, envelope, data, claim=claim)
         except QueueFullError as exc:
             log.warning("%s: queue full: %s", queue_id, safe(exc))
             self._reply_all(smtp.Reply.make(452, "4.3.1", "Insufficient system storage"), count)
@@ -536,11 +551,13 @@ class Session:
         self.messages += 1
         log.info("%s: client=%s%s", queue_id, self.client,
                  f", sasl_username={safe(self.info.auth_user)}" if self.info.auth_user else "")
-        message_id = get_first(split_message(message)[0], "Message-ID")
+        message_id = get_first(message, "Message-ID")
         if message_id is not None:
             cleanup_log.info("%s: message-id=%s", queue_id, safe(message_id.value.strip()))
         qmgr_log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", queue_id, safe(txn.sender), len(data), count)
         self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
         self._end_transaction()
-        if self.ctx.on_enqueued is not None:
+        if item is not None and handoff is not None:
+            handoff.deliver_now(item, data)
+        elif self.ctx.on_enqueued is not None:
             self.ctx.on_enqueued()
