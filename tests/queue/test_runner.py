@@ -4,6 +4,7 @@ import asyncio
 import logging
 import os
 import re
+import time
 
 import pytest
 
@@ -269,3 +270,27 @@ def test_stop_ends_a_run_task_created_by_the_caller(tmp_path):
 
     asyncio.run(main())
     assert maildir_count(str(tmp_path), "bob") == 1
+
+
+def test_deliver_now_uses_the_handed_over_bytes(tmp_path):
+    """A message enqueued with claim=True and handed over is delivered from the bytes given, with
+    no claim and no re-read; the poller never sees it."""
+    store = MemoryQueueStore()
+    runner = QueueRunner(store, Router(str(tmp_path)), {"maildir": MaildirTransport()}, poll_interval=3600)
+
+    async def main():
+        reads = []
+        store.load_message = lambda qid: reads.append(qid)  # must not be called
+        assert runner.has_room()
+        env = Envelope("alice@y.test", (Recipient("bob@x.test"),))
+        item = await store.enqueue(new_queue_id(), env, b"Subject: t\r\n\r\nfrom memory\r\n", claim=True)
+        assert await store.claim_due(time.time(), 10) == []  # leased to us
+        runner.deliver_now(item, b"Subject: t\r\n\r\nfrom memory\r\n")
+        await runner.stop()  # waits for deliveries in flight
+        assert not runner.has_room()  # stopping: a session then enqueues unclaimed for the poller
+        assert reads == [] and await store.list() == []
+
+    asyncio.run(main())
+    assert maildir_count(str(tmp_path), "bob") == 1
+    new = os.path.join(str(tmp_path), "bob", "new")
+    assert any(b"from memory" in open(os.path.join(new, n), "rb").read() for n in os.listdir(new))

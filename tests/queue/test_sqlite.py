@@ -35,6 +35,36 @@ def test_durability_pragmas(tmp_path):
     asyncio.run(main())
 
 
+def test_only_durable_batches_fsync(tmp_path, monkeypatch):
+    """An enqueue commits with synchronous=FULL (the 250 rests on it); a batch holding only lazy
+    writes (claims, delivery records, journey events) commits with NORMAL, no fsync in WAL mode."""
+    path = str(tmp_path / "q.sqlite")
+    seen: list[tuple[str, int]] = []
+
+    async def main():
+        store = SqliteQueueStore(path)
+
+        def level(what):
+            def op(conn):
+                seen.append((what, conn.execute("PRAGMA synchronous").fetchone()[0]))
+            return op
+
+        qid = new_queue_id()
+        await store.enqueue(qid, ENV, b"x")
+        await store._writer.submit(level("after enqueue, lazy"), durable=False)
+        await store._writer.submit(level("durable"))
+        await asyncio.gather(store._writer.submit(level("mixed, lazy"), durable=False),
+                             store._writer.submit(level("mixed, durable")))
+        claimed = await store.claim_due(time.time() + 1, 10)
+        await store.record_outcomes(qid, [], None)
+        await store.close()
+        assert [i.queue_id for i in claimed] == [qid]
+
+    import time
+    asyncio.run(main())
+    assert seen == [("after enqueue, lazy", 1), ("durable", 2), ("mixed, lazy", 2), ("mixed, durable", 2)]
+
+
 def test_disk_full_fails_only_the_big_message(tmp_path):
     path = str(tmp_path / "q.sqlite")
 

@@ -148,6 +148,27 @@ def test_claim_lease(backend):
     run(factory, body)
 
 
+def test_enqueue_claimed_is_leased_to_the_caller(backend):
+    """claim=True: the message comes back as the caller's claim and nobody else gets it until the
+    lease ends (the accepting process delivers it from memory); then it is claimable again."""
+    factory, _, _ = backend
+
+    async def body(store):
+        a, b = new_queue_id(), new_queue_id()
+        mine = await store.enqueue(a, envelope("a@x.test", "c@x.test"), b"1", claim=True)
+        assert await store.enqueue(b, envelope("b@x.test"), b"2") is None
+        assert mine.queue_id == a and mine.arrival == T0 and mine.attempts == 0
+        assert [r.state for r in mine.open_recipients] == [RecipientState.PENDING] * 2
+        assert mine == await store.get(a)
+        assert [i.queue_id for i in await store.claim_due(T0 + 1, 10)] == [b]  # a is leased
+        assert [i.queue_id for i in await store.claim_due(T0 + 60.5, 10)] == [a]  # its lease is over, b's not
+        await store.record_outcomes(a, [outcome("a@x.test", RecipientState.DELIVERED, T0 + 2),
+                                        outcome("c@x.test", RecipientState.DELIVERED, T0 + 2)], None)
+        assert await store.get(a) is None
+        assert [e.kind for e in await store.events(a)] == ["queued", "finished"]
+    run(factory, body)
+
+
 def test_claim_respects_schedule_and_hold(backend):
     factory, _, _ = backend
 
