@@ -111,7 +111,8 @@ class Server:
         # Only the process that runs the queue drops old leases: another worker doing so would
         # release the runner's live claims.
         self.store = SqliteQueueStore(queue_path(config), release_leases=self.run_queue, lease=QUEUE_LEASE,
-                                      shared=self.sockets is not None)
+                                      shared=self.sockets is not None,
+                                      checkpoint="background" if self.run_queue else "elsewhere")
         resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
         self.smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port,
                                       tls_policy=config.relay.tls)

@@ -235,3 +235,54 @@ def test_schema_1_queue_is_upgraded_in_place(tmp_path):
             await store.close()
     asyncio.run(main())
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+def test_background_checkpoint_moves_the_wal_without_the_writer(tmp_path):
+    """checkpoint="background": commits never checkpoint (wal_autocheckpoint=0), the thread does,
+    and everything committed is in the database file once the store is closed."""
+    path = str(tmp_path / "q.sqlite")
+
+    async def main():
+        store = SqliteQueueStore(path, checkpoint="background")
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        ids = [new_queue_id() for _ in range(50)]
+        await asyncio.gather(*(store.enqueue(q, ENV, b"x" * 20_000) for q in ids))
+        for _ in range(100):
+            if store.checkpointer.checkpoints:
+                break
+            await asyncio.sleep(0.02)
+        assert store.checkpointer.checkpoints >= 1
+        await store.close()
+        return ids
+
+    ids = asyncio.run(main())
+    # Reading the database file alone (the WAL set aside, if the last close left one) finds
+    # every message: it was copied.
+    if os.path.exists(path + "-wal"):
+        os.rename(path + "-wal", path + "-wal.moved")
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM message").fetchone()[0] == len(ids)
+    conn.close()
+
+
+def test_checkpoint_restart_bounds_the_wal(tmp_path):
+    from mailboat.queue.checkpoint import Checkpointer
+
+    path = str(tmp_path / "q.sqlite")
+
+    async def main():
+        store = SqliteQueueStore(path, checkpoint="elsewhere")
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        await asyncio.gather(*(store.enqueue(new_queue_id(), ENV, b"y" * 50_000) for _ in range(20)))
+        ckpt = Checkpointer(store._connect, interval=3600, restart_frames=10)
+        conn = store._connect()
+        ckpt.run_once(conn)
+        assert ckpt.restarts == 1
+        await store.enqueue(new_queue_id(), ENV, b"z")  # starts the WAL file over
+        frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        conn.close()
+        ckpt.close()
+        await store.close()
+        return frames
+
+    assert asyncio.run(main()) < 10

@@ -41,6 +41,7 @@ from typing import Any
 from mailboat.mail.envelope import Envelope
 from mailboat.queue import codec
 from mailboat.queue.model import QueueEvent, QueueItem, RecipientOutcome, apply_outcomes, initial_recipients
+from mailboat.queue.checkpoint import Checkpointer
 from mailboat.queue.groupcommit import GroupCommitWriter
 from mailboat.queue.store import DEFAULT_LEASE, QueueError, StoreStats
 
@@ -88,14 +89,21 @@ class SqliteQueueStore:
         path: database file (created with its schema when missing).
         clock: stamps `arrival` at enqueue.
         lease: claim lease in seconds.
+        checkpoint: "auto": SQLite checkpoints the WAL inside the commit that fills it (right for
+            short-lived users such as `mailboat sendmail`); "background": a thread does it off
+            the commit path (checkpoint.py; the serving process); "elsewhere": neither, because
+            another process's store runs that thread (the other server workers).
         release_leases: drop every lease at open. The serving process sets this (its previous
             incarnation's claims died with it); `sendmail`-style enqueue-only users must not.
     """
 
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE,
-                 release_leases: bool = False, shared: bool = False) -> None:
+                 release_leases: bool = False, shared: bool = False, checkpoint: str = "auto") -> None:
+        if checkpoint not in ("auto", "background", "elsewhere"):
+            raise ValueError(f"checkpoint must be auto, background or elsewhere, not {checkpoint!r}")
         self.stats = StoreStats()
         self.path = str(path)
+        self._checkpoint = checkpoint
         self._clock = clock
         self._lease = lease
         try:
@@ -113,12 +121,14 @@ class SqliteQueueStore:
         # threads take turns through an flock() on PATH.lock (groupcommit.py).
         self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if shared else None
         self._writer = GroupCommitWriter(self._conn, self.stats, lock_fd=self._lock_fd)
+        self.checkpointer = Checkpointer(self._connect) if checkpoint == "background" else None
 
     @classmethod
     def prepare(cls, path: str) -> None:
         """Create or upgrade the queue file without starting a writer thread (before forking)."""
         self = cls.__new__(cls)
         self.path = str(path)
+        self._checkpoint = "auto"
         try:
             conn = self._connect()
             try:
@@ -136,6 +146,8 @@ class SqliteQueueStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        if self._checkpoint != "auto":
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoint.py does it, off the commit path
         if readonly:
             conn.execute("PRAGMA query_only=1")
         return conn
@@ -368,6 +380,9 @@ class SqliteQueueStore:
 
     async def close(self) -> None:
         await self._writer.close()  # runs what is already queued, then stops
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.close)
+            self.checkpointer = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
