@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mailboat.mail import received
 from mailboat.mail.headers import unfold
-from mailboat.trace import dates, parse
+from mailboat.trace import dates, fastpath, hop, parse
 from mailboat.trace.parse import parse_received
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "received"
@@ -31,7 +31,7 @@ def _takes_fast_path(raw: str | bytes) -> bool:
     text = unfold(raw)
     if text[:9].lower() == "received:":
         text = text[9:].lstrip()
-    return "\\" not in text and (parse._FAST_ASCII if text.isascii() else parse._FAST).match(text) is not None
+    return "\\" not in text and (fastpath.FAST_ASCII if text.isascii() else fastpath.FAST).match(text) is not None
 
 
 def assert_same(value: str | bytes) -> None:
@@ -135,7 +135,7 @@ _ORIGINAL_DATE_START = re.compile(
 _ORIGINAL_TLS_EVIDENCE = re.compile(
     r"(?<![\w.-])(?:TLS|SSL)(?:v?\d(?:[._]\d)?)?(?![\w.-])|\bcipher[=\s]|Google Transport Security"
 )
-_ORIGINAL_TCP_INFO = re.compile(rf"(?:[^\s@\[\]]+@)?(\S+?)\.?\s+\[(?:IPv6:)?({parse._IP})\](?::\d+)?", re.IGNORECASE)
+_ORIGINAL_TCP_INFO = re.compile(rf"(?:[^\s@\[\]]+@)?(\S+?)\.?\s+\[(?:IPv6:)?({hop.IP})\](?::\d+)?", re.IGNORECASE)
 DATEISH = st.lists(st.sampled_from(["Mon", "mon", "\u017fun", "Fri", "fR\u0130", "27", "1", "Mar", "\u017fep", "2024",
                                     "24", "15:02", "2024-03-27", "T", "t", " ", ",", ".", "x", "_", "\u0661", "\t",
                                     "-", "Wednesday", "Marchy"]), max_size=14).map("".join)
@@ -154,7 +154,7 @@ def test_date_start_pattern_is_the_original(text: str) -> None:
 @settings(max_examples=500)
 @given(TCPISH)
 def test_tcp_info_pattern_is_the_original(text: str) -> None:
-    old, new = _ORIGINAL_TCP_INFO.match(text), parse._TCP_INFO.match(text)
+    old, new = _ORIGINAL_TCP_INFO.match(text), hop.TCP_INFO.match(text)
     assert (old is None) == (new is None)
     if old is not None:
         name = new.group(1)
@@ -171,7 +171,7 @@ TLSISH = st.lists(st.sampled_from(["TLS", "SSL", "TLSv1.3", "TLS1_2", "SSLv3", "
 @settings(max_examples=500)
 @given(TLSISH)
 def test_tls_evidence_pattern_is_the_original(text: str) -> None:
-    old, new = _ORIGINAL_TLS_EVIDENCE.search(text), parse._TLS_EVIDENCE.search(text)
+    old, new = _ORIGINAL_TLS_EVIDENCE.search(text), hop.TLS_EVIDENCE.search(text)
     assert (old and old.span()) == (new and new.span())
 
 

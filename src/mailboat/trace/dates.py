@@ -55,6 +55,8 @@ _FAST_MONTHS = {m.title(): i for m, i in _MONTHS.items()}
 _FAST_DAYS = tuple(d.title() for d in _DAYS)
 _UTC = timezone.utc
 _INT2 = {f"{i:02d}": i for i in range(100)} | {str(i): i for i in range(10)}  # int() of ASCII "07", "7"
+_YEARS = {str(y): y for y in range(1970, 2100)}  # int() of the usual four-digit years
+_UNSEEN = object()
 # "+0200" → (offset minutes, timedelta to subtract, zone known), or None when the minutes are out
 # of range; the obs-zone names of RFC 5322 §4.3 ("GMT", "PDT") are read exactly as the full path
 # reads them. Numeric zones are added as seen (bounded: \d also takes non-ASCII digits).
@@ -63,7 +65,6 @@ _FAST_ZONES: dict[str, tuple[int, timedelta, bool] | None] = {
 }
 _COMMENT = re.compile(r"\([^()]*\)")
 _COMMENT_ZONE = re.compile(r"\(\s*([A-Za-z]{1,5}|[+-]\d{4})\s*\)")
-_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +128,15 @@ def _build(
     else:
         leap = 0
     try:
-        local = datetime(y, mo, d, h, mi, s)
+        local = datetime(y, mo, d, h, mi, s, 0, _UTC)  # the wall clock, labelled UTC until shifted
     except ValueError as exc:
         warnings.append(f"date out of range: {exc}")
         return None
     if frac:
         warnings.append(f"fractional seconds {frac} ignored")
-    return (local - timedelta(minutes=offset, seconds=-leap)).replace(tzinfo=timezone.utc)
+    if offset or leap:
+        return local - timedelta(minutes=offset, seconds=-leap)
+    return local
 
 
 def parse_date(text: str) -> DateResult:
@@ -153,23 +156,33 @@ def date_value(text: str) -> tuple[datetime | None, tuple[str, ...]]:
         fast = _fast(m)
         if fast is not None:
             return fast[0], ()
-    result = _slow(text)
-    return result.value, result.warnings
+    value, warnings, _ = slow_fields(text)
+    return value, warnings
 
 
 def _slow(text: str) -> DateResult:
+    return DateResult(*slow_fields(text))
+
+
+def slow_fields(text: str) -> tuple[datetime | None, tuple[str, ...], bool]:
+    """(value, warnings, zone_known) by the full rules, for any text (`parse_date` without its
+    fast path; the Received fast path calls it directly when its embedded date groups fail)."""
     warnings: list[str] = []
     clean = text.strip()
     if not clean:
-        return DateResult(None, ("no date",), False)
-    comment_zone = _COMMENT_ZONE.search(clean)
-    while "(" in clean:
-        stripped = _COMMENT.sub(" ", clean)
-        if stripped == clean:
-            clean = clean.replace("(", " ").replace(")", " ")
-            break
-        clean = stripped
-    clean = _SPACE.sub(" ", clean).strip()
+        return None, ("no date",), False
+    comment_zone = None
+    if "(" in clean:
+        comment_zone = _COMMENT_ZONE.search(clean)
+        while "(" in clean:
+            stripped = _COMMENT.sub(" ", clean)
+            if stripped == clean:
+                clean = clean.replace("(", " ").replace(")", " ")
+                break
+            clean = stripped
+    clean = " ".join(clean.split())  # = re.sub(r"\s+", " ", clean).strip(): str.split splits on \s
+    if ":" not in clean:  # both forms need hour ":" minute; spare the two searches
+        return None, (f"unreadable date {text.strip()[:60]!r}",), False
     m = _RFC_DATE.search(clean)
     if m:
         return _from_rfc(m, clean, comment_zone, warnings)
@@ -182,8 +195,8 @@ def _slow(text: str) -> DateResult:
         else:
             offset, known = _zone(zone or name, warnings)
         value = _build(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), frac, offset, warnings)
-        return DateResult(value, tuple(warnings), known and value is not None)
-    return DateResult(None, (f"unreadable date {text.strip()[:60]!r}",), False)
+        return value, tuple(warnings), known and value is not None
+    return None, (f"unreadable date {text.strip()[:60]!r}",), False
 
 
 def _fast_zone(zone: str) -> tuple[int, timedelta, bool] | None:
@@ -206,30 +219,51 @@ def _fast(m: re.Match[str]) -> tuple[datetime, bool] | None:
 def fast_fields(
     wday: str | None, day: str, mon: str, year: str, hour: str, minute: str, sec: str, zone: str, comment: str | None
 ) -> tuple[datetime, bool] | None:
-    """(UTC value, zone known) from the groups of `_FAST` (also embedded in the Received fast
-    path); None sends anything unusual (ranges, weekday, zone comment) to the full path."""
-    entry = _FAST_ZONES[zone] if zone in _FAST_ZONES else _fast_zone(zone)
-    if entry is None or (_INT2[sec] if sec in _INT2 else int(sec)) > 59:
+    """(UTC value, zone known) from the groups of `_FAST`; None sends anything unusual (ranges,
+    weekday, zone comment) to the full path."""
+    value = fast_utc(wday, day, mon, year, hour, minute, sec, zone, comment)
+    if value is None:
         return None
-    offset, delta, known = entry
+    entry = _FAST_ZONES.get(zone) or _fast_zone(zone)  # not None: fast_utc accepted the zone
+    return value, entry[2]  # type: ignore[index]
+
+
+def fast_utc(
+    wday: str | None, day: str, mon: str, year: str, hour: str, minute: str, sec: str, zone: str, comment: str | None
+) -> datetime | None:
+    """`fast_fields` without the zone flag (the Received fast path, which embeds `FAST_DATE`,
+    needs only the value)."""
+    entry = _FAST_ZONES.get(zone, _UNSEEN)
+    if entry is _UNSEEN:
+        entry = _fast_zone(zone)
+    s = _INT2.get(sec)
+    if s is None:
+        s = int(sec)
+    if entry is None or s > 59:
+        return None
+    offset, delta, _ = entry  # type: ignore[misc]
     if comment is not None and _NAMED_ZONES.get(comment.lower(), offset) != offset:
         return None  # "(PST)" after +0100: the full path flags the conflict
+    d = _INT2.get(day)
+    h = _INT2.get(hour)
+    mi = _INT2.get(minute)
     try:
-        local = datetime(int(year), _FAST_MONTHS[mon], _INT2[day] if day in _INT2 else int(day),
-                         _INT2[hour] if hour in _INT2 else int(hour), _INT2[minute] if minute in _INT2 else int(minute),
-                         _INT2[sec] if sec in _INT2 else int(sec), 0, _UTC)
+        local = datetime(_YEARS.get(year) or int(year), _FAST_MONTHS[mon], int(day) if d is None else d,
+                         int(hour) if h is None else h, int(minute) if mi is None else mi, s, 0, _UTC)
     except ValueError:
         return None
     if wday and _FAST_DAYS[local.weekday()] != wday:
         return None
-    return (local - delta if offset else local), known
+    return local - delta if offset else local
 
 
-def _from_rfc(m: re.Match[str], clean: str, comment_zone: re.Match[str] | None, warnings: list[str]) -> DateResult:
+def _from_rfc(
+    m: re.Match[str], clean: str, comment_zone: re.Match[str] | None, warnings: list[str]
+) -> tuple[datetime | None, tuple[str, ...], bool]:
     wday, day, mon, year, hour, minute, sec, frac, zone = m.groups()
     month = _MONTHS.get(mon[:3].lower())
     if month is None:
-        return DateResult(None, (f"unknown month {mon!r}",), False)
+        return None, (f"unknown month {mon!r}",), False
     if sec is None:
         warnings.append("date has no seconds; read as :00")
     if zone and zone.isalpha() and zone.lower() in ("am", "pm"):
@@ -240,12 +274,13 @@ def _from_rfc(m: re.Match[str], clean: str, comment_zone: re.Match[str] | None, 
     y = _year(year, warnings)
     value = _build(y, month, int(day), int(hour), int(minute), int(sec or 0), frac, offset, warnings)
     if value is None:
-        return DateResult(None, tuple(warnings), False)
+        return None, tuple(warnings), False
     if wday:
-        expected = _DAYS[(value + timedelta(minutes=offset)).weekday()]
-        if wday[:3].lower() not in _DAYS:
+        expected = _DAYS[(value + timedelta(minutes=offset) if offset else value).weekday()]
+        written = wday[:3].lower()
+        if written not in _DAYS:
             warnings.append(f"unknown weekday {wday!r}")
-        elif wday[:3].lower() != expected:
+        elif written != expected:
             warnings.append(f"weekday {wday} does not match the date (it was a {expected.title()})")
     if comment_zone and known and zone and zone[0] in "+-":
         name = comment_zone.group(1)
@@ -254,4 +289,4 @@ def _from_rfc(m: re.Match[str], clean: str, comment_zone: re.Match[str] | None, 
             warnings.append(f"zone comment ({name}) contradicts offset {zone}; offset used")
     if m.start() > 0 and not m.group(1):
         warnings.append(f"text before the date ignored: {clean[: m.start()].strip()[:40]!r}")
-    return DateResult(value, tuple(warnings), known)
+    return value, tuple(warnings), known

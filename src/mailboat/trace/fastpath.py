@@ -1,0 +1,198 @@
+"""The fast path of `parse.parse_received`: one compiled regex for the well-formed shape
+``[(comments)] [from W (c)*] [by W (c)*] [via ...] [with ...] [tls W] [id W] [via ...] [for W] ; date``.
+
+Nearly every real header has that shape (Postfix, Sendmail, Exim, Exchange, Gmail, qmail, the
+webmails), and reading it with one match and a few string operations is several times cheaper
+than the general tokenizer. The regex accepts a text only when it tokenises exactly as
+`hop.TOKEN` would; anything else (a backslash, a quote, a repeated or unusual clause, a second
+``;``, odd brackets) makes `match` return None or `read_fast` return None, and the caller takes the
+general path. tests/trace/test_fast_path.py checks, on the corpus and on generated headers, that
+both paths give the same Hop field for field.
+
+Two readings are folded into the regex itself because they are the common case and cost a
+second match otherwise: the Postfix/Sendmail TCP-info comment after the from word (``(rdns [IP])``,
+groups ``rdns`` and ``ip``), and the canonical RFC 5322 date (`dates.FAST_DATE`'s groups).
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailboat.trace.dates import FAST_DATE, fast_utc, slow_fields
+from mailboat.trace.hop import (
+    IP,
+    TOKEN,
+    UNKNOWN,
+    Hop,
+    inert_after_tcp_info,
+    make_hop,
+    one_space,
+    read_from,
+    read_tls,
+)
+
+KEYWORDS = frozenset(("from", "by", "via", "with", "id", "for", "tls", "group", "state", "priority"))
+
+
+def _fast_pattern(ascii_only: bool) -> re.Pattern[str]:
+    r"""The well-formed shape in one regex (used only when the text has no backslash).
+
+    Every piece is a token exactly as `hop.TOKEN` cuts it (same word and comment patterns, all
+    possessive), keywords are matched letter by letter as ``tok.lower()`` would (no re.I: it
+    would also take the Kelvin sign and the long s) and must be followed by whitespace; a
+    multi-word clause (with, via) stops at the next keyword, a one-word clause allows only
+    comments after its word. So a match means the general path would build the same clauses.
+    The first comment after a one-word clause has its own group (``fromc``), the others a run.
+    Each clause is possessive (``?+``): a text that fails after it fails at once instead of
+    retrying every way of splitting the clauses (the first way tried is the one that matches,
+    so this only makes failures cheap; they take the general path).
+
+    The first from comment is tried first as plain TCP-info, ``(rdns [IP])`` with an rdns free of
+    ``@``, brackets and parentheses: exactly what `hop.TCP_INFO` would find in it, read here.
+
+    `ascii_only`: for text where ``str.isascii()``, whitespace is spelled out (exactly the ASCII
+    characters ``str.isspace`` and ``\s`` take, \x1c-\x1f included) and digits are [0-9]: the
+    same matches on such text, several times faster than Unicode category tests.
+    """
+    sp = r"\t\n\x0b\x0c\r\x1c-\x1f " if ascii_only else r"\s"
+    ws = f"[{sp}]"
+    date = FAST_DATE.replace(r"\d", "[0-9]").replace(r"\s", ws) if ascii_only else FAST_DATE
+
+    def kw(word: str) -> str:
+        return "".join(f"[{c.upper()}{c}]" for c in word) + f"{ws}+"
+
+    word = rf"(?:[^{sp}()\";\\<\[]++|<[^<>()]*+>|\[[^\[\](){sp}]*+\])++"
+    c0 = r"[^()]*+"
+    c1 = rf"\((?:[^()]++|\({c0}\))*+\)"
+    comment = rf"\((?:[^()]++|{c1})*+\)"
+    comments = rf"(?:{ws}*{comment})*+"
+    keyword = "(?:" + "|".join("".join(f"[{c.upper()}{c}]" for c in k) for k in sorted(KEYWORDS)) + ")"
+    not_kw = rf"(?!{keyword}(?:[{sp}();]|\Z)){word}"
+    multi = rf"{not_kw}(?:{ws}*{comment}|{ws}+{not_kw})*+"
+    tcp_info = rf"\({ws}*(?P<rdns>[^{sp}@\[\]()]++){ws}++\[(?:IPv6:)?(?P<ip>{IP})\]{ws}*\)"
+
+    def one(name: str, first: str = comment) -> str:
+        return (rf"(?:{kw(name)}(?P<{name}>{word})(?:{ws}*(?P<{name}c>{first}))?(?P<{name}x>{comments}){ws}*)?+")
+
+    return re.compile(
+        rf"(?P<pre>(?:{comment}{ws}*)*+)"
+        + one("from", f"{tcp_info}|{comment}") + one("by")
+        + rf"(?:{kw('via')}(?P<via>{multi}){ws}*)?+"
+        + rf"(?:{kw('with')}(?P<with>{multi}){ws}*)?+"
+        + one("tls") + one("id")
+        + rf"(?:{kw('via')}(?P<via2>{multi}){ws}*)?+"
+        + one("for")
+        # the date; when it has the canonical form, dates.FAST_DATE's groups are filled as well
+        + rf";{ws}*(?P<date>(?:(?={date})|)[^;]*)\Z"
+    )
+
+
+FAST = _fast_pattern(False)
+FAST_ASCII = _fast_pattern(True)
+_FAST_COMMENT = re.compile(r"\((?:[^()]++|\((?:[^()]++|\([^()]*+\))*+\))*+\)")
+
+
+def _split_comments(run: str, out: list[str]) -> list[str]:
+    """The comments of a run matched by the fast regex (whitespace and comments only), each with
+    its runs of FWS made one space, appended to `out`; returns them."""
+    if run.count("(") == 1:
+        found = [one_space(run.strip())]
+    else:
+        found = [one_space(c) for c in _FAST_COMMENT.findall(run)]
+    out += found
+    return found
+
+
+def _multi(body: str, comments: list[str]) -> str:
+    """A with/via clause body as its words joined by one space; its comments go to `comments`."""
+    if "(" not in body and "<" not in body:
+        return " ".join(body.split())
+    words = []
+    for tok in TOKEN.findall(body):
+        if tok[0] == "(":
+            comments.append(one_space(tok))
+        else:
+            words.append(tok)
+    return " ".join(words)
+
+
+def read_fast(text: str, m: re.Match[str]) -> Hop | None:
+    """The hop for a `FAST` match, or None when a clause repeats (the general path warns).
+
+    Written flat (few calls, the FWS test of `one_space` inlined) because it runs for nearly
+    every header; each step mirrors `parse._parse`/`parse._build` on the same clauses.
+    """
+    (pre, from_word, fromc, rdns_name, ip_text, fromx, by_host, byc, byx, via_body, with_body, tls_word, tlsc,
+     tlsx, hop_id, idc, idx, via2_body, rcpt, forc, forx, date_text,
+     wday, day, mon, year, hour, minute, sec, zone, zone_comment) = m.groups()
+    if via_body is not None and via2_body is not None:
+        return None
+    comments: list[str] = _split_comments(pre, []) if pre else []
+    warnings: list[str] = []
+    helo = rdns = ip = None
+    if from_word is not None:
+        if fromc is None:
+            helo, rdns, ip = read_from([from_word], [], text, warnings)
+        else:
+            if "\t" in fromc or "  " in fromc:
+                fromc = " ".join(fromc.split())
+            comments.append(fromc)
+            if fromx:
+                extra = _split_comments(fromx, comments)
+                plain = all(map(inert_after_tcp_info, extra))
+            else:
+                extra, plain = (), True
+            if rdns_name is not None and plain and "helo=" not in rdns_name:
+                # the TCP-info comment gives rdns and IP, and nothing after it changes them:
+                # what read_from's loop would find
+                if rdns_name[-1] == "." and len(rdns_name) > 1:
+                    rdns_name = rdns_name[:-1]
+                helo = None if from_word.lower() in UNKNOWN else from_word
+                rdns = None if rdns_name.lower() in UNKNOWN else rdns_name
+                ip = ip_text
+            else:
+                helo, rdns, ip = read_from([from_word], [fromc, *extra], text, warnings)
+    if byc is not None:
+        comments.append(" ".join(byc.split()) if "\t" in byc or "  " in byc else byc)
+        if byx:
+            _split_comments(byx, comments)
+    via = _multi(via_body, comments) if via_body is not None else None
+    if with_body is None:
+        protocol = None
+    elif "(" in with_body or "<" in with_body:
+        protocol = _multi(with_body, comments)
+    else:
+        protocol = " ".join(with_body.split())
+    if tlsc is not None:
+        comments.append(one_space(tlsc))
+        if tlsx:
+            _split_comments(tlsx, comments)
+    if idc is not None:
+        comments.append(" ".join(idc.split()) if "\t" in idc or "  " in idc else idc)
+        if idx:
+            _split_comments(idx, comments)
+    if via2_body is not None:
+        via = _multi(via2_body, comments)
+    if forc is not None:
+        comments.append(" ".join(forc.split()) if "\t" in forc or "  " in forc else forc)
+        if forx:
+            _split_comments(forx, comments)
+    if from_word is None and by_host is None:
+        warnings.append("no 'from' or 'by' clause")
+    if rcpt is not None:
+        if "," in rcpt:
+            warnings.append("several 'for' recipients; the first is kept")
+            rcpt = rcpt.split(",")[0].strip()
+        rcpt = rcpt.strip("<>") or None
+    timestamp = fast_utc(wday, day, mon, year, hour, minute, sec, zone, zone_comment) if day is not None else None
+    if timestamp is None:
+        timestamp, date_warnings, _ = slow_fields(date_text)
+        if date_warnings:
+            warnings += date_warnings
+    if tls_word is not None:
+        tls, evidence = True, f"tls {tls_word}"
+    else:
+        tls, evidence = read_tls(None, comments, protocol)
+    return make_hop(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, via, timestamp, date_text,
+                    tuple(dict.fromkeys(warnings)) if warnings else (),
+                    (("tls", tls_word),) if tls_word is not None else (), tuple(comments))
