@@ -8,6 +8,7 @@ receives plain constructor arguments.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -253,6 +254,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *, sockets: 
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
+        _settle_heap()
         if not quiet:
             print(server.banner(), flush=True, file=sys.stdout)
         if ready is not None:
@@ -260,6 +262,21 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *, sockets: 
         await stop.wait()
     finally:
         await server.stop()
+
+
+def _settle_heap() -> None:
+    """Keep the garbage collector out of the tail latency.
+
+    Everything built at start-up (modules, configuration, compiled patterns, the pipeline)
+    lives as long as the process; gc.freeze() moves it out of the collector's sight, so a full
+    collection no longer walks it. A session allocates many short-lived objects per message,
+    almost all freed by reference counting; a larger first-generation threshold makes the
+    collector run a tenth as often, each run still short.
+    """
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 7000), gen1, gen2)
 
 
 def _run_loop(main) -> None:
