@@ -21,15 +21,10 @@
 # ("1000 10000": idle-connection counts), BENCH_LATENCY_S (10: seconds of latency load),
 # BENCH_ONLY (run only the scenarios whose name contains it, e.g. "20 sessions": for iterating).
 #
-# Postfix: installed from Debian when missing (unconfigured: debconf "No configuration"). The
-# benchmark never touches /etc/postfix: it writes its own config_directory, queue_directory and
-# data_directory under $BENCH_WORK/postfix and runs `postfix -c DIR start` as root. As root,
-# postfix(1) accepts a non-default -c directory without alternate_config_directories (that check is
-# for the set-gid postdrop/postqueue). What a non-default instance needs: queue_directory and
-# data_directory of its own (data_directory owned by mail_owner), chroot off (the Debian master.cf
-# chroots into the default queue directory), maillog_file_prefixes covering maillog_file, and the
-# postlog service (there is no syslog here). Delivery: every recipient to `discard:`. Durability
-# is Postfix's default (cleanup fsyncs each queue file before smtpd answers 250).
+# Postfix: installed from Debian when missing (unconfigured: debconf "No configuration"); the
+# private instance (bench/lib/common.sh) accepts everything for example.com and delivers every
+# recipient to `discard:`. Durability is Postfix's default (cleanup fsyncs each queue file before
+# smtpd answers 250).
 # mailboat: its own config and data_dir under $BENCH_WORK/mailboat, Maildir delivery.
 # Everything is stopped and removed by the EXIT trap, also on failure or Ctrl-C.
 set -euo pipefail
@@ -53,13 +48,15 @@ for arg in "$@"; do
   case "$arg" in
     --profile) PROFILE=1 ;;
     --profile-only) PROFILE=1; BENCHMARK=0 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
 
 say() { printf '%s\n' "accept.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=bench/lib/common.sh
+. "$BENCH/lib/common.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root: Postfix's master must start as root (and apt-get may be needed)"
 [ -x "$PY" ] || die "no Python at $PY (make install, or set PYTHON)"
@@ -82,16 +79,6 @@ MB="$WORK/mailboat"
 MB_PID=""
 SINK_PID=""
 SPY_PID=""
-PF_STARTED=0
-
-stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL; only the process we started
-  local pid=$1 i
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  say "pid $pid ignored SIGTERM for 10 s: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
@@ -99,26 +86,17 @@ cleanup() {
   [ -n "$SPY_PID" ] && stop_pid "$SPY_PID"
   stop_pid "$MB_PID"
   stop_pid "$SINK_PID"
-  if [ "$PF_STARTED" = 1 ]; then
-    postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
-    local master_pid i
-    master_pid=$(head -1 "$PF/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
-    for i in $(seq 100); do { [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; } || break; sleep 0.1; done
-    [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null && postfix -c "$PF/etc" abort >/dev/null 2>&1 || true
-  fi
-  if [ "$rc" != 0 ]; then
-    [ -f "$MB/mailboat.log" ] && { say "last lines of mailboat's log:"; tail -5 "$MB/mailboat.log" >&2; }
-    [ -f "$PF/maillog" ] && { say "last lines of Postfix's log:"; tail -5 "$PF/maillog" >&2; }
-  fi
+  postfix_stop
+  show_logs_on_failure "$rc" "$MB/mailboat.log"
   if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-[ -e "$WORK/postfix/spool/pid/master.pid" ] && die "$WORK holds a Postfix instance (a previous run?); stop it: postfix -c $WORK/postfix/etc stop"
+[ -e "$PF/spool/pid/master.pid" ] && die "$WORK holds a Postfix instance (a previous run?); stop it: postfix -c $PF/etc stop"
 rm -rf "$WORK"
-mkdir -p "$PF/etc" "$PF/spool" "$PF/data" "$MB"
+mkdir -p "$MB"
 
 free_ports() {  # three distinct free loopback ports
   "$PY" -c 'import socket
@@ -128,56 +106,13 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))'
 }
 read -r PF_PORT MB_PORT SINK_PORT < <(free_ports)
 
-wait_port() {  # wait_port PORT WHAT: until something listens (10 s)
-  local i
-  for i in $(seq 100); do
-    "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1', $1)))" && return 0
-    sleep 0.1
-  done
-  die "$2 is not listening on 127.0.0.1:$1"
-}
-
 # --- private Postfix instance ---------------------------------------------------------------------
-cp /usr/share/postfix/master.cf.dist "$PF/etc/master.cf" 2>/dev/null || cp /etc/postfix/master.cf "$PF/etc/master.cf"
-cat > "$PF/etc/main.cf" <<EOF
-# Written by bench/accept.sh: a private instance that accepts everything for example.com on
-# 127.0.0.1:$PF_PORT and delivers it to discard:. Durability: Postfix defaults.
-compatibility_level = 3.6
-queue_directory = $PF/spool
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = postfix.bench.test
-mydomain = bench.test
-myorigin = \$myhostname
+postfix_start "$PF_PORT" "inet_interfaces = 127.0.0.1
 mydestination = example.com
-local_recipient_maps =
-alias_maps =
-alias_database =
 local_transport = discard:
 default_transport = discard:
 relay_transport = discard:
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-biff = no
-append_dot_mydomain = no
-readme_directory = no
-maillog_file = $PF/maillog
-maillog_file_prefixes = $PF
-EOF
-postconf -c "$PF/etc" -M# smtp/inet
-postconf -c "$PF/etc" -M "127.0.0.1:$PF_PORT/inet=127.0.0.1:$PF_PORT inet n - n - - smtpd"
-postconf -c "$PF/etc" -F '*/*/chroot = n'
-chown postfix "$PF/data"
-chmod 700 "$PF/data"
-# postfix(1) writes its errors to stderr only on a terminal; the maillog has them otherwise.
-postfix -c "$PF/etc" check >/dev/null 2>&1 || die "postfix check failed: $(tail -3 "$PF/maillog" 2>/dev/null)"
-PF_STARTED=1
-postfix -c "$PF/etc" start >/dev/null 2>&1 || die "postfix start failed: $(tail -3 "$PF/maillog" 2>/dev/null)"
-wait_port "$PF_PORT" "Postfix smtpd"
-PF_MASTER=$(tr -d ' ' < "$PF/spool/pid/master.pid")
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination"
 
 # --- mailboat ---------------------------------------------------------------------------------------
 # Room for the idle-connection test (10,000 sockets in the server, as many in the client).
@@ -200,13 +135,13 @@ if [ -n "$WORKERS" ]; then printf '[server]\nworkers = %s\n' "$WORKERS" >> "$MB/
 "$PY" -m mailboat user add "$RCPT" --password-stdin --config "$MB/mailboat.toml" <<<"bench-password-1" >/dev/null
 "$PY" -m mailboat serve --config "$MB/mailboat.toml" >"$MB/stdout" 2>"$MB/stderr" &
 MB_PID=$!
-wait_port "$MB_PORT" "mailboat"
+wait_port 127.0.0.1 "$MB_PORT" "mailboat"
 MAILDIR="$MB/data/mail/example.com/${RCPT%@*}"
 
 # --- smtp-sink: the protocol ceiling (no storage) -----------------------------------------------------
 "$SMTP_SINK" -u postfix "127.0.0.1:$SINK_PORT" 256 &
 SINK_PID=$!
-wait_port "$SINK_PORT" "smtp-sink"
+wait_port 127.0.0.1 "$SINK_PORT" "smtp-sink"
 
 say "Postfix 127.0.0.1:$PF_PORT, mailboat 127.0.0.1:$MB_PORT (pid $MB_PID), smtp-sink 127.0.0.1:$SINK_PORT"
 

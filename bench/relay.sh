@@ -16,9 +16,8 @@
 #                                               trusted_networks = ["127.0.0.0/8"], [dns] -> 127.0.0.1:9)
 #   smtp-source -> 127.0.0.1:PF_PORT Postfix   (relayhost = [127.0.0.2]:SINK_PORT, DNS disabled)
 #   both        -> 127.0.0.2:SINK_PORT smtp-sink, one dump file per transaction (the arrival count)
-# The private Postfix instance is the one of bench/accept.sh (own config, queue and data
-# directories under $BENCH_WORK/postfix, chroot off, postlog to a file), started with
-# `postfix -c DIR start` as root; /etc/postfix is never touched. Everything is stopped and removed
+# The private Postfix instance is bench/lib/common.sh's, as in bench/accept.sh (own config, queue
+# and data directories under $BENCH_WORK/postfix); /etc/postfix is never touched. Everything is stopped and removed
 # by the EXIT trap, also on failure or Ctrl-C.
 set -euo pipefail
 
@@ -33,13 +32,15 @@ BUDGET=${BENCH_BUDGET:-1500}
 RCPT=bench@example.net
 SINK_ADDR=127.0.0.2
 case "${1:-}" in
-  -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
   "") ;;
   *) echo "unknown argument: $1" >&2; exit 2 ;;
 esac
 
 say() { printf '%s\n' "relay.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=bench/lib/common.sh
+. "$BENCH/lib/common.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root: Postfix's master must start as root"
 [ -x "$PY" ] || die "no Python at $PY (make install, or set PYTHON)"
@@ -53,35 +54,14 @@ MB="$WORK/mailboat"
 SINK_DIR="$WORK/sink"
 MB_PID=""
 SINK_PID=""
-PF_STARTED=0
-
-stop_pid() {  # stop_pid PID: TERM, wait up to 15 s, then KILL; only a process we started
-  local pid=$1 i
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  say "pid $pid ignored SIGTERM for 15 s: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_pid "$MB_PID"
-  if [ "$PF_STARTED" = 1 ]; then
-    local master_pid i
-    master_pid=$(head -1 "$PF/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
-    postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
-    for i in $(seq 100); do { [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; } || break; sleep 0.1; done
-    if [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; then
-      postfix -c "$PF/etc" abort >/dev/null 2>&1 || true
-    fi
-  fi
+  postfix_stop
   stop_pid "$SINK_PID"
-  if [ "$rc" != 0 ]; then
-    [ -f "$MB/mailboat.log" ] && { say "last lines of mailboat's log:"; tail -5 "$MB/mailboat.log" >&2; }
-    [ -f "$PF/maillog" ] && { say "last lines of Postfix's log:"; tail -5 "$PF/maillog" >&2; }
-  fi
+  show_logs_on_failure "$rc" "$MB/mailboat.log"
   if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -90,22 +70,13 @@ trap 'exit 130' INT TERM
 
 [ -e "$PF/spool/pid/master.pid" ] && die "$WORK holds a Postfix instance (a previous run?); stop it: postfix -c $PF/etc stop"
 rm -rf "$WORK"
-mkdir -p "$PF/etc" "$PF/spool" "$PF/data" "$MB" "$SINK_DIR"
+mkdir -p "$MB" "$SINK_DIR"
 chmod 755 "$WORK"
 
 read -r PF_PORT MB_PORT SINK_PORT < <("$PY" -c 'import socket
 a, b, c = socket.socket(), socket.socket(), socket.socket()
 a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0)); c.bind(("127.0.0.2", 0))
 print(a.getsockname()[1], b.getsockname()[1], c.getsockname()[1])')
-
-wait_port() {  # wait_port HOST PORT WHAT: until something listens (10 s)
-  local i
-  for i in $(seq 100); do
-    "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('$1', $2)))" && return 0
-    sleep 0.1
-  done
-  die "$3 is not listening on $1:$2"
-}
 
 # --- smtp-sink: the common destination; one file per transaction in $SINK_DIR ----------------------
 chown nobody "$SINK_DIR"
@@ -114,45 +85,12 @@ SINK_PID=$!
 wait_port "$SINK_ADDR" "$SINK_PORT" "smtp-sink"
 
 # --- private Postfix instance relaying to the sink ----------------------------------------------------
-cp /usr/share/postfix/master.cf.dist "$PF/etc/master.cf" 2>/dev/null || cp /etc/postfix/master.cf "$PF/etc/master.cf"
-cat > "$PF/etc/main.cf" <<EOF
-# Written by bench/relay.sh: a private instance that relays everything from 127.0.0.0/8 to
-# smtp-sink at [$SINK_ADDR]:$SINK_PORT. Durability and concurrency: Postfix defaults.
-compatibility_level = 3.6
-queue_directory = $PF/spool
-data_directory = $PF/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-myhostname = postfix.bench.test
-mydomain = bench.test
-myorigin = \$myhostname
+postfix_start "$PF_PORT" "inet_interfaces = loopback-only
 mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
 relayhost = [$SINK_ADDR]:$SINK_PORT
 smtp_dns_support_level = disabled
 smtpd_peername_lookup = no
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-biff = no
-append_dot_mydomain = no
-readme_directory = no
-maillog_file = $PF/maillog
-maillog_file_prefixes = $PF
-EOF
-postconf -c "$PF/etc" -M# smtp/inet
-postconf -c "$PF/etc" -M "127.0.0.1:$PF_PORT/inet=127.0.0.1:$PF_PORT inet n - n - - smtpd"
-postconf -c "$PF/etc" -F '*/*/chroot = n'
-chown postfix "$PF/data"
-chmod 700 "$PF/data"
-postfix -c "$PF/etc" check >/dev/null 2>&1 || die "postfix check failed: $(tail -3 "$PF/maillog" 2>/dev/null)"
-PF_STARTED=1
-postfix -c "$PF/etc" start >/dev/null 2>&1 || die "postfix start failed: $(tail -3 "$PF/maillog" 2>/dev/null)"
-wait_port 127.0.0.1 "$PF_PORT" "Postfix smtpd"
-PF_MASTER=$(tr -d ' ' < "$PF/spool/pid/master.pid")
+smtpd_relay_restrictions = permit_mynetworks, reject"
 
 # --- mailboat relaying to the sink ---------------------------------------------------------------------
 cat > "$MB/mailboat.toml" <<EOF

@@ -1,0 +1,90 @@
+# Shared by bench/accept.sh and bench/relay.sh (sourced, not run): process clean-up, port waits
+# and the private Postfix instance. The caller sets PY, PF (the instance's directory) and say/die.
+#
+# The private instance never touches /etc/postfix: its own config_directory, queue_directory
+# and data_directory live under $PF, and `postfix -c $PF/etc start` runs it as root. As root,
+# postfix(1) accepts a non-default -c directory without alternate_config_directories (that
+# check is for the set-gid postdrop/postqueue). What a non-default instance needs: queue and
+# data directories of its own (data_directory owned by mail_owner), chroot off (the Debian
+# master.cf chroots into the default queue directory), maillog_file_prefixes covering
+# maillog_file, and the postlog service (there is no syslog here).
+
+PF_STARTED=0
+
+stop_pid() {  # stop_pid PID: TERM, wait up to 15 s, then KILL; only a process we started
+  local pid=$1 i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  say "pid $pid ignored SIGTERM for 15 s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+wait_port() {  # wait_port HOST PORT WHAT: until something listens (10 s)
+  local i
+  for i in $(seq 100); do
+    "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('$1', $2)))" && return 0
+    sleep 0.1
+  done
+  die "$3 is not listening on $1:$2"
+}
+
+postfix_start() {  # postfix_start PORT "MAIN.CF LINES": a private instance with smtpd on 127.0.0.1:PORT
+  local port=$1 extra=$2
+  [ -e "$PF/spool/pid/master.pid" ] && die "$PF holds a Postfix instance (a previous run?); stop it: postfix -c $PF/etc stop"
+  mkdir -p "$PF/etc" "$PF/spool" "$PF/data"
+  cp /usr/share/postfix/master.cf.dist "$PF/etc/master.cf" 2>/dev/null || cp /etc/postfix/master.cf "$PF/etc/master.cf"
+  cat > "$PF/etc/main.cf" <<MAINCF
+# Written by bench/lib/common.sh for a benchmark: a private instance on 127.0.0.1:$port.
+# Durability and concurrency: Postfix defaults.
+compatibility_level = 3.6
+queue_directory = $PF/spool
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_protocols = ipv4
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+local_recipient_maps =
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+biff = no
+append_dot_mydomain = no
+readme_directory = no
+maillog_file = $PF/maillog
+maillog_file_prefixes = $PF
+$extra
+MAINCF
+  postconf -c "$PF/etc" -M# smtp/inet
+  postconf -c "$PF/etc" -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
+  postconf -c "$PF/etc" -F '*/*/chroot = n'
+  chown postfix "$PF/data"
+  chmod 700 "$PF/data"
+  # postfix(1) writes its errors to stderr only on a terminal; the maillog has them otherwise.
+  postfix -c "$PF/etc" check >/dev/null 2>&1 || die "postfix check failed: $(tail -3 "$PF/maillog" 2>/dev/null)"
+  PF_STARTED=1
+  postfix -c "$PF/etc" start >/dev/null 2>&1 || die "postfix start failed: $(tail -3 "$PF/maillog" 2>/dev/null)"
+  wait_port 127.0.0.1 "$port" "Postfix smtpd"
+  PF_MASTER=$(tr -d ' ' < "$PF/spool/pid/master.pid")
+}
+
+postfix_stop() {  # stop the private instance if postfix_start started it (stop, then abort)
+  [ "$PF_STARTED" = 1 ] || return 0
+  local master_pid i
+  master_pid=$(head -1 "$PF/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
+  postfix -c "$PF/etc" stop >/dev/null 2>&1 || true
+  for i in $(seq 100); do { [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; } || break; sleep 0.1; done
+  if [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; then
+    postfix -c "$PF/etc" abort >/dev/null 2>&1 || true
+  fi
+  PF_STARTED=0
+}
+
+show_logs_on_failure() {  # show_logs_on_failure RC MAILBOAT_LOG
+  [ "$1" = 0 ] && return 0
+  [ -f "$2" ] && { say "last lines of mailboat's log:"; tail -5 "$2" >&2; }
+  [ -f "$PF/maillog" ] && { say "last lines of Postfix's log:"; tail -5 "$PF/maillog" >&2; }
+  return 0
+}
