@@ -156,7 +156,25 @@ def test_receiver_chunks_are_large() -> None:
     receiver = DataReceiver(0)
     block = (b"x" * 78 + b"\r\n") * 800  # 64000 octets
     pos, content, done = receiver.feed(block, 0)
-    assert len(content) == len(block) - 2 and pos == len(block) - 2 and not done
+    # A final CRLF is content whatever follows: passed on at once, nothing held back.
+    assert content == block and pos == len(block) and not done
+    assert receiver.feed(block + b".\r\n", len(block)) == (len(block) + 3, b"", True)
+
+
+@pytest.mark.parametrize(
+    ("piece", "content", "held"),
+    [
+        (b"ab\r\n", b"ab\r\n", b""),
+        (b"ab\r", b"ab", b"\r"),  # may be the CR of CRLF.CRLF
+        (b"ab\r\n.", b"ab\r\n", b"."),  # terminator or transparency dot?
+        (b"ab\r\n.\r", b"ab\r\n", b".\r"),
+        (b"ab\r\n..", b"ab\r\n.", b""),  # stuffed: the first dot goes
+        (b"ab\r\n.x", b"ab\r\nx", b""),
+    ],
+)
+def test_receiver_holds_back_only_what_may_be_the_terminator(piece: bytes, content: bytes, held: bytes) -> None:
+    pos, out, done = DataReceiver(0).feed(piece, 0)
+    assert (out, piece[pos:], done) == (content, held, False)
 
 
 def test_content_check_is_split_invariant() -> None:

@@ -107,6 +107,9 @@ def split_path(arg: str) -> tuple[str, str]:
     """
     if not arg.startswith("<"):
         raise AddressError(replies.SYNTAX_ERROR, "path does not start with '<'")
+    close = arg.find(">")
+    if close > 0 and arg.find('"', 0, close) < 0:  # no quoted-string before it: the usual case
+        return arg[: close + 1], arg[close + 1 :]
     in_quote = False
     i = 1
     n = len(arg)
@@ -145,56 +148,67 @@ def parse_path(
     """
     if allow_postmaster is None:
         allow_postmaster = not allow_null
-    status = "5.1.7" if allow_null else "5.1.3"
-    bad = replies.BAD_SENDER_SYNTAX if allow_null else replies.BAD_RECIPIENT_SYNTAX
 
-    def fail(reason: str, reply: Reply = bad) -> AddressError:
-        return AddressError(reply, reason)
-
-    if len(text.encode("utf-8", "surrogateescape")) > MAX_PATH:
-        raise fail("path longer than 256 octets", Reply.make(501, status, "Path too long"))
+    # Lengths are limits in octets; an ASCII string has as many octets as characters.
+    if (len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))) > MAX_PATH:
+        raise _fail(allow_null, "path longer than 256 octets", _too_long(allow_null, "Path"))
     if len(text) < 2 or text[0] != "<" or text[-1] != ">":
-        raise fail("path not enclosed in angle brackets")
+        raise _fail(allow_null, "path not enclosed in angle brackets")
     inner = text[1:-1]
     if not inner:
         if allow_null:
             return Path("", "")
-        raise fail("null path not allowed here")
+        raise _fail(allow_null, "null path not allowed here")
     if not inner.isascii() and not smtputf8:
-        raise fail("non-ASCII path without SMTPUTF8", replies.NON_ASCII_ADDRESS)
+        raise _fail(allow_null, "non-ASCII path without SMTPUTF8", replies.NON_ASCII_ADDRESS)
     dot_string, quoted, domain_re = _UTF8_RES if smtputf8 else _ASCII_RES
-    if allow_postmaster and inner.lower() == "postmaster":
+    if allow_postmaster and len(inner) == 10 and inner.lower() == "postmaster":
         return Path("Postmaster", "")
 
     route: tuple[str, ...] = ()
     if inner.startswith("@"):
         adl, colon, inner = inner.partition(":")
         if not colon:
-            raise fail("source route without ':'")
+            raise _fail(allow_null, "source route without ':'")
         hops = []
         for hop in adl.split(","):
             if not hop.startswith("@") or not _valid_domain(hop[1:], domain_re):
-                raise fail("malformed source route")
+                raise _fail(allow_null, "malformed source route")
             hops.append(hop[1:])
         route = tuple(hops)
 
     local, at, domain = inner.rpartition("@")
     if not at or not local:
-        raise fail("mailbox has no local part and domain")
+        raise _fail(allow_null, "mailbox has no local part and domain")
     if not (dot_string.fullmatch(local) or quoted.fullmatch(local)):
-        raise fail("malformed local part")
-    if len(local.encode("utf-8")) > MAX_LOCAL_PART:
-        raise fail("local part longer than 64 octets", Reply.make(501, status, "Local part too long"))
+        raise _fail(allow_null, "malformed local part")
+    if (len(local) if local.isascii() else len(local.encode("utf-8"))) > MAX_LOCAL_PART:
+        raise _fail(allow_null, "local part longer than 64 octets", _too_long(allow_null, "Local part"))
     if domain.startswith("["):
         if not _valid_literal(domain):
-            raise fail("malformed address literal")
+            raise _fail(allow_null, "malformed address literal")
     elif not _valid_domain(domain, domain_re):
-        raise fail("malformed domain")
+        raise _fail(allow_null, "malformed domain")
     return Path(local, domain, route)
 
 
+def _fail(allow_null: bool, reason: str, reply: Reply | None = None) -> AddressError:
+    """The error for a bad path: 5.1.7 (sender) or 5.1.3 (recipient) unless ``reply`` says otherwise."""
+    if reply is None:
+        reply = replies.BAD_SENDER_SYNTAX if allow_null else replies.BAD_RECIPIENT_SYNTAX
+    return AddressError(reply, reason)
+
+
+def _too_long(allow_null: bool, what: str) -> Reply:
+    return Reply.make(501, "5.1.7" if allow_null else "5.1.3", f"{what} too long")
+
+
 def _valid_domain(domain: str, domain_re: re.Pattern[str]) -> bool:
-    if not domain or len(domain.encode("utf-8")) > MAX_DOMAIN or not domain_re.fullmatch(domain):
+    if not domain or not domain_re.fullmatch(domain):
+        return False
+    if len(domain) <= _MAX_LABEL and domain.isascii():
+        return True  # no label, nor the whole, can be too long
+    if len(domain.encode("utf-8")) > MAX_DOMAIN:
         return False
     return all(len(label.encode("utf-8")) <= _MAX_LABEL for label in domain.split("."))
 

@@ -95,7 +95,7 @@ class ContentCheck:
                 self._found[_BARE] = True
                 return
             body = body[1:]
-        self._pending_cr = body[-1:] == b"\r"
+        self._pending_cr = body.endswith(b"\r")
         if self._pending_cr:
             body = body[:-1]
         # Every CR is followed by LF and every LF preceded by CR iff the three counts agree.
@@ -110,34 +110,46 @@ class ContentCheck:
             self._line_len += len(piece)
             too_long = self._line_len > limit
         else:
-            too_long = self._line_len + first > limit or _LONG_LINE.search(piece, first) is not None
+            too_long = self._line_len + first > limit or (
+                len(piece) - first > MAX_TEXT_LINE and _LONG_LINE.search(piece, first) is not None
+            )
             self._line_len = len(piece) - piece.rfind(b"\n") - 1
         if too_long:
             self._found[_LONG] = True
 
 
 class DataReceiver:
-    """Reads DATA content up to ``<CRLF>.<CRLF>``, removing transparency dots (§4.5.2)."""
+    """Reads DATA content up to ``<CRLF>.<CRLF>``, removing transparency dots (§4.5.2).
+
+    The terminator can be cut anywhere by the reads. Every octet up to and including a
+    CRLF is content whatever follows, so a piece ending in CRLF is passed on whole and the
+    receiver only remembers that the next octet starts a line (``_line_start``); there,
+    ``.<CRLF>`` ends the message and any other ``.`` is a transparency dot. Only a final CR
+    (which may be the start of ``<CRLF>.<CRLF>``) and a ``.`` or ``.<CR>`` after a CRLF
+    (which may be the end of it) are held back until more input shows what they are.
+    A client that sends the body and the final dot in separate writes, as most do, thus
+    costs one DataChunk, not two.
+    """
 
     __slots__ = ("check", "_line_start")
 
     def __init__(self, max_size: int) -> None:
         self.check = ContentCheck(max_size)
-        self._line_start = True  # next octet starts a line (only true before the first one)
+        self._line_start = True  # the next octet starts a line (the first, or one after a CRLF)
 
     def feed(self, buf: bytes, pos: int) -> tuple[int, bytes, bool]:
         """Consume content from ``buf[pos:]``.
 
         Returns ``(new_pos, content, done)``: ``content`` is unstuffed content for the
         application (``b""`` once the message is known to be refused); ``done`` means the
-        terminator was consumed. Up to four trailing octets that could start the terminator
+        terminator was consumed. At most two trailing octets (``\\r``, ``.`` or ``.\\r``)
         are left unconsumed until more input shows what they are.
         """
         end = len(buf)
         if self._line_start:
             if pos >= end:
                 return pos, b"", False
-            if buf[pos] == 0x2E:  # "." starting the first line
+            if buf[pos] == 0x2E:  # "." starting a line
                 if buf.startswith(b".\r\n", pos):
                     self.check.finish()
                     return pos + 3, b"", True
@@ -145,21 +157,35 @@ class DataReceiver:
                     return pos, b"", False
                 pos += 1  # transparency dot
                 self._line_start = False
-        found = buf.find(_TERMINATOR, pos)
+        # One scan finds both the terminator and dot-stuffed lines: each starts with CRLF ".".
+        dot = buf.find(b"\r\n.", pos)
+        if dot >= 0 and not buf.startswith(_TERMINATOR, dot):
+            found = buf.find(_TERMINATOR, dot)  # stuffed lines first; the terminator may follow
+        else:
+            found = dot
         if found >= 0:
             seg_end, new_pos, done = found + 2, found + len(_TERMINATOR), True
         else:
-            seg_end = end
-            for k in (4, 3, 2, 1):  # hold back the longest tail that could start a terminator
-                if buf.endswith(_TERMINATOR[:k], pos):
-                    seg_end = end - k
-                    break
-            new_pos, done = seg_end, False
-        if seg_end > pos:
-            self._line_start = False
+            done = False
+            if buf.endswith(b"\r\n", pos):
+                seg_end, line_start = end, True
+            elif buf.endswith(b"\r\n.", pos):
+                seg_end, line_start = end - 1, True  # hold "." back: terminator or stuffing?
+            elif buf.endswith(b"\r\n.\r", pos):
+                seg_end, line_start = end - 2, True  # hold ".\r" back
+            elif buf.endswith(b"\r", pos):
+                seg_end, line_start = end - 1, False  # hold "\r" back: it may start CRLF.CRLF
+            else:
+                seg_end, line_start = end, False
+            new_pos = seg_end
+            if seg_end > pos:
+                self._line_start = line_start
+        if seg_end == pos:
+            return new_pos, b"", done  # only held-back octets
         raw = buf[pos:seg_end]
         # A line starting with "." lost its first dot; "\r\n.." → "\r\n." (non-overlapping).
-        content = raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
+        # (``dot`` is the first CRLF "." at or after pos: none inside raw unless it fits before seg_end.)
+        content = raw.replace(b"\r\n.", b"\r\n") if 0 <= dot and dot + 3 <= seg_end else raw
         keep = self.check.feed(content)
         if done:
             self.check.finish()

@@ -53,6 +53,11 @@ class RcptParams:
     orcpt: tuple[str, str] | None = None  # (addr-type as given, decoded original address)
 
 
+# Most commands carry no parameters; parameter sets are immutable, so those share one value.
+_NO_MAIL_PARAMS = MailParams()
+_NO_RCPT_PARAMS = RcptParams()
+
+
 def xtext_decode(value: str) -> str:
     """Decode RFC 3461 §4 xtext (``+XX`` hex escapes). Raises :class:`ValueError` if malformed."""
     if not _XTEXT.fullmatch(value):
@@ -97,6 +102,8 @@ def parse_mail_params(text: str, *, esmtp: bool) -> MailParams:
     ``esmtp`` is False after HELO: any parameter is then refused (555 5.5.4). Non-ASCII
     values are accepted only when SMTPUTF8 is among the parameters.
     """
+    if not text:
+        return _NO_MAIL_PARAMS
     smtputf8 = any(w.upper() == "SMTPUTF8" for w in text.split(" "))
     size = body = ret = envid = auth = None
     for keyword, value in _split(text, esmtp=esmtp, smtputf8=smtputf8):
@@ -131,6 +138,8 @@ def parse_mail_params(text: str, *, esmtp: bool) -> MailParams:
 
 def parse_rcpt_params(text: str, *, esmtp: bool, smtputf8: bool) -> RcptParams:
     """Parse the parameters after ``RCPT TO:<path>``."""
+    if not text:
+        return _NO_RCPT_PARAMS
     notify: tuple[str, ...] | None = None
     orcpt: tuple[str, str] | None = None
     for keyword, value in _split(text, esmtp=esmtp, smtputf8=smtputf8):

@@ -2,12 +2,16 @@
 
 A :class:`Reply` renders itself to wire bytes (multi-line, with the enhanced status repeated
 on every line as RFC 2034 §3 shows) and parses wire bytes back (for the client side).
+
+Replies are values that are sent over and over (the catalogue in :mod:`.replies`, the EHLO
+list of a listener), so a reply renders its wire form once, on first use, and keeps it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 __all__ = ["Reply"]
 
@@ -33,14 +37,19 @@ class Reply:
     code: int
     status: tuple[int, int, int] | None
     lines: tuple[str, ...]
+    # The rendered wire form, filled by the first to_bytes(). Not part of the value: it takes
+    # no part in equality, hashing, repr or construction.
+    _wire: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if type(self.lines) is not tuple:  # a caller's list must not change the cached bytes
+            object.__setattr__(self, "lines", tuple(self.lines))
         if not 200 <= self.code <= 599:
             raise ValueError(f"reply code out of range: {self.code}")
         if self.status is not None:
             if len(self.status) != 3 or self.status[0] != self.code // 100 or self.code // 100 == 3:
                 raise ValueError(f"enhanced status {self.status} does not fit code {self.code}")
-            if not all(0 <= part <= 999 for part in self.status):
+            if not (0 <= self.status[1] <= 999 and 0 <= self.status[2] <= 999):  # [0] fits the code
                 raise ValueError(f"enhanced status out of range: {self.status}")
         for line in self.lines:
             if "\r" in line or "\n" in line or "\x00" in line:
@@ -51,13 +60,7 @@ class Reply:
     @classmethod
     def make(cls, code: int, status: str | None, *lines: str) -> Reply:
         """Build a reply from a dotted status string: ``Reply.make(550, "5.1.1", "No such user")``."""
-        parsed: tuple[int, int, int] | None = None
-        if status is not None:
-            match = _STATUS_RE.fullmatch(status)
-            if match is None:
-                raise ValueError(f"malformed enhanced status: {status!r}")
-            parsed = (int(match[1]), int(match[2]), int(match[3]))
-        return cls(code, parsed, tuple(lines))
+        return cls(code, None if status is None else _parse_status(status), lines)
 
     @property
     def is_positive(self) -> bool:
@@ -88,9 +91,18 @@ class Reply:
 
     def to_bytes(self) -> bytes:
         """Render as ``"250-first\\r\\n250 last\\r\\n"``, the status prefixed on every line."""
+        wire = self._wire
+        if not wire:  # first use; a reply is immutable, so its rendering is too
+            wire = self._render()
+            object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def _render(self) -> bytes:
         prefix = str(self.code)
         status = self.status_text
         lines = self.lines or ("",)
+        if len(lines) == 1 and status is not None and lines[0]:  # the common "250 2.1.0 Ok"
+            return f"{prefix} {status} {lines[0]}\r\n".encode()
         out = []
         last = len(lines) - 1
         for index, line in enumerate(lines):
@@ -138,6 +150,15 @@ class Reply:
 
     def __str__(self) -> str:
         return self.to_bytes().decode("utf-8", "replace").rstrip("\r\n").replace("\r\n", " / ")
+
+
+@lru_cache(maxsize=256)
+def _parse_status(status: str) -> tuple[int, int, int]:
+    """``"5.1.1"`` → ``(5, 1, 1)``; cached, since a program uses only a handful of statuses."""
+    match = _STATUS_RE.fullmatch(status)
+    if match is None:
+        raise ValueError(f"malformed enhanced status: {status!r}")
+    return int(match[1]), int(match[2]), int(match[3])
 
 
 def _strip_status(text: str, dotted: str) -> str:

@@ -65,6 +65,7 @@ Bytes go in with :meth:`ServerConnection.receive_data`, events come out of
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 
 from . import replies
 from .address import Path
@@ -77,7 +78,6 @@ from .events import (
     Auth,
     AuthResponse,
     CommandRejected,
-    ConnectionClosed,
     Data,
     DataChunk,
     DecisionEvent,
@@ -89,10 +89,35 @@ from .events import (
     RcptTo,
 )
 from .reply import Reply
-from .verbs import InputMode as _Mode
-from .verbs import VerbHandlers
+from .verbs import (
+    _AUTH,
+    _BDAT,
+    _CLOSED,
+    _COMMAND,
+    _DATA,
+    _TLS_PENDING,
+    CONNECTION_CLOSED,
+    VerbHandlers,
+)
 
 __all__ = ["ServerConnection"]
+
+# Replies that depend only on the configuration are built once per configuration and shared
+# by every connection; a Reply keeps its rendered bytes, so they are rendered once too. The
+# caches are small because their keys come from the configuration, never from a client.
+
+
+@lru_cache(maxsize=64)
+def _greeting(hostname: str, banner: str) -> Reply:
+    return Reply(220, None, (f"{hostname} {banner}".rstrip(),))
+
+
+@lru_cache(maxsize=64)
+def _helo_reply(hostname: str) -> Reply:
+    return Reply(250, None, (hostname,))
+
+
+_cached_ehlo_reply = lru_cache(maxsize=64)(ehlo_reply)
 
 
 class ServerConnection(VerbHandlers):
@@ -140,10 +165,10 @@ class ServerConnection(VerbHandlers):
         self._buf = b""
         self._pos = 0
         self._eof = False
-        self._out = bytearray()
+        self._out: list[bytes] = []  # rendered replies, joined by data_to_send()
         self._pending: deque[Event] = deque()
         self._awaiting: DecisionEvent | None = None
-        self._mode = _Mode.COMMAND
+        self._mode = _COMMAND
         self._receiver: DataReceiver | BdatReceiver | None = None
         self._lines = LineReader()
         self._started = False
@@ -169,7 +194,7 @@ class ServerConnection(VerbHandlers):
     @property
     def closed(self) -> bool:
         """True once 221/421 was queued or EOF was reached: flush data_to_send(), then close."""
-        return self._mode is _Mode.CLOSED
+        return self._mode is _CLOSED
 
     @property
     def awaiting_reply(self) -> bool:
@@ -207,11 +232,11 @@ class ServerConnection(VerbHandlers):
         if self._started:
             raise LocalProtocolError("start() called twice")
         if greeting is None:
-            greeting = Reply(220, None, (f"{self.hostname} {self.banner}".rstrip(),))
+            greeting = _greeting(self.hostname, self.banner)
         elif greeting.code not in (220, 421, 554):
             raise LocalProtocolError(f"a greeting must be 220, 421 or 554, not {greeting.code}")
         self._started = True
-        self._out += greeting.to_bytes()
+        self._out.append(greeting.to_bytes())
         if greeting.code == 421:
             self._close()
         elif greeting.code == 554:
@@ -219,7 +244,8 @@ class ServerConnection(VerbHandlers):
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the client; ``b""`` signals EOF. Ignored once closed."""
-        if self._mode is _Mode.CLOSED:
+        mode = self._mode
+        if mode is _CLOSED:
             return
         if self._eof:
             if data:
@@ -228,9 +254,9 @@ class ServerConnection(VerbHandlers):
         if not data:
             self._eof = True
             return
-        if self._mode is _Mode.TLS_PENDING:
+        if mode is _TLS_PENDING:
             raise LocalProtocolError("plaintext received after STARTTLS; call tls_established() first")
-        if self._pos >= len(self._buf):
+        if self._pos >= len(self._buf):  # the usual case: everything before was consumed, no copy
             self._buf = bytes(data)
         else:
             self._buf = self._buf[self._pos :] + bytes(data)
@@ -238,9 +264,11 @@ class ServerConnection(VerbHandlers):
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the client (replies), ``b""`` if none."""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def next_event(self) -> Event | NeedData:
         """Return the next event, NEED_DATA, or ConnectionClosed once the session is over.
@@ -251,19 +279,28 @@ class ServerConnection(VerbHandlers):
         """
         if not self._started:
             raise LocalProtocolError("call start() first")
+        pending = self._pending
         while True:
-            if self._pending:
-                event = self._pending.popleft()
+            if pending:
+                event = pending.popleft()
                 if isinstance(event, DecisionEvent):
                     self._awaiting = event
                 return event
             if self._awaiting is not None:
                 raise LocalProtocolError(f"answer {type(self._awaiting).__name__} with accept() or send() first")
-            if self._mode is _Mode.CLOSED:
-                return ConnectionClosed()
-            if self._mode is _Mode.TLS_PENDING:
+            # Consume input for one command or one content slice, with the reader of the mode.
+            mode = self._mode
+            if mode is _COMMAND:
+                progressed = self._read_command()
+            elif mode is _DATA or mode is _BDAT:
+                progressed = self._read_content()
+            elif mode is _AUTH:
+                progressed = self._read_auth_line()
+            elif mode is _CLOSED:
+                return CONNECTION_CLOSED
+            else:
                 raise LocalProtocolError("call tls_established() after the TLS handshake")
-            if not self._step():
+            if not progressed:
                 if not self._eof:
                     return NEED_DATA
                 self._close()
@@ -274,7 +311,7 @@ class ServerConnection(VerbHandlers):
         RFC 3207 §4.2: the server MUST discard any knowledge obtained from the client
         before TLS (HELO/EHLO argument, authentication, transaction).
         """
-        if self._mode is not _Mode.TLS_PENDING:
+        if self._mode is not _TLS_PENDING:
             raise LocalProtocolError("tls_established() without a preceding StartTls")
         self.tls_active = True
         self.helo_name = None
@@ -283,7 +320,7 @@ class ServerConnection(VerbHandlers):
         self.auth_identity = None
         self._reset_transaction()
         self._buf, self._pos = b"", 0
-        self._mode = _Mode.COMMAND
+        self._mode = _COMMAND
 
     def set_authenticated(self, identity: str) -> None:
         """Record the identity the pending AUTH exchange proved; then ``send()`` a 235."""
@@ -293,21 +330,20 @@ class ServerConnection(VerbHandlers):
 
     def accept(self) -> None:
         """Answer the pending decision with its default positive reply."""
-        match self._awaiting:
-            case Helo(kind="HELO"):
-                self.send(Reply(250, None, (self.hostname,)))
-            case Helo():
-                self.send(self._capabilities())
-            case MailFrom():
-                self.send(replies.MAIL_OK)
-            case RcptTo():
-                self.send(replies.RCPT_OK)
-            case Data():
-                self.send(replies.START_DATA)
-            case None:
-                raise LocalProtocolError("accept() with no decision pending")
-            case other:
-                raise LocalProtocolError(f"{type(other).__name__} has no default reply; use send()")
+        event = self._awaiting
+        kind = type(event)  # decision events are the engine's own, never subclassed
+        if kind is MailFrom:
+            self.send(replies.MAIL_OK)
+        elif kind is RcptTo:
+            self.send(replies.RCPT_OK)
+        elif kind is Data:
+            self.send(replies.START_DATA)
+        elif kind is Helo:
+            self.send(_helo_reply(self.hostname) if event.kind == "HELO" else self._capabilities())
+        elif event is None:
+            raise LocalProtocolError("accept() with no decision pending")
+        else:
+            raise LocalProtocolError(f"{kind.__name__} has no default reply; use send()")
 
     def send(self, reply: Reply) -> None:
         """Answer the pending decision with ``reply`` (a refusal or a custom positive reply).
@@ -320,66 +356,69 @@ class ServerConnection(VerbHandlers):
             raise LocalProtocolError("send() with no decision pending")
         code = reply.code
         positive = code < 400
-        match event:
-            case Helo() | MailFrom() | RcptTo():
-                self._require(200 <= code < 300 or not positive, reply, event)
-            case Data():
-                self._require(code == 354 or not positive, reply, event)
-            case MessageComplete():
-                self._require(200 <= code < 300 or not positive, reply, event)
-            case Auth() | AuthResponse():
-                self._require(code in (334, 235) or not positive, reply, event)
-                if code == 235 and self._pending_identity is None:
-                    raise LocalProtocolError("call set_authenticated(identity) before sending 235")
-        self._out += reply.to_bytes()
+        kind = type(event)
+        # Which positive codes fit which decision; any 4yz/5yz refusal fits all of them.
+        if kind is Data:
+            ok = code == 354 or not positive
+        elif kind is Auth or kind is AuthResponse:
+            ok = code in (334, 235) or not positive
+            if code == 235 and self._pending_identity is None:
+                raise LocalProtocolError("call set_authenticated(identity) before sending 235")
+        else:  # Helo, MailFrom, RcptTo, MessageComplete
+            ok = 200 <= code < 300 or not positive
+        if not ok:
+            raise LocalProtocolError(f"reply code {code} is not valid for {kind.__name__}")
+        self._out.append(reply.to_bytes())
         self._awaiting = None
-        match event:
-            case Helo(domain=domain, kind=kind) if positive:
-                self.helo_name, self.esmtp = domain, kind != "HELO"
-            case MailFrom() if positive:
+        # What an answer changes in the session state.
+        if kind is MailFrom:
+            if positive:
                 self._reset_transaction()
                 self._mail = event
-            case RcptTo(path=path) if positive:
-                self._rcpts.append(path)
-            case Data() if positive:
+        elif kind is RcptTo:
+            if positive:
+                self._rcpts.append(event.path)
+        elif kind is Data:
+            if positive:
                 self._body_kind = "DATA"
                 self._receiver = DataReceiver(self.max_message_size)
-                self._mode = _Mode.DATA
-            case MessageComplete():
-                self._final_replies_left -= 1
-                if self._final_replies_left > 0 and code != 421:
-                    self._awaiting = event  # LMTP: one reply per accepted recipient
-                else:
-                    self._reset_transaction()
-            case Auth() | AuthResponse():
-                if code == 334:
-                    self._mode = _Mode.AUTH
-                elif code == 235:
-                    self.authenticated, self.auth_identity = True, self._pending_identity
-                if code != 334:
-                    self._pending_identity = None
+                self._mode = _DATA
+        elif kind is MessageComplete:
+            self._final_replies_left -= 1
+            if self._final_replies_left > 0 and code != 421:
+                self._awaiting = event  # LMTP: one reply per accepted recipient
+            else:
+                self._reset_transaction()
+        elif kind is Helo:
+            if positive:
+                self.helo_name, self.esmtp = event.domain, event.kind != "HELO"
+        elif kind is Auth or kind is AuthResponse:
+            if code == 334:
+                self._mode = _AUTH
+            elif code == 235:
+                self.authenticated, self.auth_identity = True, self._pending_identity
+            if code != 334:
+                self._pending_identity = None
         if code == 421:  # RFC 5321 §3.8: the server closes after 421
             self._close()
 
     # -- internals: reading ------------------------------------------------------------------
 
-    def _step(self) -> bool:
-        """Consume input for one command / one content slice. False if nothing could be done."""
-        match self._mode:
-            case _Mode.COMMAND:
-                line = self._read_line()
-                if line is None:
-                    return False
-                if isinstance(line, LineTooLong):
-                    self._reject(line.head, replies.LINE_TOO_LONG)
-                else:
-                    self._dispatch(line)
-                return True
-            case _Mode.DATA | _Mode.BDAT:
-                return self._read_content()
-            case _Mode.AUTH:
-                return self._read_auth_line()
-        return False
+    def _read_command(self) -> bool:
+        """Cut one command line and handle it. False if no complete line is buffered yet."""
+        self._pos, line = self._lines.read(self._buf, self._pos)
+        if line is None:
+            return False
+        if type(line) is not bytes:
+            self._reject(line.head, replies.LINE_TOO_LONG)
+            return True
+        try:
+            text = decode_line(line)
+        except RemoteProtocolError as exc:
+            self._reject(line, exc.reply)
+            return True
+        self._handle_command(text)
+        return True
 
     def _read_line(self, limit: int | None = None) -> bytes | LineTooLong | None:
         self._pos, line = self._lines.read(self._buf, self._pos, limit)
@@ -393,31 +432,23 @@ class ServerConnection(VerbHandlers):
         if content:
             self._pending.append(DataChunk(content))
         if done:
-            self._mode = _Mode.COMMAND
+            self._mode = _COMMAND
             self._receiver = None
-            if isinstance(receiver, DataReceiver):
+            if type(receiver) is DataReceiver:
                 self._end_of_message(receiver.check)
             elif receiver.check is None:
                 pass  # the octets of a refused BDAT: already answered
             elif receiver.last:
                 self._end_of_message(receiver.check)
             else:
-                self._out += replies.bdat_received(receiver.chunk_size).to_bytes()
+                self._out.append(replies.bdat_received(receiver.chunk_size).to_bytes())
             return True
         return self._pos > start or bool(content)
 
     # -- internals: dispatch and replies -------------------------------------------------------
 
-    def _dispatch(self, raw: bytes) -> None:
-        try:
-            line = decode_line(raw)
-        except RemoteProtocolError as exc:
-            self._reject(raw, exc.reply)
-            return
-        self._handle_command(line)
-
     def _reply(self, reply: Reply) -> None:
-        self._out += reply.to_bytes()
+        self._out.append(reply.to_bytes())
 
     def _reject(self, command: bytes | str, reply: Reply, *, count: bool = True) -> None:
         """Send an engine refusal, report it, and enforce max_errors."""
@@ -425,12 +456,12 @@ class ServerConnection(VerbHandlers):
             command = command.decode("utf-8", "backslashreplace")
         if command[:4].upper() == "AUTH":
             command = " ".join(command.split()[:2])  # never log SASL initial responses
-        self._out += reply.to_bytes()
+        self._out.append(reply.to_bytes())
         self._pending.append(CommandRejected(command[:200], reply))
         if count:
             self._errors += 1
             if self.max_errors and self._errors >= self.max_errors:
-                self._out += replies.TOO_MANY_ERRORS.to_bytes()
+                self._out.append(replies.TOO_MANY_ERRORS.to_bytes())
                 self._close()
 
     def _require(self, ok: bool, reply: Reply, event: Event) -> None:
@@ -438,7 +469,7 @@ class ServerConnection(VerbHandlers):
             raise LocalProtocolError(f"reply code {reply.code} is not valid for {type(event).__name__}")
 
     def _capabilities(self) -> Reply:
-        return ehlo_reply(
+        return _cached_ehlo_reply(
             self.hostname,
             max_message_size=self.max_message_size,
             starttls=self.starttls_available and not self.tls_active,
@@ -457,7 +488,7 @@ class ServerConnection(VerbHandlers):
         self._final_replies_left = 0
 
     def _close(self) -> None:
-        self._mode = _Mode.CLOSED
+        self._mode = _CLOSED
         self._buf, self._pos = b"", 0
         self._receiver = None
         self._awaiting = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import replies
@@ -31,6 +32,7 @@ from .errors import ReplyError
 from .events import (
     Auth,
     AuthResponse,
+    ConnectionClosed,
     Data,
     Event,
     Helo,
@@ -59,6 +61,23 @@ class InputMode(enum.Enum):
     AUTH = "auth"
     TLS_PENDING = "tls-pending"
     CLOSED = "closed"
+
+
+# Module-level aliases: reading a member through the Enum class costs about ten times more
+# than a global, and the engine tests the mode several times per command.
+_COMMAND = InputMode.COMMAND
+_DATA = InputMode.DATA
+_BDAT = InputMode.BDAT
+_AUTH = InputMode.AUTH
+_TLS_PENDING = InputMode.TLS_PENDING
+_CLOSED = InputMode.CLOSED
+
+# Events without fields are immutable values: one instance each serves every connection.
+_DATA_EVENT = Data()
+_RESET = Reset()
+_QUIT = Quit()
+_START_TLS = StartTls()
+CONNECTION_CLOSED = ConnectionClosed()
 
 
 _SYNTAX = {
@@ -101,7 +120,7 @@ class VerbHandlers:
         _mode: InputMode
         _buf: bytes
         _pos: int
-        _out: bytearray
+        _out: list[bytes]
         _final_replies_left: int
 
         def _reply(self, reply: Reply) -> None: ...
@@ -114,7 +133,16 @@ class VerbHandlers:
         def closed(self) -> bool: ...
 
     def _handle_command(self, line: str) -> None:
-        verb, arg = split_command(line)
+        """Check one decoded command line against the session, then run its verb's handler.
+
+        The verb is looked up in :data:`_VERBS` as written first (clients send upper case),
+        and only then through :func:`split_command`, which validates and upper-cases it.
+        """
+        verb, _, arg = line.partition(" ")
+        handler = _VERBS.get(verb)
+        if handler is None:
+            verb, arg = split_command(line)
+            handler = _VERBS.get(verb, VerbHandlers._unknown)
         if not line.isascii() and verb not in ("MAIL", "RCPT"):
             self._reject(line, replies.BAD_ENCODING)  # 8-bit only in SMTPUTF8 paths
             return
@@ -122,43 +150,7 @@ class VerbHandlers:
             self._reject(line, replies.SESSION_REFUSED)
             return
         try:
-            match verb:
-                case "HELO" | "EHLO" | "LHLO":
-                    self._hello(verb, arg)
-                case "MAIL":
-                    self._mail_from(arg)
-                case "RCPT":
-                    self._rcpt_to(arg)
-                case "DATA":
-                    self._data(arg)
-                case "BDAT":
-                    self._bdat(line, arg)
-                case "RSET":
-                    self._no_argument(verb, arg)
-                    self._reset_transaction()
-                    self._pending.append(Reset())
-                    self._reply(replies.RESET_OK)
-                case "NOOP":
-                    self._reply(replies.NOOP_OK)  # RFC 5321 §4.1.1.9: an argument is allowed
-                case "QUIT":
-                    self._no_argument(verb, arg)
-                    self._reply(replies.GOODBYE)
-                    self._pending.append(Quit())
-                    self._close()
-                case "VRFY":
-                    if not arg.strip():
-                        raise ReplyError(_SYNTAX["VRFY"], "VRFY without argument")
-                    self._reply(replies.VRFY_CANNOT)  # RFC 5321 §3.5.3: 252, never disclose
-                case "EXPN":
-                    self._reply(replies.EXPN_DISABLED)  # RFC 5321 §7.3: lists are not exposed
-                case "HELP":
-                    self._reply(replies.HELP)
-                case "STARTTLS":
-                    self._starttls(arg)
-                case "AUTH":
-                    self._auth(arg)
-                case _:
-                    raise ReplyError(replies.UNRECOGNIZED, "unknown command")
+            handler(self, verb, arg, line)
         except ReplyError as exc:
             self._reject(line, exc.reply)
 
@@ -184,7 +176,10 @@ class VerbHandlers:
 
     # -- verbs -----------------------------------------------------------------------------
 
-    def _hello(self, verb: str, arg: str) -> None:
+    # Every handler takes (verb, arg, line): the upper-cased verb, the text after its space,
+    # and the whole line (for the logs of a refusal). Each ignores what it does not need.
+
+    def _hello(self, verb: str, arg: str, line: str) -> None:
         if (verb == "LHLO") != self.lmtp:
             raise ReplyError(replies.WRONG_MODE, f"{verb} in {'LMTP' if self.lmtp else 'SMTP'} mode")
         domain = arg.strip(" ")
@@ -193,12 +188,12 @@ class VerbHandlers:
             raise ReplyError(_SYNTAX[verb], f"{verb} without a single hostname")
         if self._mail is not None:  # RFC 5321 §4.1.4: EHLO implies RSET
             self._reset_transaction()
-            self._pending.append(Reset())
+            self._pending.append(_RESET)
         self.helo_name, self.esmtp = None, False
         kind = "HELO" if verb == "HELO" else "EHLO" if verb == "EHLO" else "LHLO"
         self._pending.append(Helo(domain, kind))
 
-    def _mail_from(self, arg: str) -> None:
+    def _mail_from(self, verb: str, arg: str, line: str) -> None:
         self._require_helo()
         if self._mail is not None:
             raise ReplyError(replies.NESTED_MAIL, "MAIL inside a transaction")
@@ -207,7 +202,7 @@ class VerbHandlers:
             raise ReplyError(replies.MESSAGE_TOO_BIG, f"declared SIZE {params.size}")  # RFC 1870 §6.1
         self._pending.append(MailFrom(path, params))
 
-    def _rcpt_to(self, arg: str) -> None:
+    def _rcpt_to(self, verb: str, arg: str, line: str) -> None:
         self._require_helo()
         if self._mail is None:
             raise ReplyError(replies.NEED_MAIL, "RCPT before MAIL")
@@ -218,14 +213,14 @@ class VerbHandlers:
         path, params = parse_rcpt(arg, esmtp=self.esmtp, smtputf8=self._mail.params.smtputf8)
         self._pending.append(RcptTo(path, params))
 
-    def _data(self, arg: str) -> None:
+    def _data(self, verb: str, arg: str, line: str) -> None:
         self._no_argument("DATA", arg)
         self._require_recipients()
         if self._body_kind == "BDAT":  # RFC 3030 §3: DATA and BDAT never mix
             raise ReplyError(replies.DATA_AFTER_BDAT, "DATA after BDAT")
-        self._pending.append(Data())
+        self._pending.append(_DATA_EVENT)
 
-    def _bdat(self, line: str, arg: str) -> None:
+    def _bdat(self, verb: str, arg: str, line: str) -> None:
         try:
             size, last = parse_bdat(arg)
         except ReplyError as exc:
@@ -249,9 +244,9 @@ class VerbHandlers:
             check = self._bdat_check
         if not self.closed:
             self._receiver = BdatReceiver(size, last, check)
-            self._mode = InputMode.BDAT
+            self._mode = _BDAT
 
-    def _starttls(self, arg: str) -> None:
+    def _starttls(self, verb: str, arg: str, line: str) -> None:
         if self.tls_active:
             raise ReplyError(replies.TLS_ALREADY_ACTIVE, "STARTTLS under TLS")
         if not self.starttls_available:
@@ -263,10 +258,10 @@ class VerbHandlers:
         # CVE-2011-0411: whatever follows STARTTLS in the plaintext buffer was not sent
         # through TLS and must never be executed as if it had been.
         self._buf, self._pos = b"", 0
-        self._mode = InputMode.TLS_PENDING
-        self._pending.append(StartTls())
+        self._mode = _TLS_PENDING
+        self._pending.append(_START_TLS)
 
-    def _auth(self, arg: str) -> None:
+    def _auth(self, verb: str, arg: str, line: str) -> None:
         if not self.auth_mechanisms:
             raise ReplyError(replies.NOT_IMPLEMENTED, "AUTH not offered")
         if self.helo_name is None or not self.esmtp:
@@ -282,6 +277,35 @@ class VerbHandlers:
             raise ReplyError(replies.UNKNOWN_MECHANISM, f"mechanism {mechanism}")
         self._pending.append(Auth(mechanism, initial))
 
+    def _rset(self, verb: str, arg: str, line: str) -> None:
+        self._no_argument(verb, arg)
+        self._reset_transaction()
+        self._pending.append(_RESET)
+        self._reply(replies.RESET_OK)
+
+    def _noop(self, verb: str, arg: str, line: str) -> None:
+        self._reply(replies.NOOP_OK)  # RFC 5321 §4.1.1.9: an argument is allowed
+
+    def _quit(self, verb: str, arg: str, line: str) -> None:
+        self._no_argument(verb, arg)
+        self._reply(replies.GOODBYE)
+        self._pending.append(_QUIT)
+        self._close()
+
+    def _vrfy(self, verb: str, arg: str, line: str) -> None:
+        if not arg.strip():
+            raise ReplyError(_SYNTAX["VRFY"], "VRFY without argument")
+        self._reply(replies.VRFY_CANNOT)  # RFC 5321 §3.5.3: 252, never disclose
+
+    def _expn(self, verb: str, arg: str, line: str) -> None:
+        self._reply(replies.EXPN_DISABLED)  # RFC 5321 §7.3: lists are not exposed
+
+    def _help(self, verb: str, arg: str, line: str) -> None:
+        self._reply(replies.HELP)
+
+    def _unknown(self, verb: str, arg: str, line: str) -> None:
+        raise ReplyError(replies.UNRECOGNIZED, "unknown command")
+
     # -- phases that follow a command: end of message, SASL continuation lines ----------------
 
     def _end_of_message(self, check: ContentCheck) -> None:
@@ -292,7 +316,7 @@ class VerbHandlers:
             self._pending.append(MessageComplete(check.size))
             return
         reply, reason = check.error
-        self._out += reply.to_bytes() * count  # LMTP: one reply per accepted recipient
+        self._out.append(reply.to_bytes() * count)  # LMTP: one reply per accepted recipient
         self._pending.append(MessageAborted(reply, reason))
         self._reset_transaction()
 
@@ -301,7 +325,7 @@ class VerbHandlers:
         line = self._read_line(MAX_AUTH_LINE)
         if line is None:
             return False
-        self._mode = InputMode.COMMAND  # the exchange ends unless the application sends 334
+        self._mode = _COMMAND  # the exchange ends unless the application sends 334
         if isinstance(line, LineTooLong):
             self._reject(b"<SASL response>", replies.AUTH_LINE_TOO_LONG)
         elif line == b"*":  # RFC 4954 §4: the client cancels
@@ -311,3 +335,23 @@ class VerbHandlers:
         else:
             self._pending.append(AuthResponse(line.decode("ascii")))
         return True
+
+
+_VERBS: dict[str, Callable[[VerbHandlers, str, str, str], None]] = {
+    "HELO": VerbHandlers._hello,
+    "EHLO": VerbHandlers._hello,
+    "LHLO": VerbHandlers._hello,
+    "MAIL": VerbHandlers._mail_from,
+    "RCPT": VerbHandlers._rcpt_to,
+    "DATA": VerbHandlers._data,
+    "BDAT": VerbHandlers._bdat,
+    "RSET": VerbHandlers._rset,
+    "NOOP": VerbHandlers._noop,
+    "QUIT": VerbHandlers._quit,
+    "VRFY": VerbHandlers._vrfy,
+    "EXPN": VerbHandlers._expn,
+    "HELP": VerbHandlers._help,
+    "STARTTLS": VerbHandlers._starttls,
+    "AUTH": VerbHandlers._auth,
+}
+"""Each verb's handler, keyed by the upper-cased verb (RFC 5321 §4.1.1; RFC 3030, 3207, 4954)."""
