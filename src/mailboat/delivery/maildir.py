@@ -36,12 +36,15 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mailboat.delivery.transport import outcome
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.queue.model import RecipientOutcome
 from mailboat.routing.route import Maildir, Route
+
+FSYNC_THREADS = 8  # files of one batch written and fsync'd at once (sync="fsync")
 
 # Indirections so tests can inject faults and count syncs without touching the os module.
 _fsync: Callable[[int], None] = os.fsync
@@ -108,6 +111,7 @@ class MaildirTransport:
         self._counter = itertools.count(1)
         self._queued: list[_Job] = []
         self._worker: asyncio.Task | None = None
+        self._fsync_pool: ThreadPoolExecutor | None = None  # created on the first batch of two
         self.batches = 0  # batches run (for tests and metrics)
         self.dir_syncs = 0
 
@@ -175,14 +179,16 @@ class MaildirTransport:
         if self._use_syncfs:
             self._run_batch_syncfs(batch)
             return
-        written: list[_Job] = []
-        for job in batch:  # phase 1: write + fsync each file in tmp/
+        for job in batch:
             job.name = self._unique_name(job.size)
-            try:
-                self._write_tmp(job)
-                written.append(job)
-            except OSError as exc:
-                job.error = exc
+        # Phase 1: write + fsync each file in tmp/, the files of a batch in parallel: the file
+        # system commits concurrent fsyncs together (ext4's journal, XFS's log), so N files cost
+        # about one journal commit instead of N in a row.
+        if len(batch) > 1:
+            list(self._pool().map(self._write_tmp_noraise, batch))
+        else:
+            self._write_tmp_noraise(batch[0])
+        written = [job for job in batch if job.error is None]
         renamed: dict[str, list[_Job]] = {}
         for job in written:  # phase 2: rename into new/
             try:
@@ -254,6 +260,17 @@ class MaildirTransport:
                     if unlink_tmp:
                         _unlink_quietly(os.path.join(job.root, "tmp", job.name))
         return ok
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._fsync_pool is None:
+            self._fsync_pool = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="mailboat-maildir-fsync")
+        return self._fsync_pool
+
+    def _write_tmp_noraise(self, job: _Job) -> None:
+        try:
+            self._write_tmp(job)
+        except OSError as exc:
+            job.error = exc
 
     def _write_tmp(self, job: _Job, sync: bool = True) -> None:
         path = os.path.join(job.root, "tmp", job.name)
