@@ -5,6 +5,7 @@ import errno
 import os
 import re
 import stat
+import time
 
 import pytest
 
@@ -127,3 +128,80 @@ def test_large_message_written_completely(tmp_path):
     assert out.state is RecipientState.DELIVERED
     [name] = files(root)
     assert open(os.path.join(root, "new", name), "rb").read().endswith(big)
+
+
+needs_syncfs = pytest.mark.skipif(maildir_mod._syncfs is None, reason="no syncfs(2) here")
+
+
+def _stream(transport, root, count, spacing=0.002):
+    """`count` deliveries arriving `spacing` seconds apart (a steady stream, not one burst)."""
+    async def one(i):
+        await asyncio.sleep(i * spacing)
+        env = Envelope("s@x", (Recipient("r@x"),))
+        return await transport.deliver(env, MSG + b"%d\r\n" % i, [Recipient("r@x")], Maildir(root))
+
+    async def main():
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+    return asyncio.run(main())
+
+
+@needs_syncfs
+def test_syncfs_batches_share_their_syncs_under_a_stream(tmp_path, monkeypatch):
+    """sync="syncfs": a steady stream is delivered completely, and consecutive batches share a
+    syncfs (the next batch's data sync also makes the previous batch's renames durable), so
+    there are fewer than two syncs per batch; each file is in new/ only after a sync that
+    followed its write."""
+    calls = []
+    real = maildir_mod._syncfs
+
+    def slow_syncfs(fd):  # a slow disk: the next batch gathers while this one syncs
+        calls.append(1)
+        time.sleep(0.01)
+        real(fd)
+
+    monkeypatch.setattr(maildir_mod, "_syncfs", slow_syncfs)
+    transport = MaildirTransport(sync="syncfs")
+    root = str(tmp_path / "box")
+    results = _stream(transport, root, 60)
+    assert all(o.state is RecipientState.DELIVERED for [o] in results)
+    assert len(files(root)) == 60 and os.listdir(os.path.join(root, "tmp")) == []
+    assert transport.batches >= 3
+    assert len(calls) < 2 * transport.batches, (len(calls), transport.batches)
+
+
+@needs_syncfs
+def test_syncfs_failure_defers_and_a_later_batch_still_delivers(tmp_path, monkeypatch):
+    """A failed data sync leaves nothing in new/ and defers (451); a failed rename sync defers
+    too, though the file is visible (a duplicate at worst, never a loss); the next batch is
+    unaffected."""
+    real = maildir_mod._syncfs
+    failures = {"left": 1}
+
+    def flaky(fd):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.EIO, "I/O error")
+        real(fd)
+
+    monkeypatch.setattr(maildir_mod, "_syncfs", flaky)
+    transport = MaildirTransport(sync="syncfs")
+    root = str(tmp_path / "box")
+    [first] = deliver(transport, Maildir(root), "r@x")
+    assert first.state is RecipientState.DEFERRED and "4.3.0" in first.reply_text
+    assert files(root) == [] and os.listdir(os.path.join(root, "tmp")) == []
+    [second] = deliver(transport, Maildir(root), "r@x")
+    assert second.state is RecipientState.DELIVERED and len(files(root)) == 1
+
+    calls = {"n": 0}
+
+    def fail_second(fd):  # the rename sync of a lone batch is its second call
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.EIO, "I/O error")
+        real(fd)
+
+    monkeypatch.setattr(maildir_mod, "_syncfs", fail_second)
+    [third] = deliver(transport, Maildir(root), "r@x")
+    assert third.state is RecipientState.DEFERRED
+    assert len(files(root)) == 2  # visible, not known durable: delivered again later

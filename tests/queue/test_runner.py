@@ -294,3 +294,23 @@ def test_deliver_now_uses_the_handed_over_bytes(tmp_path):
     assert maildir_count(str(tmp_path), "bob") == 1
     new = os.path.join(str(tmp_path), "bob", "new")
     assert any(b"from memory" in open(os.path.join(new, n), "rb").read() for n in os.listdir(new))
+
+
+def test_handoff_byte_budget(tmp_path):
+    """has_room() refuses a hand-over that would hold more than handoff_bytes in memory; the
+    session then enqueues it unclaimed for the poller. The budget frees as deliveries finish."""
+    store = MemoryQueueStore()
+    runner = QueueRunner(store, Router(str(tmp_path)), {"maildir": MaildirTransport()}, poll_interval=3600,
+                         handoff_bytes=1000)
+
+    async def main():
+        env = Envelope("alice@y.test", (Recipient("bob@x.test"),))
+        assert runner.has_room(600)
+        item = await store.enqueue(new_queue_id(), env, b"x" * 600, claim=True)
+        runner.deliver_now(item, b"x" * 600)
+        assert runner.has_room(400) and not runner.has_room(401)
+        await runner.stop()
+        assert runner._handoff_bytes == 0
+
+    asyncio.run(main())
+    assert maildir_count(str(tmp_path), "bob") == 1

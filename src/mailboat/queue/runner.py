@@ -88,6 +88,9 @@ class QueueRunner:
             that still has deferred recipients (None: never).
         on_delay: the delay-warning hook (see DelayHook).
         concurrency: messages delivered at once; batch_size: most claimed per store call.
+            Remote transports bound their own connections per destination; this bounds the
+            whole (a message waiting for its outcome to be recorded still holds its slot).
+        handoff_bytes: most bytes of handed-over messages (deliver_now) held in memory at once.
         poll_interval: longest sleep between looks at the store.
         delivery_timeout: bound on one transport call; must stay below the store's lease.
     """
@@ -97,9 +100,10 @@ class QueueRunner:
                  retry_schedule: list[float] | tuple[float, ...] = retry.DEFAULT_SCHEDULE,
                  max_lifetime: float = retry.DEFAULT_MAX_LIFETIME,
                  logger: logging.Logger | None = None, on_final_failure: FinalFailureHook | None = None,
-                 concurrency: int = 50, batch_size: int = 100, poll_interval: float = 5.0,
+                 concurrency: int = 200, batch_size: int = 100, poll_interval: float = 5.0,
                  delivery_timeout: float = 240.0, on_success: FinalFailureHook | None = None,
-                 delay_warning: float | None = None, on_delay: DelayHook | None = None) -> None:
+                 delay_warning: float | None = None, on_delay: DelayHook | None = None,
+                 handoff_bytes: int = 64 << 20) -> None:
         self.store, self.router, self.transports = store, router, dict(transports)
         self.clock, self.schedule, self.max_lifetime = clock, tuple(retry_schedule), max_lifetime
         self.log = logger or logging.getLogger("mailboat.queue")
@@ -107,6 +111,8 @@ class QueueRunner:
         self.concurrency, self.batch_size = concurrency, batch_size
         self.poll_interval, self.delivery_timeout = poll_interval, delivery_timeout
         self.on_success, self.delay_warning, self.on_delay = on_success, delay_warning, on_delay
+        self.handoff_bytes = handoff_bytes
+        self._handoff_bytes = 0  # bytes of handed-over messages in flight
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
         self._backlog = False
@@ -168,9 +174,11 @@ class QueueRunner:
             task.add_done_callback(self._done)
         return len(items)
 
-    def has_room(self) -> bool:
-        """Whether deliver_now() would start at once (a free delivery slot, not stopping)."""
-        return not self._stopping and len(self._inflight) < self.concurrency
+    def has_room(self, size: int = 0) -> bool:
+        """Whether deliver_now() of a `size`-byte message would start at once: a free delivery
+        slot, room in the budget of handed-over bytes held in memory, not stopping."""
+        return (not self._stopping and len(self._inflight) < self.concurrency
+                and self._handoff_bytes + size <= self.handoff_bytes)
 
     def deliver_now(self, item: QueueItem, message: bytes) -> None:
         """Deliver a message this process just enqueued with `claim=True`, from its bytes in
@@ -181,7 +189,12 @@ class QueueRunner:
         the next start releases it) and the message is claimed like any other."""
         task = asyncio.get_running_loop().create_task(self._process(item, message))
         self._inflight.add(task)
+        self._handoff_bytes += len(message)
         task.add_done_callback(self._done)
+        task.add_done_callback(lambda _: self._release(len(message)))
+
+    def _release(self, size: int) -> None:
+        self._handoff_bytes -= size
 
     def _done(self, task: asyncio.Task) -> None:
         self._inflight.discard(task)

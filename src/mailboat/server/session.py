@@ -104,7 +104,7 @@ class ConnectionCounter:
 class Handoff(Protocol):
     """Who delivers a message the moment it is queued (QueueRunner): see `ServerContext.handoff`."""
 
-    def has_room(self) -> bool: ...
+    def has_room(self, size: int = 0) -> bool: ...
 
     def deliver_now(self, item: QueueItem, message: bytes) -> None: ...
 
@@ -535,7 +535,7 @@ class Session:
             "sasl_username": self.info.auth_user,
         })
         handoff = self.ctx.handoff
-        claim = handoff is not None and handoff.has_room()
+        claim = handoff is not None and handoff.has_room(len(data))
         try:
             item = await self.ctx.store.enqueue(queue_id, envelope, data, claim=claim)
         except QueueFullError as exc:
