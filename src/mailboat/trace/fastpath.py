@@ -21,12 +21,15 @@ import re
 from mailboat.trace.dates import FAST_DATE, fast_utc, slow_fields
 from mailboat.trace.hop import (
     IP,
+    Building,
+    PROTOCOL_TLS,
+    NO_HOST,
     TOKEN,
     UNKNOWN,
     Hop,
     inert_after_tcp_info,
-    make_hop,
     one_space,
+    protocol_tls,
     read_from,
     read_tls,
 )
@@ -89,6 +92,37 @@ def _fast_pattern(ascii_only: bool) -> re.Pattern[str]:
 
 FAST = _fast_pattern(False)
 FAST_ASCII = _fast_pattern(True)
+
+
+def _postfix_pattern() -> re.Pattern[str]:
+    r"""The Postfix/Sendmail/mailboat stamp, and nothing looser, for ASCII text:
+    ``from HELO (rDNS [IP]) (c)* by HOST [(c)] with PROTO (c)* id ID (c)* [for RCPT (c)*]; DATE``.
+
+    About half the real headers have exactly this shape, and this regex reads it in about half the
+    time of `FAST` (fewer groups, no alternation per clause, single-space separators). It accepts
+    a subset of what `FAST_ASCII` accepts, each group holding what FAST's group of the same role
+    would (same word and comment patterns; the rDNS also refuses ``=``, so "helo=" cannot be in
+    it; the with-type is one word that is not a keyword), so `read_postfix` can mirror `read_fast`
+    on it. Anything else (other keyword case, extra clauses, comments nested twice) fails here and
+    goes to `FAST`; a date not in the canonical form is taken as FAST takes it (its groups empty).
+    """
+    sp = r"\t\n\x0b\x0c\r\x1c-\x1f "
+    date = FAST_DATE.replace(r"\d", "[0-9]").replace(r"\s", f"[{sp}]")
+    word = rf"(?:[^{sp}()\";\\<\[]++|<[^<>()]*+>|\[[^\[\](){sp}]*+\])++"
+    c1 = r"\((?:[^()]++|\([^()]*+\))*+\)"
+    comments = rf"(?:[ \t]++{c1})*+"
+    keyword = "(?:" + "|".join("".join(f"[{c.upper()}{c}]" for c in k) for k in sorted(KEYWORDS)) + ")"
+    return re.compile(
+        rf"from (?P<helo>{word}) (?P<fromc>\((?P<rdns>[^{sp}@\[\]()=]++) \[(?:IPv6:)?(?P<ip>{IP})\]\))"
+        rf"(?P<fx>{comments})"
+        rf"[ \t]++by (?P<by>{word})(?: (?P<byc>\([^()]*+\)))?+"
+        rf"[ \t]++with (?P<with>(?!{keyword}[ \t])[A-Za-z0-9]++)(?P<withx>{comments})"
+        rf"[ \t]++id (?P<id>{word})(?P<idx>{comments})(?:[ \t]++for (?P<for>{word})(?P<forx>{comments}))?+"
+        rf";[ \t]*+(?P<date>(?:(?={date})|)[^;]*)\Z"
+    )
+
+
+POSTFIX = _postfix_pattern()
 _FAST_COMMENT = re.compile(r"\((?:[^()]++|\((?:[^()]++|\([^()]*+\))*+\))*+\)")
 
 
@@ -177,8 +211,8 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
         comments.append(" ".join(forc.split()) if "\t" in forc or "  " in forc else forc)
         if forx:
             _split_comments(forx, comments)
-    if from_word is None and by_host is None:
-        warnings.append("no 'from' or 'by' clause")
+    if by_host is None and helo is None and rdns is None and ip is None:
+        warnings.append("no 'from' or 'by' clause" if from_word is None else NO_HOST)
     if rcpt is not None:
         if "," in rcpt:
             warnings.append("several 'for' recipients; the first is kept")
@@ -191,8 +225,61 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
             warnings += date_warnings
     if tls_word is not None:
         tls, evidence = True, f"tls {tls_word}"
+    elif comments and ("TLS" in text or "SSL" in text or "cipher" in text or "Google" in text):
+        tls, evidence = read_tls(None, comments, protocol)  # (each comment is in `text`, FWS aside)
+    elif protocol is not None:
+        tls, evidence = PROTOCOL_TLS.get(protocol) or protocol_tls(protocol)
     else:
-        tls, evidence = read_tls(None, comments, protocol)
-    return make_hop(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, via, timestamp, date_text,
-                    tuple(dict.fromkeys(warnings)) if warnings else (),
-                    (("tls", tls_word),) if tls_word is not None else (), tuple(comments))
+        tls = evidence = None
+    hop = Building(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, via, timestamp, date_text,
+                   tuple(dict.fromkeys(warnings)) if warnings else (),
+                   (("tls", tls_word),) if tls_word is not None else (), tuple(comments))
+    hop.__class__ = Hop  # (hop.make_hop, inlined)
+    return hop
+
+
+def read_postfix(text: str, m: re.Match[str]) -> Hop | None:
+    """The hop for a `POSTFIX` match (what `read_fast` gives for the same text), or None when a
+    comment after the TCP-info one could change the from reading (`FAST` then reads it)."""
+    (helo, fromc, rdns, ip, fx, by_host, byc, protocol, withx, hop_id, idx, rcpt, forx, date_text,
+     wday, day, mon, year, hour, minute, sec, zone, zone_comment) = m.groups()
+    comments = [fromc]
+    if fx and not all(map(inert_after_tcp_info, _split_comments(fx, comments))):
+        return None
+    if byc is not None:
+        comments.append(" ".join(byc.split()) if "\t" in byc or "  " in byc else byc)
+    if withx:
+        _split_comments(withx, comments)
+    if idx:
+        _split_comments(idx, comments)
+    if forx:
+        _split_comments(forx, comments)
+    if helo.lower() in UNKNOWN:
+        helo = None
+    if rdns[-1] == "." and len(rdns) > 1:
+        rdns = rdns[:-1]
+    if rdns.lower() in UNKNOWN:
+        rdns = None
+    warnings: list[str] | tuple[str, ...] = ()
+    if rcpt is not None:
+        if "," in rcpt:
+            warnings = ["several 'for' recipients; the first is kept"]
+            rcpt = rcpt.split(",")[0].strip()
+        rcpt = rcpt.strip("<>") or None
+    timestamp = fast_utc(wday, day, mon, year, hour, minute, sec, zone, zone_comment) if day is not None else None
+    if timestamp is None:
+        timestamp, date_warnings, _ = slow_fields(date_text)
+        if date_warnings:
+            warnings = tuple(dict.fromkeys([*warnings, *date_warnings]))
+        elif warnings:
+            warnings = tuple(warnings)
+    elif warnings:
+        warnings = tuple(warnings)
+    if "TLS" in text or "SSL" in text or "cipher" in text or "Google" in text:
+        tls, evidence = read_tls(None, comments, protocol)  # (each comment is in `text`, FWS aside)
+    else:
+        tls, evidence = PROTOCOL_TLS.get(protocol) or protocol_tls(protocol)
+    hop = Building(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, None, timestamp, date_text,
+                   warnings, (), tuple(comments))
+    hop.__class__ = Hop
+    return hop

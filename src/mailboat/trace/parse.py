@@ -34,8 +34,8 @@ from datetime import datetime
 
 from mailboat.mail.headers import unfold
 from mailboat.trace.dates import date_value
-from mailboat.trace.fastpath import FAST, FAST_ASCII, KEYWORDS, read_fast
-from mailboat.trace.hop import TOKEN, Hop, make_hop, one_space, read_from, read_tls
+from mailboat.trace.fastpath import FAST, FAST_ASCII, KEYWORDS, POSTFIX, read_fast, read_postfix
+from mailboat.trace.hop import NO_HOST, TOKEN, Hop, make_hop, one_space, read_from, read_tls
 
 __all__ = ["Hop", "parse_received"]
 
@@ -95,8 +95,17 @@ def parse_received(value: str | bytes) -> Hop:
             text = unfold(value)
         if text[8:9] == ":" and text[:9].lower() == "received:":
             text = text[9:].lstrip()
-        if "\\" not in text and ";" in text:  # the fast regex needs a ";" and no quoted-pair
-            m = (FAST_ASCII if text.isascii() else FAST).match(text)
+        if "\\" not in text and ";" in text:  # the fast regexes need a ";" and no quoted-pair
+            if text.isascii():
+                if text[:5] == "from " and " with " in text:
+                    m = POSTFIX.match(text)
+                    if m is not None:
+                        hop = read_postfix(text, m)
+                        if hop is not None:
+                            return hop
+                m = FAST_ASCII.match(text)
+            else:
+                m = FAST.match(text)
             if m is not None:
                 hop = read_fast(text, m)
                 if hop is not None:
@@ -207,8 +216,8 @@ def _build(
     by_host = by.words[0] if by and by.words else None
     if by and len(by.words) > 1:
         warnings.append(f"extra words after 'by {by_host}': {' '.join(by.words[1:])[:40]!r}")
-    if "from" not in clauses and by is None:
-        warnings.append("no 'from' or 'by' clause")
+    if by_host is None and helo is None and rdns is None and ip is None:
+        warnings.append(NO_HOST if "from" in clauses or by is not None else "no 'from' or 'by' clause")
     with_ = clauses.get("with")
     protocol = " ".join(with_.words) if with_ and with_.words else None
     id_ = clauses.get("id")
