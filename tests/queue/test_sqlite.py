@@ -25,7 +25,9 @@ def test_durability_pragmas(tmp_path):
         store = SqliteQueueStore(path)
         conn = store._conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: the WAL is fsync'd per commit
+        # NORMAL: SQLite does not fsync at COMMIT; the writer fsyncs the WAL itself, outside the
+        # lock, before it answers (test_only_durable_batches_fsync).
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         await store.close()
         await store.close()  # idempotent
@@ -36,33 +38,57 @@ def test_durability_pragmas(tmp_path):
 
 
 def test_only_durable_batches_fsync(tmp_path, monkeypatch):
-    """An enqueue commits with synchronous=FULL (the 250 rests on it); a batch holding only lazy
-    writes (claims, delivery records, journey events) commits with NORMAL, no fsync in WAL mode."""
+    """An enqueue's batch ends with an fsync of the WAL, after COMMIT and outside the workers'
+    lock, before the caller hears back; a batch holding only lazy writes (claims, delivery
+    records, journey events) has none. SQLite itself never fsyncs at commit (NORMAL)."""
+    from mailboat.queue import groupcommit
+
     path = str(tmp_path / "q.sqlite")
-    seen: list[tuple[str, int]] = []
+    synced: list[str] = []
+    real = groupcommit._fsync
+
+    def counting(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(groupcommit, "_fsync", counting)
 
     async def main():
-        store = SqliteQueueStore(path)
-
-        def level(what):
-            def op(conn):
-                seen.append((what, conn.execute("PRAGMA synchronous").fetchone()[0]))
-            return op
-
+        store = SqliteQueueStore(path, shared=True)
+        level = await store._writer.submit(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
         qid = new_queue_id()
+        synced.clear()
         await store.enqueue(qid, ENV, b"x")
-        await store._writer.submit(level("after enqueue, lazy"), durable=False)
-        await store._writer.submit(level("durable"))
-        await asyncio.gather(store._writer.submit(level("mixed, lazy"), durable=False),
-                             store._writer.submit(level("mixed, durable")))
+        after_enqueue = list(synced)
+        await store._writer.submit(lambda c: None, durable=False)
         claimed = await store.claim_due(time.time() + 1, 10)
         await store.record_outcomes(qid, [], None)
+        after_lazy = list(synced)
         await store.close()
-        assert [i.queue_id for i in claimed] == [qid]
+        return level, after_enqueue, after_lazy, [i.queue_id for i in claimed], qid
 
     import time
+    level, after_enqueue, after_lazy, claimed, qid = asyncio.run(main())
+    assert level == 1  # NORMAL
+    assert after_enqueue == [path + "-wal"] and after_lazy == after_enqueue
+    assert claimed == [qid]
+
+
+def test_failed_wal_sync_fails_the_enqueue(tmp_path, monkeypatch):
+    from mailboat.queue import groupcommit
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    async def main():
+        store = SqliteQueueStore(str(tmp_path / "q.sqlite"))
+        await store.enqueue(new_queue_id(), ENV, b"warm-up")
+        monkeypatch.setattr(groupcommit, "_fsync", broken)
+        with pytest.raises(QueueError, match="sync failed"):
+            await store.enqueue(new_queue_id(), ENV, b"x")
+        await store.close()
+
     asyncio.run(main())
-    assert seen == [("after enqueue, lazy", 1), ("durable", 2), ("mixed, lazy", 2), ("mixed, durable", 2)]
 
 
 def test_disk_full_fails_only_the_big_message(tmp_path):

@@ -19,8 +19,16 @@ also what Postfix accepts when it unlinks a delivered queue file without an fsyn
 no durable operation commits with `PRAGMA synchronous=NORMAL` (no fsync in WAL mode); the next
 durable commit's fsync of the WAL carries its frames to disk too, since the WAL is one file
 appended in order. In a busy server the lazy writes mostly ride in durable batches anyway; what
-this saves is the fsync of the batches that hold only delivery records, and the flock() the
-workers' writers take turns on is held for a commit without an fsync.
+this saves is the fsync of the batches that hold only delivery records.
+
+The fsync outside the lock (`wal_path`): SQLite's own durable commit fsyncs the WAL while it
+holds the database's write lock, so with several worker processes each writer waits for the
+other's fsync before it may even start writing. Given the WAL's path, the writer commits with
+synchronous=NORMAL (the frames are written, the lock released at once) and then fsyncs the WAL
+itself before it resolves a durable batch: the callers still hear back only once their frames
+are on stable storage, while the next writer already appends, and the two fsyncs overlap. A
+checkpoint cannot undo this: SQLite syncs the WAL before copying frames out of it and syncs
+the database file before the WAL is reused.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 import queue as threadqueue
 import sqlite3
 import threading
@@ -38,6 +47,8 @@ from typing import Any
 from mailboat.queue.store import DuplicateQueueIdError, QueueError, QueueFullError, QueueWriteError, StoreStats
 
 log = logging.getLogger("mailboat.queue")
+
+_fsync = os.fsync  # an indirection for tests
 
 MAX_BATCH_OPS = 512
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # bounds one transaction's WAL growth and its latency
@@ -65,8 +76,13 @@ class GroupCommitWriter:
     """Owns `conn` (opened with isolation_level=None) and the thread that writes through it."""
 
     def __init__(self, conn: sqlite3.Connection, stats: StoreStats, name: str = "mailboat-queue-writer",
-                 lock_fd: int | None = None) -> None:
+                 lock_fd: int | None = None, wal_path: str | None = None) -> None:
         self._conn = conn
+        # Durable batches: fsync this file after COMMIT, outside the lock (module docstring).
+        self._wal_path = wal_path
+        self._wal_fd: int | None = None
+        if wal_path is not None:
+            conn.execute("PRAGMA synchronous=NORMAL")
         # Several processes writing one queue ([server] workers > 1): an flock() on this file
         # around each transaction. SQLite's own busy handler polls with sleeps of 1 to 100 ms; the
         # kernel wakes a flock waiter the moment the lock is free.
@@ -154,7 +170,7 @@ class GroupCommitWriter:
             if len(batch) > MAX_BATCH_OPS:
                 batch, carry = batch[:MAX_BATCH_OPS], batch[MAX_BATCH_OPS:]
             durable = any(op.durable for op in batch)
-            if durable != self._synchronous:
+            if self._wal_path is None and durable != self._synchronous:
                 self._conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
                 self._synchronous = durable
             if self._lock_fd is not None:
@@ -166,8 +182,31 @@ class GroupCommitWriter:
             finally:
                 if self._lock_fd is not None:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            if durable and self._wal_path is not None:
+                self._sync_wal(batch)
             self._resolve(batch)
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
         self._conn.close()
+
+    def _sync_wal(self, batch: list[_Op]) -> None:
+        """fsync the WAL after a durable batch committed with synchronous=NORMAL. A failure fails
+        the durable operations that had succeeded: committed but not known to be on disk, so
+        their callers must not promise anything (a retry may duplicate, nothing is lost)."""
+        try:
+            path_ino = os.stat(self._wal_path).st_ino  # type: ignore[arg-type]
+            if self._wal_fd is not None and os.fstat(self._wal_fd).st_ino != path_ino:
+                os.close(self._wal_fd)  # the WAL was deleted and made anew: sync the new one
+                self._wal_fd = None
+            if self._wal_fd is None:
+                self._wal_fd = os.open(self._wal_path, os.O_RDONLY | os.O_CLOEXEC)  # type: ignore[arg-type]
+            _fsync(self._wal_fd)
+        except OSError as exc:
+            log.error("queue: fsync of %s failed: %s", self._wal_path, exc)
+            error = QueueWriteError(f"queue sync failed: {exc}")
+            for op in batch:
+                if op.durable and op.error is None:
+                    op.result, op.error = None, error
 
     def _transaction(self, batch: list[_Op]) -> bool:
         """Run `batch` in one transaction. False: the whole transaction failed (rolled back)."""

@@ -9,9 +9,10 @@ commit is being fsync'd the next batch accumulates: 20 sessions finishing DATA t
 fsync rather than twenty. Claims are writes too (they set the lease), so they are serialised
 with everything else and a message can never be claimed twice at once.
 
-Durability: `journal_mode=WAL` with `synchronous=FULL`, so COMMIT returns only after the WAL is
-fsync'd (for enqueue and operator actions; records of delivery, leases and journey events are
-lazy writes, see groupcommit.py: losing one costs a duplicate delivery at worst). (NORMAL would skip that fsync and survive a process crash but not a power cut, which
+Durability: `journal_mode=WAL`; the writer commits with synchronous=NORMAL and fsyncs the WAL
+itself, outside the write lock, before it answers an enqueue or an operator action (see
+groupcommit.py; records of delivery, leases and journey events are lazy writes that skip the
+fsync: losing one costs a duplicate delivery at worst). (NORMAL would skip that fsync and survive a process crash but not a power cut, which
 would make our 250 untruthful.) Message bytes are a BLOB in the same transaction as the
 envelope, so one fsync covers both and a failed write leaves neither behind.
 
@@ -120,7 +121,8 @@ class SqliteQueueStore:
         # shared: other processes write this queue all the time (server workers); their writer
         # threads take turns through an flock() on PATH.lock (groupcommit.py).
         self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if shared else None
-        self._writer = GroupCommitWriter(self._conn, self.stats, lock_fd=self._lock_fd)
+        self._writer = GroupCommitWriter(self._conn, self.stats, lock_fd=self._lock_fd,
+                                         wal_path=self.path + "-wal")
         self.checkpointer = Checkpointer(self._connect) if checkpoint == "background" else None
 
     @classmethod
