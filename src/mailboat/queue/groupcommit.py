@@ -1,34 +1,40 @@
-"""Group commit for SQLite: one writer thread that runs every queued write in one transaction.
+"""Group commit for SQLite: many sessions' writes in one transaction, and one fsync for many
+transactions.
 
-Tasks on the event loop `submit()` a small function `fn(conn)`; the writer thread takes all that
-has accumulated, runs it inside a single `BEGIN IMMEDIATE ... COMMIT` with each function in its own
-SAVEPOINT (so one bad operation fails alone), and resolves the futures on their loop with one
-call_soon_threadsafe per batch after COMMIT returns. While one commit is being fsync'd the next
-batch accumulates, so N sessions finishing together cost one fsync, not N (performance.md: one
-fsync per message caps a queue near 1-2k/s; 32 records per sync reach 80k+/s).
+Tasks on the event loop `submit()` a small function `fn(conn)`. Everything submitted during one
+turn of the loop is run by one callback at the end of that turn, on the loop thread, inside a
+single `BEGIN IMMEDIATE ... COMMIT` with each function in its own SAVEPOINT (so one bad operation
+fails alone). The commit itself writes the WAL without an fsync (synchronous=NORMAL), so it takes
+well under a millisecond. Durability comes from one sync thread that fsyncs the WAL over and over
+while durable commits are waiting: each fsync covers every commit that finished before it began,
+and only then are those callers answered. So N sessions finishing together cost one fsync, not
+N (performance.md: one fsync per message caps a queue near 1-2k/s), and a commit never waits for
+another's fsync.
 
-A batch that fails at the database level (SQLITE_FULL, SQLITE_IOERR, ...) is rolled back and
-replayed one operation per transaction, so each caller gets its own verdict: a 100 MB message
-hitting a full disk must not fail the 1 KB messages that shared its commit. Errors reach callers
-as QueueFullError / QueueWriteError / DuplicateQueueIdError (integrity violations).
+Why the SQL runs on the loop thread and not in a writer thread of its own: every sqlite3 call
+releases the GIL and must win it back, and while the loop thread is busy with sessions each win
+can wait a whole switch interval (5 ms). A writer thread making a few calls per message turned a
+1 ms commit into 15-30 ms under load (measured); on the loop thread the calls cost what they
+cost, and the only hand-over left is the fsync, one per batch of commits.
 
 Durable and lazy writes: only what a promise rests on must reach the disk before its caller
 goes on (an enqueue: the 250 follows it). Recording that a message was delivered need not: if a
 crash loses that record, the message is delivered again (a duplicate, never a loss), which is
-also what Postfix accepts when it unlinks a delivered queue file without an fsync. A batch with
-no durable operation commits with `PRAGMA synchronous=NORMAL` (no fsync in WAL mode); the next
-durable commit's fsync of the WAL carries its frames to disk too, since the WAL is one file
-appended in order. In a busy server the lazy writes mostly ride in durable batches anyway; what
-this saves is the fsync of the batches that hold only delivery records.
+also what Postfix accepts when it unlinks a delivered queue file without an fsync. Lazy
+operations are answered at COMMIT; the next fsync carries their frames to disk too, since the
+WAL is one file appended in order.
 
-The fsync outside the lock (`wal_path`): SQLite's own durable commit fsyncs the WAL while it
-holds the database's write lock, so with several worker processes each writer waits for the
-other's fsync before it may even start writing. Given the WAL's path, the writer commits with
-synchronous=NORMAL (the frames are written, the lock released at once) and then fsyncs the WAL
-itself before it resolves a durable batch: the callers still hear back only once their frames
-are on stable storage, while the next writer already appends, and the two fsyncs overlap. A
-checkpoint cannot undo this: SQLite syncs the WAL before copying frames out of it and syncs
-the database file before the WAL is reused.
+Why the fsync of the WAL is ours and not SQLite's (synchronous=FULL fsyncs inside COMMIT, while
+holding the write lock): several worker processes write one queue, taking turns through an
+flock(); with the fsync outside the lock, one process appends while another syncs. A checkpoint
+cannot undo an acknowledged commit: SQLite syncs the WAL before copying frames out of it and
+syncs the database file before the WAL is reused.
+
+A batch that fails at the database level (SQLITE_FULL, SQLITE_IOERR, ...) is rolled back and
+replayed one operation per transaction, so each caller gets its own verdict: a 100 MB message
+hitting a full disk must not fail the 1 KB messages that shared its commit. Errors reach callers
+as QueueFullError / QueueWriteError / DuplicateQueueIdError (integrity violations); a failed
+fsync fails the durable operations it was to cover (committed, but nothing may be promised).
 """
 
 from __future__ import annotations
@@ -37,7 +43,6 @@ import asyncio
 import fcntl
 import logging
 import os
-import queue as threadqueue
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -60,7 +65,7 @@ class _Op:
     future: asyncio.Future | None  # None: fire-and-forget (journey events)
     loop: asyncio.AbstractEventLoop | None
     size: int = 0
-    durable: bool = True  # False: may commit without an fsync (see the module docstring)
+    durable: bool = True  # False: answered at COMMIT, without waiting for an fsync
     result: Any = None
     error: BaseException | None = None
 
@@ -73,125 +78,136 @@ def map_error(exc: sqlite3.Error) -> QueueError:
 
 
 class GroupCommitWriter:
-    """Owns `conn` (opened with isolation_level=None) and the thread that writes through it."""
+    """Owns `conn` (opened with isolation_level=None, check_same_thread=False): commits on the
+    loop thread, and the sync thread that fsyncs `wal_path` for durable commits."""
 
-    def __init__(self, conn: sqlite3.Connection, stats: StoreStats, name: str = "mailboat-queue-writer",
+    def __init__(self, conn: sqlite3.Connection, stats: StoreStats, name: str = "mailboat-queue-sync",
                  lock_fd: int | None = None, wal_path: str | None = None) -> None:
         self._conn = conn
-        # Durable batches: fsync this file after COMMIT, outside the lock (module docstring).
-        self._wal_path = wal_path
-        self._wal_fd: int | None = None
-        if wal_path is not None:
+        if wal_path is not None:  # COMMIT writes the WAL; the sync thread fsyncs it
             conn.execute("PRAGMA synchronous=NORMAL")
         # Several processes writing one queue ([server] workers > 1): an flock() on this file
         # around each transaction. SQLite's own busy handler polls with sleeps of 1 to 100 ms; the
         # kernel wakes a flock waiter the moment the lock is free.
         self._lock_fd = lock_fd
+        self._wal_path = wal_path
+        self._wal_fd: int | None = None
         self._stats = stats
-        self._ops: threadqueue.SimpleQueue[list[_Op] | None] = threadqueue.SimpleQueue()
-        # Ops submitted on an event loop during one loop iteration, handed over together by one
-        # call_soon callback: one put (one wake-up of the writer thread) per iteration, not per op.
+        # The connection is used by the loop thread and, rarely, by another thread (a reader
+        # setting a corrupt record aside): one at a time.
+        self._conn_lock = threading.Lock()
+        self._tx_thread: int | None = None  # the thread inside a transaction right now
+        # Ops submitted on an event loop during one turn, committed together by one callback.
         self._pending: list[_Op] = []
         self._pending_loop: asyncio.AbstractEventLoop | None = None
+        # Durable ops committed and waiting for the next fsync; guarded by _cond.
+        self._cond = threading.Condition()
+        self._unsynced: list[_Op] = []
+        self._stopping = False
         self.closed = False
-        self._synchronous = True  # the connection was opened with synchronous=FULL
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._sync_loop, name=name, daemon=True)
         self._thread.start()
 
     def in_writer_thread(self) -> bool:
-        return threading.current_thread() is self._thread
+        """True inside an operation's fn (the transaction is open on this thread)."""
+        return self._tx_thread == threading.get_ident()
 
     def submit(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0,
                wait: bool = True, durable: bool = True) -> asyncio.Future | None:
-        """Queue `fn` for the next transaction. With wait, a future for its result (resolved
-        after COMMIT); without, errors are only logged. `size` (bytes) bounds batch growth.
-        durable=False: the commit may skip the fsync (a lost write must cost a duplicate at
-        worst, see the module docstring); journey events (wait=False) are never durable."""
+        """Queue `fn` for this loop turn's transaction. With wait, a future for its result
+        (resolved after COMMIT, and for a durable op after the fsync that covers it); without,
+        errors are only logged. `size` (bytes) bounds a transaction's growth. durable=False:
+        answered at COMMIT (a lost write must cost a duplicate at worst); journey events
+        (wait=False) are never durable."""
         if self.closed:
             raise QueueError("queue store is closed")
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is None:  # another thread (a reader setting a record aside): straight in
+        if running is None:  # another thread (a reader setting a record aside): run it now
             if wait:
                 raise RuntimeError("submit(wait=True) needs a running event loop")
-            self._ops.put([_Op(fn, None, None, size, False)])
+            self._commit([_Op(fn, None, None, size, False)])
             return None
-        loop = running if wait else None
         future = running.create_future() if wait else None
-        op = _Op(fn, future, loop, size, durable and wait)
+        op = _Op(fn, future, running if wait else None, size, durable and wait)
         if self._pending_loop is running:
             self._pending.append(op)
         elif self._pending_loop is None:
             self._pending, self._pending_loop = [op], running
             running.call_soon(self._hand_over)
-        else:  # ops of another loop are waiting for their hand-over: go alone
-            self._ops.put([op])
+        else:  # ops of another loop are waiting for their turn: go alone
+            running.call_soon(self._commit, [op])
         return future
 
     def _hand_over(self) -> None:
         batch, self._pending, self._pending_loop = self._pending, [], None
-        if batch:
-            self._ops.put(batch)
+        start, nbytes = 0, 0
+        for i, op in enumerate(batch):  # bounded transactions: MAX_BATCH_OPS and _BYTES
+            nbytes += op.size
+            if i + 1 - start >= MAX_BATCH_OPS or nbytes >= MAX_BATCH_BYTES:
+                self._commit(batch[start:i + 1])
+                start, nbytes = i + 1, 0
+        if start < len(batch):
+            self._commit(batch[start:])
 
-    async def close(self) -> None:
-        """Run everything already submitted, then stop the thread and close the connection."""
-        if self.closed:
-            return
-        self.closed = True
-        self._hand_over()
-        self._ops.put(None)
-        await asyncio.to_thread(self._thread.join)
-
-    def _run(self) -> None:
-        stop = False
-        carry: list[_Op] = []
-        while not stop or carry:
-            if carry:
-                batch, carry = carry, []
-            else:
-                first = self._ops.get()
-                if first is None:
-                    break
-                batch = first
-            nbytes = sum(op.size for op in batch)
-            # Take everything that queued up while the previous commit was being fsync'd.
-            while not stop and len(batch) < MAX_BATCH_OPS and nbytes < MAX_BATCH_BYTES:
-                try:
-                    ops = self._ops.get_nowait()
-                except threadqueue.Empty:
-                    break
-                if ops is None:
-                    stop = True
-                    break
-                batch.extend(ops)
-                nbytes += sum(op.size for op in ops)
-            if len(batch) > MAX_BATCH_OPS:
-                batch, carry = batch[:MAX_BATCH_OPS], batch[MAX_BATCH_OPS:]
-            durable = any(op.durable for op in batch)
-            if self._wal_path is None and durable != self._synchronous:
-                self._conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
-                self._synchronous = durable
+    def _commit(self, batch: list[_Op]) -> None:
+        """Run `batch` in one transaction (replayed alone on a database-level failure), answer
+        the lazy ops and pass the durable ones to the sync thread."""
+        with self._conn_lock:
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._tx_thread = threading.get_ident()
             try:
                 if not self._transaction(batch) and len(batch) > 1:
                     for op in batch:  # replay alone so each caller gets its own verdict
                         self._transaction([op])
             finally:
+                self._tx_thread = None
                 if self._lock_fd is not None:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            if durable and self._wal_path is not None:
-                self._sync_wal(batch)
-            self._resolve(batch)
+        durable = [op for op in batch if op.durable and op.error is None]
+        if durable and self._wal_path is not None:
+            with self._cond:
+                self._unsynced.extend(durable)
+                self._cond.notify()
+            answer_now = [op for op in batch if not (op.durable and op.error is None)]
+        else:
+            answer_now = batch
+        _resolve(answer_now)
+
+    async def close(self) -> None:
+        """Commit what is pending, wait for its fsync, then stop and close the connection."""
+        if self.closed:
+            return
+        if self._pending_loop is not None:
+            self._hand_over()
+        self.closed = True
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        await asyncio.to_thread(self._thread.join)
         if self._wal_fd is not None:
             os.close(self._wal_fd)
-        self._conn.close()
+            self._wal_fd = None
+        with self._conn_lock:
+            self._conn.close()
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._unsynced and not self._stopping:
+                    self._cond.wait()
+                if not self._unsynced:
+                    return  # stopping, nothing left to sync
+                batch, self._unsynced = self._unsynced, []
+            self._sync_wal(batch)
+            _resolve(batch)
 
     def _sync_wal(self, batch: list[_Op]) -> None:
-        """fsync the WAL after a durable batch committed with synchronous=NORMAL. A failure fails
-        the durable operations that had succeeded: committed but not known to be on disk, so
+        """fsync the WAL: every commit that finished before this call is then on disk. A failure
+        fails the durable operations waiting for it: committed but not known to be on disk, so
         their callers must not promise anything (a retry may duplicate, nothing is lost)."""
         try:
             path_ino = os.stat(self._wal_path).st_ino  # type: ignore[arg-type]
@@ -205,8 +221,7 @@ class GroupCommitWriter:
             log.error("queue: fsync of %s failed: %s", self._wal_path, exc)
             error = QueueWriteError(f"queue sync failed: {exc}")
             for op in batch:
-                if op.durable and op.error is None:
-                    op.result, op.error = None, error
+                op.result, op.error = None, error
 
     def _transaction(self, batch: list[_Op]) -> bool:
         """Run `batch` in one transaction. False: the whole transaction failed (rolled back)."""
@@ -275,20 +290,30 @@ class GroupCommitWriter:
         self._stats.largest_batch = max(self._stats.largest_batch, 1)
         return True
 
-    @staticmethod
-    def _resolve(batch: list[_Op]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
-        for op in batch:
-            if op.future is None:
-                if op.error is not None:
-                    log.warning("queue: background write failed: %s", op.error)
-                continue
-            by_loop.setdefault(op.loop, []).append(op)  # type: ignore[arg-type]
-        for loop, ops in by_loop.items():
-            try:  # one wake-up of each loop per batch, not one per message
-                loop.call_soon_threadsafe(_settle, ops)
-            except RuntimeError:
-                pass  # that loop is closed: nobody is waiting any more
+
+
+def _resolve(batch: list[_Op]) -> None:
+    """Answer each op on its loop: directly on the loop thread, otherwise one
+    call_soon_threadsafe per loop (one wake-up per batch, not one per message)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
+    for op in batch:
+        if op.future is None:
+            if op.error is not None:
+                log.warning("queue: background write failed: %s", op.error)
+            continue
+        by_loop.setdefault(op.loop, []).append(op)  # type: ignore[arg-type]
+    for loop, ops in by_loop.items():
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            _settle(ops)
+            continue
+        try:
+            loop.call_soon_threadsafe(_settle, ops)
+        except RuntimeError:
+            pass  # that loop is closed: nobody is waiting any more
 
 
 def _settle(ops: list[_Op]) -> None:

@@ -3,10 +3,10 @@
 Theory of operation
 -------------------
 Every write (enqueue, claim, outcomes, hold, events, ...) is a small function handed to the
-group-commit writer (`groupcommit.py`): ONE thread on ONE connection that runs whatever has
-accumulated in a single transaction and resolves the callers' futures after COMMIT. While one
-commit is being fsync'd the next batch accumulates: 20 sessions finishing DATA together cost one
-fsync rather than twenty. Claims are writes too (they set the lease), so they are serialised
+group-commit writer (`groupcommit.py`): ONE connection on which everything submitted in one turn
+of the event loop runs in a single transaction, and one sync thread whose fsync of the WAL
+answers every durable commit that finished before it began: 20 sessions finishing DATA together
+cost one fsync rather than twenty. Claims are writes too (they set the lease), so they are serialised
 with everything else and a message can never be claimed twice at once.
 
 Durability: `journal_mode=WAL`; the writer commits with synchronous=NORMAL and fsyncs the WAL
