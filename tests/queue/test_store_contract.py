@@ -163,9 +163,16 @@ def test_enqueue_claimed_is_leased_to_the_caller(backend):
         assert [i.queue_id for i in await store.claim_due(T0 + 1, 10)] == [b]  # a is leased
         assert [i.queue_id for i in await store.claim_due(T0 + 60.5, 10)] == [a]  # its lease is over, b's not
         await store.record_outcomes(a, [outcome("a@x.test", RecipientState.DELIVERED, T0 + 2),
-                                        outcome("c@x.test", RecipientState.DELIVERED, T0 + 2)], None)
+                                        outcome("c@x.test", RecipientState.DELIVERED, T0 + 2)], None,
+                                    claimed=mine)
         assert await store.get(a) is None
         assert [e.kind for e in await store.events(a)] == ["queued", "finished"]
+        # With the claimed item as the hint, a message deleted meanwhile is still left alone.
+        gone = await store.enqueue(new_queue_id(), envelope("d@x.test"), b"3", claim=True)
+        assert await store.delete(gone.queue_id, T0 + 3)
+        await store.record_outcomes(gone.queue_id, [outcome("d@x.test", RecipientState.DEFERRED, T0 + 4)],
+                                    T0 + 100, claimed=gone)
+        assert await store.get(gone.queue_id) is None
     run(factory, body)
 
 

@@ -85,7 +85,8 @@ class MemoryQueueStore:
         return claimed
 
     async def record_outcomes(
-        self, queue_id: str, outcomes: list[RecipientOutcome], next_attempt: float | None
+        self, queue_id: str, outcomes: list[RecipientOutcome], next_attempt: float | None,
+        claimed: QueueItem | None = None,
     ) -> None:
         self._check_open()
         item = self._items.get(queue_id)

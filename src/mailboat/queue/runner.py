@@ -322,7 +322,7 @@ class QueueRunner:
                 await self.store.record_event(item.queue_id, detail.pop("at"), "delivery", detail)
             except Exception as exc:
                 self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
-        await self.store.record_outcomes(item.queue_id, outcomes, next_time)
+        await self.store.record_outcomes(item.queue_id, outcomes, next_time, claimed=item)
         if not any(r.state.is_open for r in apply_outcomes(item.recipients, outcomes)):
             self.log.info("%s: removed", item.queue_id)
 

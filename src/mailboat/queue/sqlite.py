@@ -280,18 +280,22 @@ class SqliteQueueStore:
         return await self._write(op, durable=False)
 
     async def record_outcomes(self, queue_id: str, outcomes: list[RecipientOutcome],
-                              next_attempt: float | None) -> None:
+                              next_attempt: float | None, claimed: QueueItem | None = None) -> None:
         at = max((o.at for o in outcomes), default=self._clock())
         self._prefetched.pop(queue_id, None)  # delivered from it (or it was never loaded)
 
         def op(conn: sqlite3.Connection) -> None:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
-                               (queue_id,)).fetchone()
-            if row is None:
-                return  # deleted (or set aside) while it was being delivered
-            item = self._decode_row(row)
+            item: QueueItem | None
+            if claimed is not None:  # current, by the lease: only check the row is still there
+                row = conn.execute("SELECT 1 FROM message WHERE queue_id = ? AND status != 'corrupt'",
+                                   (queue_id,)).fetchone()
+                item = claimed if row is not None else None
+            else:
+                row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
+                                   (queue_id,)).fetchone()
+                item = self._decode_row(row) if row is not None else None
             if item is None:
-                return
+                return  # deleted (or set aside) while it was being delivered
             recipients = apply_outcomes(item.recipients, outcomes)
             if not any(r.state.is_open for r in recipients):
                 done = QueueItem(queue_id, item.envelope, item.size, item.arrival, at,

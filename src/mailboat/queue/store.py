@@ -107,9 +107,14 @@ class QueueStore(Protocol):
         ...
 
     async def record_outcomes(
-        self, queue_id: str, outcomes: list[RecipientOutcome], next_attempt: float | None
+        self, queue_id: str, outcomes: list[RecipientOutcome], next_attempt: float | None,
+        claimed: QueueItem | None = None,
     ) -> None:
         """Record one delivery run atomically and release the lease.
+
+        `claimed`: the item as the caller claimed it. Its lease means nobody else has written
+        outcomes since, so a backend may use its recipients instead of reading and decoding the
+        stored record (it must still ignore a message deleted or set aside meanwhile).
 
         Each outcome updates its recipient's state and appends to its attempt history (see
         model.apply_outcomes for alias expansions). The run counter goes up by one. If open
