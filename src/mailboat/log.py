@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import logging.handlers
 import os
 import queue
 import re
@@ -54,24 +53,80 @@ class PostfixFormatter(logging.Formatter):
 BATCH_DELAY = 0.05  # seconds a log record may wait on the event loop thread before its hand-over
 
 
-class _EnqueueHandler(logging.handlers.QueueHandler):
-    """Hands records to the writer thread as they are: no formatting on the event loop.
+class _Writer:
+    """The thread that writes log text: one write (and flush) per batch of lines.
 
-    On an event loop thread the records of BATCH_DELAY seconds go over together (one list, one
-    put, one wake-up of the writer thread, by a call_later callback) instead of one put each: a
-    put wakes the writer thread, and on these VMs that hand-off (a futex wake, a GIL hand-over)
-    cost more than making the record (profile: 5-11 % of the loop thread). Elsewhere (worker
-    threads, no loop) a record goes at once. flush_logging() hands over what is still waiting.
+    It only writes: lines are formatted before they reach it. Python code on a second thread
+    competes with the event loop for the GIL, and each of its system calls must win the GIL back
+    (up to a 5 ms switch interval while the loop is busy); a thread that formatted and wrote
+    record by record cost the loop more than the records themselves.
     """
 
-    def __init__(self, records: queue.SimpleQueue) -> None:
-        super().__init__(records)
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._texts: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="mailboat-log-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, text: str) -> None:
+        self._texts.put(text)
+
+    def _run(self) -> None:
+        while True:
+            text = self._texts.get()
+            if text is None:
+                return
+            parts = [text]
+            while True:  # take whatever else is waiting: one write for all of it
+                try:
+                    more = self._texts.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._write("".join(parts))
+                    return
+                parts.append(more)
+            self._write("".join(parts))
+
+    def _write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # a full disk or a closed stderr must not take the server down
+
+    def stop(self) -> None:
+        self._texts.put(None)
+        self._thread.join()
+        if self._stream is not sys.stderr:
+            try:
+                self._stream.close()
+            except OSError:
+                pass
+
+
+class _BatchHandler(logging.Handler):
+    """Formats records and hands the text to the _Writer.
+
+    On an event loop thread the records of BATCH_DELAY seconds are formatted and handed over
+    together by one call_later callback (one put, one wake-up of the writer thread) instead of
+    one each: on these VMs that hand-off (a futex wake, a GIL hand-over) cost more than making
+    the record (profile: 5-11 % of the loop thread). Elsewhere (worker threads, no loop) a record
+    goes at once. flush() hands over what is still waiting.
+    """
+
+    def __init__(self, writer: _Writer, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self._writer = writer
         self._batch: list[logging.LogRecord] = []
         self._batch_loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
+    def handle(self, record: logging.LogRecord) -> bool:  # no lock: emit() is thread-aware
+        if self.filter(record):
+            self.emit(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         pending = self._batch_loop
@@ -80,7 +135,7 @@ class _EnqueueHandler(logging.handlers.QueueHandler):
                 if threading.get_ident() == self._loop_thread:
                     self._batch.append(record)
                 else:  # another thread while a loop collects: alone
-                    self.queue.put_nowait([record])
+                    self._writer.put(self._text([record]))
                 return
             self._hand_over()  # that loop stopped before its hand-over ran
         try:
@@ -88,7 +143,7 @@ class _EnqueueHandler(logging.handlers.QueueHandler):
         except RuntimeError:
             loop = None
         if loop is None:
-            self.queue.put_nowait([record])
+            self._writer.put(self._text([record]))
             return
         self._batch, self._batch_loop, self._loop_thread = [record], loop, threading.get_ident()
         try:
@@ -96,33 +151,34 @@ class _EnqueueHandler(logging.handlers.QueueHandler):
         except RuntimeError:  # the loop is closing
             self._hand_over()
 
+    def _text(self, records: list[logging.LogRecord]) -> str:
+        lines = []
+        for record in records:
+            try:
+                lines.append(self.format(record) + "\n")
+            except Exception:  # a bad format string in one call must not lose the others
+                lines.append(f"mailboat: unprintable log record from {record.name}\n")
+        return "".join(lines)
+
     def _hand_over(self) -> None:
         batch, self._batch, self._batch_loop, self._loop_thread = self._batch, [], None, None
         if batch:
-            self.queue.put_nowait(batch)
+            self._writer.put(self._text(batch))
 
     def flush(self) -> None:
         if self._batch:
             self._hand_over()
 
 
-class _BatchListener(logging.handlers.QueueListener):
-    """QueueListener whose queue carries lists of records (see _EnqueueHandler)."""
-
-    def handle(self, records: list[logging.LogRecord]) -> None:  # type: ignore[override]
-        for record in records:
-            super().handle(record)
-
-
-_listener: logging.handlers.QueueListener | None = None
+_writer: _Writer | None = None
 _settings: tuple[str, str] | None = None
 
 
 def reopen_after_fork() -> None:
     """Start logging again as setup_logging() last set it up (after flush_logging() and a fork:
     the writer thread does not survive fork, and the PID in each line must be this process's)."""
-    global _listener
-    _listener = None  # a thread of the parent's, if any: not ours to stop
+    global _writer
+    _writer = None  # a thread of the parent's, if any: not ours to stop
     if _settings is not None:
         setup_logging(*_settings)
 
@@ -130,25 +186,23 @@ def reopen_after_fork() -> None:
 def setup_logging(file: str = "", level: str = "info") -> None:
     """Postfix-style lines to stderr or a file, written by a thread of their own.
 
-    The event loop only enqueues records: formatting and the write happen on the writer thread,
-    so a slow disk or a stderr pipe nobody reads cannot stall SMTP sessions.
+    The event loop formats each batch of records once per BATCH_DELAY; the write happens on the
+    writer thread, so a slow disk or a stderr pipe nobody reads cannot stall SMTP sessions.
     """
-    global _listener, _settings
+    global _writer, _settings
     _settings = (file, level)
     # Facts we never log; skipping them saves a stack walk per record (the hot path logs a lot).
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger("mailboat")
     for handler in list(root.handlers):
+        handler.flush()
         root.removeHandler(handler)
-    if _listener is not None:
-        _listener.stop()
-    target: logging.Handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
-    target.setFormatter(PostfixFormatter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _listener = _BatchListener(records, target)
-    _listener.start()
-    root.addHandler(_EnqueueHandler(records))
+    if _writer is not None:
+        _writer.stop()
+    stream = open(file, "a", encoding="utf-8", errors="backslashreplace") if file else sys.stderr
+    _writer = _Writer(stream)
+    root.addHandler(_BatchHandler(_writer, PostfixFormatter()))
     root.setLevel(level.upper())
     root.propagate = False
 
@@ -156,9 +210,9 @@ def setup_logging(file: str = "", level: str = "info") -> None:
 @atexit.register
 def flush_logging() -> None:
     """Write out what is still queued (at exit, and before a one-line CLI error)."""
-    global _listener
+    global _writer
     for handler in logging.getLogger("mailboat").handlers:
         handler.flush()  # records of this loop iteration still waiting for their hand-over
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    if _writer is not None:
+        _writer.stop()
+        _writer = None

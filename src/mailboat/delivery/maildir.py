@@ -39,7 +39,6 @@ import itertools
 import os
 import re
 import socket
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor

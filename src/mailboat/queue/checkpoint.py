@@ -60,7 +60,7 @@ class Checkpointer:
 
     def run_once(self, conn: sqlite3.Connection) -> None:
         try:
-            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if copied > 0:
                 self.checkpoints += 1
             if frames >= self._restart_frames:

@@ -14,6 +14,7 @@ no clock). Client-supplied strings reach logs only through `log.safe`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -137,6 +138,7 @@ class ServerContext:
         return os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else None
 
 
+@functools.lru_cache(maxsize=1024)  # the same clients connect again and again
 def _is_local(ip: str) -> bool:
     if not ip:
         return True  # a unix socket
