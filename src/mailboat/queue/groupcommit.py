@@ -209,11 +209,10 @@ class GroupCommitWriter:
         """fsync the WAL: every commit that finished before this call is then on disk. A failure
         fails the durable operations waiting for it: committed but not known to be on disk, so
         their callers must not promise anything (a retry may duplicate, nothing is lost)."""
+        # The WAL file lives as long as a connection is open (SQLite removes it with the last
+        # one), and ours is open until close(): one descriptor serves for good. Every system
+        # call here is a GIL hand-over, so there is no stat() per sync to check it.
         try:
-            path_ino = os.stat(self._wal_path).st_ino  # type: ignore[arg-type]
-            if self._wal_fd is not None and os.fstat(self._wal_fd).st_ino != path_ino:
-                os.close(self._wal_fd)  # the WAL was deleted and made anew: sync the new one
-                self._wal_fd = None
             if self._wal_fd is None:
                 self._wal_fd = os.open(self._wal_path, os.O_RDONLY | os.O_CLOEXEC)  # type: ignore[arg-type]
             _fsync(self._wal_fd)
