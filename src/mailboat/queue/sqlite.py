@@ -1,4 +1,4 @@
-"""SQLite QueueStore: the single-node durable queue (stdlib sqlite3, WAL, one writer thread).
+"""SQLite QueueStore: the single-node durable queue (stdlib sqlite3, WAL, group commit).
 
 Theory of operation
 -------------------
@@ -127,7 +127,7 @@ class SqliteQueueStore:
 
     @classmethod
     def prepare(cls, path: str) -> None:
-        """Create or upgrade the queue file without starting a writer thread (before forking)."""
+        """Create or upgrade the queue file without starting the sync thread (before forking)."""
         self = cls.__new__(cls)
         self.path = str(path)
         self._checkpoint = "auto"
@@ -232,7 +232,7 @@ class SqliteQueueStore:
 
     async def enqueue(self, queue_id: str, envelope: Envelope, message: bytes, *,
                       claim: bool = False) -> QueueItem | None:
-        # Encode on the loop thread: the writer thread's time is the shared resource.
+        # Encode before the operation: it runs inside the transaction, which other sessions wait for.
         env = codec.encode_envelope(envelope)
         arrival = self._clock()
         lease_until = arrival + self._lease if claim else 0.0
