@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 
 from mailboat import __version__
@@ -35,6 +36,7 @@ from mailboat.policy.filters.submission import ListenerRequirementsFilter
 from mailboat.queue.bounce import Bouncer
 from mailboat.queue.runner import QueueRunner
 from mailboat.queue.sqlite import SqliteQueueStore
+from mailboat.queue.store import QueueError
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.router import Router
 from mailboat.server.listener import Listener
@@ -187,9 +189,12 @@ class Server:
             self.listeners.append(listener)
         if self.run_queue:
             self.runner.start()
+            if config.queue.journey_keep is not None:
+                self._pruner = loop.create_task(prune_journeys(self.store, config.queue.journey_keep))
         log.info("daemon started -- version %s, configuration %s", __version__, config.data_dir)
 
     _wake_pending = False
+    _pruner: asyncio.Task | None = None
 
     def _woken(self) -> None:
         try:
@@ -215,6 +220,9 @@ class Server:
     async def stop(self) -> None:
         if self.wake_fd is not None and self.run_queue:
             asyncio.get_running_loop().remove_reader(self.wake_fd)
+        if self._pruner is not None:
+            self._pruner.cancel()
+            await asyncio.gather(self._pruner, return_exceptions=True)
         for listener in self.listeners:
             await listener.stop()
         if self.runner is not None:
@@ -242,6 +250,27 @@ class Server:
             lines.append(f"  swaks --server {host.strip('[]')}:{port} --to postmaster@{domain}")
             lines.append(f"  then look in {self.config.data_dir}/mail/{domain}/postmaster/new/")
         return "\n".join(lines)
+
+
+PRUNE_EVERY = 3600.0  # seconds between journey prunes
+
+
+async def prune_journeys(store: SqliteQueueStore, keep: float, *, every: float = PRUNE_EVERY,
+                         clock=time.time) -> None:
+    """Forget journey events older than `keep` seconds of messages that left the queue, now and
+    every `every` seconds, a bounded batch at a time (each batch is one short transaction on
+    the event loop, so sessions go on between them)."""
+    while True:
+        pruned = 0
+        try:
+            while (count := await store.prune_events(clock() - keep)) > 0:
+                pruned += count
+                await asyncio.sleep(0)
+        except QueueError as exc:
+            log.warning("journey: pruning failed, next try in %.0f s: %s", every, exc)
+        if pruned:
+            log.info("journey: forgot %d events older than %.0f days", pruned, keep / 86400)
+        await asyncio.sleep(every)
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None, *, sockets: list[list] | None = None,

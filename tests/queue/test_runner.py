@@ -314,3 +314,26 @@ def test_handoff_byte_budget(tmp_path):
 
     asyncio.run(main())
     assert maildir_count(str(tmp_path), "bob") == 1
+
+
+def test_prune_journeys_runs_at_start_and_logs(caplog):
+    """The server's pruning task (app.prune_journeys) forgets old journeys at once, then sleeps."""
+    from mailboat.app import prune_journeys
+
+    store = MemoryQueueStore(clock=lambda: 1_000.0)
+
+    async def main():
+        qid = await enqueue(store, "bob@x.test")
+        await store.finish(qid, 1_001.0)
+        task = asyncio.get_running_loop().create_task(
+            prune_journeys(store, keep=86400, every=3600, clock=lambda: 1_000.0 + 2 * 86400))
+        for _ in range(100):
+            if not await store.events(qid):
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return await store.events(qid)
+
+    with caplog.at_level(logging.INFO, logger="mailboat.master"):
+        assert asyncio.run(main()) == []
+    assert "journey: forgot 2 events older than 1 days" in caplog.text

@@ -339,3 +339,26 @@ def test_operator_actions(backend):
         kinds = [e.kind for e in await store.events(qid)]
         assert kinds[-1] == "deleted" and "hold" in kinds and "release" in kinds and "retry" in kinds
     run(factory, body)
+
+
+def test_prune_events_forgets_old_journeys_of_finished_messages(backend):
+    """prune_events() drops the events older than `before` of messages that left the queue, in
+    bounded batches, and never touches a message still queued (even an old, held one)."""
+    factory, _, clock = backend
+
+    async def body(store):
+        done, held, fresh = new_queue_id(), new_queue_id(), new_queue_id()
+        await store.enqueue(done, envelope("a@x.test"), b"1")
+        await store.record_outcomes(done, [outcome("a@x.test", RecipientState.DELIVERED, T0 + 1)], None)
+        await store.enqueue(held, envelope("b@x.test"), b"2")
+        assert await store.hold(held, T0 + 2)
+        clock.now = T0 + 1000
+        await store.enqueue(fresh, envelope("c@x.test"), b"3")
+        await store.finish(fresh, T0 + 1001)
+        assert await store.prune_events(T0 + 500, limit=1) == 1  # bounded
+        while await store.prune_events(T0 + 500, limit=1):
+            pass
+        assert await store.events(done) == []
+        assert [e.kind for e in await store.events(held)] == ["queued", "hold"]
+        assert [e.kind for e in await store.events(fresh)] == ["queued", "finished"]
+    run(factory, body)

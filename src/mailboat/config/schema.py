@@ -181,6 +181,7 @@ class Queue(_Section):
     retry: list[Duration] = [60, 300, 900, 1800, 3600, 7200, 14400]  # then every last step
     max_lifetime: Duration = 5 * 86400  # then bounce
     delay_warning: OptionalDuration = 4 * 3600  # "" = none
+    journey_keep: OptionalDuration = 30 * 86400  # journey events of finished messages; "" = forever
 
     @model_validator(mode="after")
     def _check(self) -> Queue:

@@ -158,6 +158,21 @@ class MemoryQueueStore:
     def _add_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
         self._events.setdefault(queue_id, []).append(QueueEvent(queue_id, at, kind, detail))
 
+    async def prune_events(self, before: float, limit: int = 1000) -> int:
+        self._check_open()
+        old = sorted((e.at, qid, i) for qid, events in self._events.items() if qid not in self._items
+                     for i, e in enumerate(events) if e.at < before)[:limit]
+        doomed: dict[str, set[int]] = {}
+        for _, qid, i in old:
+            doomed.setdefault(qid, set()).add(i)
+        for qid, indexes in doomed.items():
+            kept = [e for i, e in enumerate(self._events[qid]) if i not in indexes]
+            if kept:
+                self._events[qid] = kept
+            else:
+                del self._events[qid]
+        return len(old)
+
     async def events(self, queue_id: str) -> list[QueueEvent]:
         return sorted(self._events.get(queue_id, []), key=lambda e: e.at)
 

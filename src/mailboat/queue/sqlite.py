@@ -379,6 +379,19 @@ class SqliteQueueStore:
         text = json.dumps(detail, ensure_ascii=False)
         self._writer.submit(lambda conn: _insert_event(conn, queue_id, at, kind, text), wait=False)
 
+    async def prune_events(self, before: float, limit: int = 1000) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            # Ids grow with time: the first id at or after `before` bounds the old ones, found by
+            # walking the primary key from the oldest (no index on `at` to keep up at every
+            # insert); then the oldest `limit` of them whose message has left the queue.
+            row = conn.execute("SELECT id FROM event WHERE at >= ? ORDER BY id LIMIT 1", (before,)).fetchone()
+            cut = row[0] if row is not None else (1 << 62)
+            return conn.execute(
+                "DELETE FROM event WHERE id IN (SELECT id FROM event WHERE id < ? "
+                "AND queue_id NOT IN (SELECT queue_id FROM message) ORDER BY id LIMIT ?)", (cut, limit)).rowcount
+
+        return await self._write(op, durable=False)
+
     async def events(self, queue_id: str) -> list[QueueEvent]:
         rows = await self._read(lambda c: c.execute(
             "SELECT at, kind, detail FROM event WHERE queue_id = ? ORDER BY at, id", (queue_id,)).fetchall())

@@ -163,6 +163,12 @@ class QueueStore(Protocol):
         """Append a journey event (detail must be JSON-serialisable). Does not wait for disk."""
         ...
 
+    async def prune_events(self, before: float, limit: int = 1000) -> int:
+        """Forget up to `limit` journey events older than `before` of messages no longer queued,
+        oldest first; returns how many went (call again while it returns `limit`). Bounded so
+        that one call never holds the queue for long."""
+        ...
+
     async def events(self, queue_id: str) -> list[QueueEvent]:
         """All journey events of a message, oldest first, also after it finished."""
         ...
