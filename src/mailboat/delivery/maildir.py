@@ -200,14 +200,14 @@ class MaildirTransport:
             try:
                 written = self._write_all_tmp(batch)
                 # One syncfs: this batch's file data AND the previous batch's renames durable.
-                synced = set(map(id, await asyncio.to_thread(self._syncfs_all, written + carried, False)))
+                synced = set(map(id, await asyncio.to_thread(self._syncfs_all, written + carried)))
                 renamed = self._rename_synced(written, synced)
                 if carried:
                     self.dir_syncs += 1
                 if not self._queued and renamed:
                     # Nothing waits to share the next sync: make these renames durable now
                     # rather than keep their senders waiting for more mail.
-                    await asyncio.to_thread(self._syncfs_all, renamed, False)
+                    await asyncio.to_thread(self._syncfs_all, renamed)
                     self.dir_syncs += 1
                     renamed = []
             except Exception as exc:  # a bug: never leave a caller waiting forever
@@ -283,7 +283,7 @@ class MaildirTransport:
                     job.error = exc
 
     @staticmethod
-    def _syncfs_all(jobs: list[_Job], unlink_tmp: bool) -> list[_Job]:
+    def _syncfs_all(jobs: list[_Job]) -> list[_Job]:
         """syncfs() once per file system under the jobs' roots; the jobs whose sync worked."""
         assert _syncfs is not None
         by_root: dict[str, list[_Job]] = {}
@@ -312,9 +312,7 @@ class MaildirTransport:
                 if error is None:
                     ok.append(job)
                 else:  # not known durable: retry later (a duplicate at worst, never a loss)
-                    job.error = error
-                    if unlink_tmp:
-                        _unlink_quietly(os.path.join(job.root, "tmp", job.name))
+                    job.error = error  # (the caller removes a file still in tmp/)
         return ok
 
     def _pool(self) -> ThreadPoolExecutor:
