@@ -52,10 +52,11 @@ Extensions used: PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152), SM
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from enum import Enum, auto
 
 from .capabilities import parse_ehlo
+from .client_events import ClientEvent, Closed, Greeting, HelloDone, TlsReady, TransactionDone, TransactionResult
+from .client_txn import PendingTransaction, encode_command, local_refusal
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import NEED_DATA, NeedData
 from .outgoing import OutgoingRecipient, Transaction, orcpt_param, xtext_encode
@@ -71,63 +72,6 @@ MAX_REPLY_LINES = 200
 PROTOCOL_ERROR = Reply.make(451, "4.5.0", "remote server protocol error")
 
 
-# -- values and events ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionResult:
-    """Per-recipient replies of one transaction, in RCPT order.
-
-    ``replies[i]`` decided ``recipients[i]``: the MAIL reply if MAIL was refused, else its RCPT
-    reply if refused, else the DATA reply if refused, else the (LMTP: its own) final reply.
-    Replies made up locally (SIZE, SMTPUTF8, lost connection) have ``remote`` False.
-    """
-
-    recipients: tuple[str, ...]
-    replies: tuple[Reply, ...]
-    remote: tuple[bool, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ClientEvent:
-    """Base class of the client engine's events."""
-
-
-@dataclass(frozen=True, slots=True)
-class Greeting(ClientEvent):
-    """The server's opening reply; 220 means go on with :meth:`ClientConnection.hello`."""
-
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
-class HelloDone(ClientEvent):
-    """The final EHLO/HELO/LHLO reply; when positive, ``conn.capabilities`` is filled."""
-
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
-class TlsReady(ClientEvent):
-    """The STARTTLS reply. 220: handshake now, then ``tls_established()``; else still plaintext."""
-
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionDone(ClientEvent):
-    """Every reply of the transaction arrived; the session is ready for the next one."""
-
-    result: TransactionResult
-
-
-@dataclass(frozen=True, slots=True)
-class Closed(ClientEvent):
-    """The session is over: the reply to QUIT, a 421, or None for EOF. Returned forever."""
-
-    reply: Reply | None
-
-
 class _State(Enum):
     GREETING = auto()
     HELLO = auto()
@@ -137,31 +81,6 @@ class _State(Enum):
     TRANSACTION = auto()
     QUIT = auto()
     CLOSED = auto()
-
-
-class _Txn:
-    """Mutable bookkeeping of the transaction in flight (private)."""
-
-    __slots__ = ("spec", "decided", "remote", "accepted", "mail_ok", "lines", "finals_left")
-
-    def __init__(self, spec: Transaction) -> None:
-        self.spec = spec
-        self.decided: list[Reply | None] = [None] * len(spec.recipients)
-        self.remote = [True] * len(spec.recipients)
-        self.accepted: list[int] = []
-        self.mail_ok = False
-        self.lines: deque[tuple[str, int, bytes]] = deque()  # commands not yet sent (lock-step)
-        self.finals_left = 0
-
-    def decide(self, index: int, reply: Reply, remote: bool = True) -> None:
-        if self.decided[index] is None:
-            self.decided[index], self.remote[index] = reply, remote
-
-    def result(self, fill: Reply, remote: bool) -> TransactionResult:
-        for index in range(len(self.decided)):
-            self.decide(index, fill, remote)
-        return TransactionResult(tuple(r.address for r in self.spec.recipients),
-                                 tuple(self.decided), tuple(self.remote))  # type: ignore[arg-type]
 
 
 # -- the engine ----------------------------------------------------------------------------------
@@ -193,7 +112,7 @@ class ClientConnection:
         self._out: list[bytes] = []
         self._expect: deque[tuple[str, int]] = deque([("GREETING", 0)])
         self._events: deque[ClientEvent] = deque()
-        self._txn: _Txn | None = None
+        self._txn: PendingTransaction | None = None
         self._reset_needed = False
         self._closing: Reply | None = None
 
@@ -283,10 +202,10 @@ class ClientConnection:
         self._require(_State.READY, "start_transaction()")
         if not txn.recipients:
             raise LocalProtocolError("a transaction needs at least one recipient")
-        state = self._txn = _Txn(txn)
+        state = self._txn = PendingTransaction(txn)
         self._state = _State.TRANSACTION
         caps = self.capabilities
-        refusal = _local_refusal(txn, caps)
+        refusal = local_refusal(txn, caps)
         if refusal is not None:
             self._finish(state.result(refusal, remote=False))
             return
@@ -305,14 +224,14 @@ class ClientConnection:
         lines = state.lines
         if self._reset_needed:
             lines.append(("RSET", 0, b"RSET\r\n"))
-        lines.append(("MAIL", 0, _encode(mail)))
+        lines.append(("MAIL", 0, encode_command(mail)))
         for index, rcpt in enumerate(txn.recipients):
             line = f"RCPT TO:<{rcpt.address}>"
             if dsn and rcpt.notify:
                 line += " NOTIFY=" + ",".join(rcpt.notify)
             if dsn and rcpt.orcpt:
                 line += " ORCPT=" + orcpt_param(rcpt.orcpt)
-            lines.append(("RCPT", index, _encode(line)))
+            lines.append(("RCPT", index, encode_command(line)))
         lines.append(("DATA", 0, b"DATA\r\n"))
         self._reset_needed = False
         if "PIPELINING" in caps:  # RFC 2920 §3.1: DATA is the last command of the group
@@ -342,7 +261,7 @@ class ClientConnection:
             raise LocalProtocolError(f"{what} in state {self._state.name}")
 
     def _command(self, kind: str, index: int, line: str | bytes) -> None:
-        raw = _encode(line) if isinstance(line, str) else line
+        raw = encode_command(line) if isinstance(line, str) else line
         self._out.append(raw)
         self._expect.append((kind, index))
 
@@ -469,20 +388,3 @@ class ClientConnection:
         self._txn = None
         self._state = _State.READY
         self._events.append(TransactionDone(result))
-
-
-def _local_refusal(txn: Transaction, caps: dict[str, tuple[str, ...]]) -> Reply | None:
-    """Refusals that need no round trip: SMTPUTF8 not offered (RFC 6531 §3.2), SIZE (RFC 1870 §6)."""
-    if txn.needs_smtputf8 and "SMTPUTF8" not in caps:
-        return Reply.make(550, "5.6.7", "SMTPUTF8 is required, but was not offered by the server")
-    limit = caps.get("SIZE", ())
-    if limit and limit[0].isdigit() and 0 < int(limit[0]) < txn.message.size:
-        return Reply.make(552, "5.3.4", f"message size {txn.message.size} exceeds the server's limit of {limit[0]}")
-    return None
-
-
-def _encode(line: str) -> bytes:
-    """A command line with its CRLF; a CR, LF or NUL inside would smuggle a second command."""
-    if "\r" in line or "\n" in line or "\x00" in line:
-        raise LocalProtocolError(f"control character in command {line[:60]!r}")
-    return line.encode("utf-8") + b"\r\n"
