@@ -223,25 +223,30 @@ class GroupCommitWriter:
                 op.result, op.error = None, error
 
     def _transaction(self, batch: list[_Op]) -> bool:
-        """Run `batch` in one transaction. False: the whole transaction failed (rolled back)."""
+        """Run `batch` in one transaction, each operation in its own SAVEPOINT (a lone one's
+        transaction is its own), so one bad operation fails alone. False: the whole transaction
+        failed at the database level and was rolled back (every op then carries the error)."""
         conn = self._conn
-        if len(batch) == 1:
-            return self._single(batch[0])
+        savepoints = len(batch) > 1
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
-                conn.execute("SAVEPOINT op")
+                if savepoints:
+                    conn.execute("SAVEPOINT op")
                 try:
                     op.result, op.error = op.fn(conn), None
                 except sqlite3.IntegrityError as exc:
-                    conn.execute("ROLLBACK TO op")
-                    op.error = DuplicateQueueIdError(str(exc))
+                    op.result, op.error = None, DuplicateQueueIdError(str(exc))
                 except sqlite3.Error:
                     raise  # database-level: fail the transaction
                 except Exception as exc:  # a bug or a bad record in this one operation
-                    conn.execute("ROLLBACK TO op")
-                    op.error = exc
-                conn.execute("RELEASE op")
+                    op.result, op.error = None, exc
+                if op.error is not None:
+                    conn.execute("ROLLBACK TO op" if savepoints else "ROLLBACK")
+                if savepoints:
+                    conn.execute("RELEASE op")
+            if not conn.in_transaction:
+                return True  # a lone operation failed and was rolled back: nothing to commit
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -257,38 +262,6 @@ class GroupCommitWriter:
         self._stats.commits += 1
         self._stats.largest_batch = max(self._stats.largest_batch, len(batch))
         return True
-
-    def _single(self, op: _Op) -> bool:
-        """A batch of one: no SAVEPOINT needed, the transaction is the operation's own."""
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                op.result, op.error = op.fn(conn), None
-            except sqlite3.IntegrityError as exc:
-                conn.execute("ROLLBACK")
-                op.result, op.error = None, DuplicateQueueIdError(str(exc))
-                return True
-            except sqlite3.Error:
-                raise
-            except Exception as exc:
-                conn.execute("ROLLBACK")
-                op.result, op.error = None, exc
-                return True
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            log.error("queue transaction of 1 operation failed: %s", exc)
-            op.result, op.error = None, map_error(exc)
-            return True
-        self._stats.commits += 1
-        self._stats.largest_batch = max(self._stats.largest_batch, 1)
-        return True
-
 
 
 def _resolve(batch: list[_Op]) -> None:
