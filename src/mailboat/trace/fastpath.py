@@ -150,6 +150,24 @@ def _multi(body: str, comments: list[str]) -> str:
     return " ".join(words)
 
 
+def _first_recipient(rcpt: str) -> tuple[str | None, str | None]:
+    """The `for` address without its brackets, and the warning when several were listed."""
+    if "," in rcpt:
+        return rcpt.split(",")[0].strip().strip("<>") or None, "several 'for' recipients; the first is kept"
+    return rcpt.strip("<>") or None, None
+
+
+def _read_date(date_text: str, wday, day, mon, year, hour, minute, sec, zone, zone_comment):
+    """(UTC datetime or None, warnings): the fast reader's groups when they make a date, else
+    the general date reader on the whole text after ';'."""
+    if day is not None:
+        timestamp = fast_utc(wday, day, mon, year, hour, minute, sec, zone, zone_comment)
+        if timestamp is not None:
+            return timestamp, ()
+    timestamp, warnings, _ = slow_fields(date_text)
+    return timestamp, warnings
+
+
 def read_fast(text: str, m: re.Match[str]) -> Hop | None:
     """The hop for a `FAST` match, or None when a clause repeats (the general path warns).
 
@@ -214,15 +232,12 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
     if by_host is None and helo is None and rdns is None and ip is None:
         warnings.append("no 'from' or 'by' clause" if from_word is None else NO_HOST)
     if rcpt is not None:
-        if "," in rcpt:
-            warnings.append("several 'for' recipients; the first is kept")
-            rcpt = rcpt.split(",")[0].strip()
-        rcpt = rcpt.strip("<>") or None
-    timestamp = fast_utc(wday, day, mon, year, hour, minute, sec, zone, zone_comment) if day is not None else None
-    if timestamp is None:
-        timestamp, date_warnings, _ = slow_fields(date_text)
-        if date_warnings:
-            warnings += date_warnings
+        rcpt, several = _first_recipient(rcpt)
+        if several:
+            warnings.append(several)
+    timestamp, date_warnings = _read_date(date_text, wday, day, mon, year, hour, minute, sec, zone, zone_comment)
+    if date_warnings:
+        warnings += date_warnings
     if tls_word is not None:
         tls, evidence = True, f"tls {tls_word}"
     elif comments and ("TLS" in text or "SSL" in text or "cipher" in text or "Google" in text):
@@ -260,21 +275,11 @@ def read_postfix(text: str, m: re.Match[str]) -> Hop | None:
         rdns = rdns[:-1]
     if rdns.lower() in UNKNOWN:
         rdns = None
-    warnings: list[str] | tuple[str, ...] = ()
+    several = None
     if rcpt is not None:
-        if "," in rcpt:
-            warnings = ["several 'for' recipients; the first is kept"]
-            rcpt = rcpt.split(",")[0].strip()
-        rcpt = rcpt.strip("<>") or None
-    timestamp = fast_utc(wday, day, mon, year, hour, minute, sec, zone, zone_comment) if day is not None else None
-    if timestamp is None:
-        timestamp, date_warnings, _ = slow_fields(date_text)
-        if date_warnings:
-            warnings = tuple(dict.fromkeys([*warnings, *date_warnings]))
-        elif warnings:
-            warnings = tuple(warnings)
-    elif warnings:
-        warnings = tuple(warnings)
+        rcpt, several = _first_recipient(rcpt)
+    timestamp, date_warnings = _read_date(date_text, wday, day, mon, year, hour, minute, sec, zone, zone_comment)
+    warnings = tuple(dict.fromkeys([several, *date_warnings] if several else date_warnings))
     if "TLS" in text or "SSL" in text or "cipher" in text or "Google" in text:
         tls, evidence = read_tls(None, comments, protocol)  # (each comment is in `text`, FWS aside)
     else:
