@@ -53,58 +53,14 @@ for arg in "$@"; do
   esac
 done
 
-say() { printf '%s\n' "accept.sh: $*" >&2; }
-die() { say "$*"; exit 1; }
-# shellcheck source=bench/lib/common.sh
-. "$BENCH/lib/common.sh"
-
-[ "$(id -u)" = 0 ] || die "run as root: Postfix's master must start as root (and apt-get may be needed)"
-[ -x "$PY" ] || die "no Python at $PY (make install, or set PYTHON)"
-
-# --- Postfix from Debian -------------------------------------------------------------------------
-if ! command -v postfix >/dev/null 2>&1 && [ ! -x /usr/sbin/postfix ]; then
-  command -v apt-get >/dev/null || die "postfix is missing and there is no apt-get"
-  say "installing postfix from Debian (unconfigured)"
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null; }
-fi
-export PATH="$PATH:/usr/sbin:/usr/lib/postfix/sbin"
-SMTP_SOURCE=$(command -v smtp-source) || die "smtp-source not found"
-SMTP_SINK=$(command -v smtp-sink) || die "smtp-sink not found"
-
-# --- work directory and clean-up -----------------------------------------------------------------
+BENCH_NAME=accept.sh
 PF="$WORK/postfix"
 MB="$WORK/mailboat"
-MB_PID=""
-SINK_PID=""
-SPY_PID=""
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  [ -n "$SPY_PID" ] && stop_pid "$SPY_PID"
-  stop_pid "$MB_PID"
-  stop_pid "$SINK_PID"
-  postfix_stop
-  show_logs_on_failure "$rc" "$MB/mailboat.log"
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-[ -e "$PF/spool/pid/master.pid" ] && die "$WORK holds a Postfix instance (a previous run?); stop it: postfix -c $PF/etc stop"
-rm -rf "$WORK"
-mkdir -p "$MB"
-
-free_ports() {  # three distinct free loopback ports
-  "$PY" -c 'import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))'
-}
-read -r PF_PORT MB_PORT SINK_PORT < <(free_ports)
+# shellcheck source=bench/lib/common.sh
+. "$BENCH/lib/common.sh"
+bench_preflight
+bench_workdir
+read -r PF_PORT MB_PORT SINK_PORT < <(free_ports 127.0.0.1 127.0.0.1 127.0.0.1)
 
 # --- private Postfix instance ---------------------------------------------------------------------
 postfix_start "$PF_PORT" "inet_interfaces = 127.0.0.1
@@ -133,9 +89,7 @@ file = "$MB/mailboat.log"
 EOF
 if [ -n "$WORKERS" ]; then printf '[server]\nworkers = %s\n' "$WORKERS" >> "$MB/mailboat.toml"; fi
 "$PY" -m mailboat user add "$RCPT" --password-stdin --config "$MB/mailboat.toml" <<<"bench-password-1" >/dev/null
-"$PY" -m mailboat serve --config "$MB/mailboat.toml" >"$MB/stdout" 2>"$MB/stderr" &
-MB_PID=$!
-wait_port 127.0.0.1 "$MB_PORT" "mailboat"
+mailboat_start "$MB_PORT"
 MAILDIR="$MB/data/mail/example.com/${RCPT%@*}"
 
 # --- smtp-sink: the protocol ceiling (no storage) -----------------------------------------------------

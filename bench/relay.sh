@@ -37,46 +37,17 @@ case "${1:-}" in
   *) echo "unknown argument: $1" >&2; exit 2 ;;
 esac
 
-say() { printf '%s\n' "relay.sh: $*" >&2; }
-die() { say "$*"; exit 1; }
-# shellcheck source=bench/lib/common.sh
-. "$BENCH/lib/common.sh"
-
-[ "$(id -u)" = 0 ] || die "run as root: Postfix's master must start as root"
-[ -x "$PY" ] || die "no Python at $PY (make install, or set PYTHON)"
-export PATH="$PATH:/usr/sbin:/usr/lib/postfix/sbin"
-command -v postfix >/dev/null || die "postfix is not installed (bash bench/accept.sh installs it, or apt-get install postfix)"
-SMTP_SOURCE=$(command -v smtp-source) || die "smtp-source not found"
-SMTP_SINK=$(command -v smtp-sink) || die "smtp-sink not found"
-
+BENCH_NAME=relay.sh
 PF="$WORK/postfix"
 MB="$WORK/mailboat"
 SINK_DIR="$WORK/sink"
-MB_PID=""
-SINK_PID=""
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop_pid "$MB_PID"
-  postfix_stop
-  stop_pid "$SINK_PID"
-  show_logs_on_failure "$rc" "$MB/mailboat.log"
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-[ -e "$PF/spool/pid/master.pid" ] && die "$WORK holds a Postfix instance (a previous run?); stop it: postfix -c $PF/etc stop"
-rm -rf "$WORK"
-mkdir -p "$MB" "$SINK_DIR"
+# shellcheck source=bench/lib/common.sh
+. "$BENCH/lib/common.sh"
+bench_preflight
+bench_workdir
+mkdir -p "$SINK_DIR"
 chmod 755 "$WORK"
-
-read -r PF_PORT MB_PORT SINK_PORT < <("$PY" -c 'import socket
-a, b, c = socket.socket(), socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0)); c.bind(("127.0.0.2", 0))
-print(a.getsockname()[1], b.getsockname()[1], c.getsockname()[1])')
+read -r PF_PORT MB_PORT SINK_PORT < <(free_ports 127.0.0.1 127.0.0.1 "$SINK_ADDR")
 
 # --- smtp-sink: the common destination; one file per transaction in $SINK_DIR ----------------------
 chown nobody "$SINK_DIR"
@@ -110,9 +81,7 @@ timeout = "2s"
 [log]
 file = "$MB/mailboat.log"
 EOF
-"$PY" -m mailboat serve --config "$MB/mailboat.toml" >"$MB/stdout" 2>"$MB/stderr" &
-MB_PID=$!
-wait_port 127.0.0.1 "$MB_PORT" "mailboat"
+mailboat_start "$MB_PORT"
 
 say "smtp-sink $SINK_ADDR:$SINK_PORT; Postfix 127.0.0.1:$PF_PORT (master $PF_MASTER); mailboat 127.0.0.1:$MB_PORT (pid $MB_PID)"
 "$PY" "$BENCH/lib/relay_bench.py" --smtp-source "$SMTP_SOURCE" --python "$PY" --rcpt "$RCPT" \

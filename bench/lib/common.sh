@@ -1,5 +1,6 @@
-# Shared by bench/accept.sh and bench/relay.sh (sourced, not run): process clean-up, port waits
-# and the private Postfix instance. The caller sets PY, PF (the instance's directory) and say/die.
+# Shared by bench/accept.sh and bench/relay.sh (sourced, not run): messages, the checks before a
+# run, the work directory and its clean-up, port waits, mailboat and the private Postfix instance.
+# The caller sets BENCH_NAME, PY, WORK, PF (the instance's directory) and MB (mailboat's).
 #
 # The private instance never touches /etc/postfix: its own config_directory, queue_directory
 # and data_directory live under $PF, and `postfix -c $PF/etc start` runs it as root. As root,
@@ -10,6 +11,63 @@
 # maillog_file, and the postlog service (there is no syslog here).
 
 PF_STARTED=0
+MB_PID=""
+SINK_PID=""
+SPY_PID=""
+
+say() { printf '%s\n' "$BENCH_NAME: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+bench_preflight() {  # root, Python, Postfix (installed from Debian when missing), smtp-source/-sink
+  [ "$(id -u)" = 0 ] || die "run as root: Postfix's master must start as root (and apt-get may be needed)"
+  [ -x "$PY" ] || die "no Python at $PY (make install, or set PYTHON)"
+  if ! command -v postfix >/dev/null 2>&1 && [ ! -x /usr/sbin/postfix ]; then
+    command -v apt-get >/dev/null || die "postfix is missing and there is no apt-get"
+    say "installing postfix from Debian (unconfigured)"
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null; }
+  fi
+  export PATH="$PATH:/usr/sbin:/usr/lib/postfix/sbin"
+  SMTP_SOURCE=$(command -v smtp-source) || die "smtp-source not found"
+  SMTP_SINK=$(command -v smtp-sink) || die "smtp-sink not found"
+}
+
+bench_workdir() {  # a fresh $WORK (with $MB), removed again by the EXIT trap unless BENCH_KEEP=1
+  [ -e "$PF/spool/pid/master.pid" ] && die "$WORK holds a Postfix instance (a previous run?); stop it: postfix -c $PF/etc stop"
+  rm -rf "$WORK"
+  mkdir -p "$MB"
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {  # the EXIT trap: stop what we started, show the logs on failure, remove $WORK
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid "$SPY_PID"
+  stop_pid "$MB_PID"
+  postfix_stop
+  stop_pid "$SINK_PID"
+  show_logs_on_failure "$rc" "$MB/mailboat.log"
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+
+free_ports() {  # free_ports ADDR...: one free port on each loopback address, in order
+  "$PY" - "$@" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in sys.argv[1:]]
+for sock, address in zip(socks, sys.argv[1:]):
+    sock.bind((address, 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+mailboat_start() {  # mailboat_start PORT: serve $MB/mailboat.toml, wait for PORT; sets MB_PID
+  "$PY" -m mailboat serve --config "$MB/mailboat.toml" >"$MB/stdout" 2>"$MB/stderr" &
+  MB_PID=$!
+  wait_port 127.0.0.1 "$1" "mailboat"
+}
 
 stop_pid() {  # stop_pid PID: TERM, wait up to 15 s, then KILL; only a process we started
   local pid=$1 i
