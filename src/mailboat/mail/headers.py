@@ -54,31 +54,34 @@ def unfold(value: bytes | str) -> str:
     return value.strip()
 
 
-def split_message(data: bytes) -> tuple[bytes, bytes | None]:
-    """(header section, body). The body is None when there is no blank line (headers only)."""
+def _bounds(data: bytes) -> tuple[int, int, int | None]:
+    """Where the header section starts and ends in `data`, and where the body starts (None: no
+    blank line, headers only). Offsets, so callers copy only what they take."""
+    start = 0
     if data.startswith(b"From "):  # mbox separator line, not a header
         newline = data.find(b"\n")
-        data = data[newline + 1 :] if newline >= 0 else b""
-    if data.startswith((b"\r\n", b"\n")):  # empty header section
-        return b"", data[2:] if data.startswith(b"\r\n") else data[1:]
-    match = _HEADER_END.search(data)
+        start = newline + 1 if newline >= 0 else len(data)
+    if data.startswith(b"\r\n", start):  # empty header section
+        return start, start, start + 2
+    if data.startswith(b"\n", start):
+        return start, start, start + 1
+    match = _HEADER_END.search(data, start)
     if match is None:
-        return data, None
+        return start, len(data), None
     # Keep the line ending of the last header line; the body starts after the blank line.
-    end_of_last_line = data.index(b"\n", match.start()) + 1
-    return data[:end_of_last_line], data[match.end() :]
+    return start, data.index(b"\n", match.start()) + 1, match.end()
+
+
+def split_message(data: bytes) -> tuple[bytes, bytes | None]:
+    """(header section, body). The body is None when there is no blank line (headers only)."""
+    start, end, body = _bounds(data)
+    return data[start:end], (data[body:] if body is not None else None)
 
 
 def header_section(data: bytes) -> bytes:
     """The header section of a message: split_message(data)[0] without copying the body."""
-    if data.startswith(b"From "):
-        return split_message(data)[0]
-    if data.startswith((b"\r\n", b"\n")):
-        return b""
-    match = _HEADER_END.search(data)
-    if match is None:
-        return data
-    return data[: data.index(b"\n", match.start()) + 1]
+    start, end, _ = _bounds(data)
+    return data[start:end]
 
 
 @functools.lru_cache(maxsize=128)
