@@ -36,7 +36,7 @@ from mailboat.policy.filters.submission import ListenerRequirementsFilter
 from mailboat.queue.bounce import Bouncer
 from mailboat.queue.runner import QueueRunner
 from mailboat.queue.sqlite import SqliteQueueStore
-from mailboat.queue.store import QueueError
+from mailboat.queue.store import QueueError, QueueStore
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.router import Router
 from mailboat.server.listener import Listener
@@ -255,7 +255,7 @@ class Server:
 PRUNE_EVERY = 3600.0  # seconds between journey prunes
 
 
-async def prune_journeys(store: SqliteQueueStore, keep: float, *, every: float = PRUNE_EVERY,
+async def prune_journeys(store: QueueStore, keep: float, *, every: float = PRUNE_EVERY,
                          clock=time.time) -> None:
     """Forget journey events older than `keep` seconds of messages that left the queue, now and
     every `every` seconds, a bounded batch at a time (each batch is one short transaction on
