@@ -191,10 +191,13 @@ class Server:
             self.runner.start()
             if config.queue.journey_keep is not None:
                 self._pruner = loop.create_task(prune_journeys(self.store, config.queue.journey_keep))
+            # (the store swept at open too; this catches what a crash of another process leaves)
+            self._sweeper = loop.create_task(sweep_bodies(self.store))
         log.info("daemon started -- version %s, configuration %s", __version__, config.data_dir)
 
     _wake_pending = False
     _pruner: asyncio.Task | None = None
+    _sweeper: asyncio.Task | None = None
 
     def _woken(self) -> None:
         try:
@@ -220,9 +223,10 @@ class Server:
     async def stop(self) -> None:
         if self.wake_fd is not None and self.run_queue:
             asyncio.get_running_loop().remove_reader(self.wake_fd)
-        if self._pruner is not None:
-            self._pruner.cancel()
-            await asyncio.gather(self._pruner, return_exceptions=True)
+        for task in (self._pruner, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for listener in self.listeners:
             await listener.stop()
         if self.runner is not None:
@@ -271,6 +275,18 @@ async def prune_journeys(store: QueueStore, keep: float, *, every: float = PRUNE
         if pruned:
             log.info("journey: forgot %d events older than %.0f days", pruned, keep / 86400)
         await asyncio.sleep(every)
+
+
+async def sweep_bodies(store: SqliteQueueStore, *, every: float = PRUNE_EVERY) -> None:
+    """Every `every` seconds, remove spooled bodies that a crash left without a queue record
+    (queue/bodies.py): a `mailboat sendmail` or a worker killed between a body's write and
+    its commit."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await store.sweep_bodies()
+        except (QueueError, OSError) as exc:
+            log.warning("queue: sweeping spooled bodies failed: %s", exc)
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None, *, sockets: list[list] | None = None,

@@ -95,7 +95,7 @@ def test_disk_full_fails_only_the_big_message(tmp_path):
     path = str(tmp_path / "q.sqlite")
 
     async def main():
-        store = SqliteQueueStore(path)
+        store = SqliteQueueStore(path, spool_min=1 << 30)  # every body a BLOB, as tested here
         await store.enqueue(new_queue_id(), ENV, b"warm-up")
         # SQLITE_FULL without filling the real disk: cap the database at its size + ~400 KB.
         pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
@@ -226,8 +226,8 @@ def test_restart_delivers_each_message_exactly_once(tmp_path):
 
 
 def test_schema_1_queue_is_upgraded_in_place(tmp_path):
-    """A queue written by schema 1 (before delay warnings were stored) opens, keeps its messages
-    and gains the delay_warned flag."""
+    """A queue written by schema 1 (before delay warnings were stored, and before spooled bodies)
+    opens, keeps its messages and gains the delay_warned and spooled columns."""
     from mailboat.queue import codec
 
     path = tmp_path / "old.db"
@@ -257,10 +257,11 @@ def test_schema_1_queue_is_upgraded_in_place(tmp_path):
             assert item.envelope == env and not item.delay_warned
             assert await store.mark_delay_warned("OLDMESSAGE0001", 2.0)
             assert (await store.get("OLDMESSAGE0001")).delay_warned
+            assert await store.load_message("OLDMESSAGE0001") == b"msg"
         finally:
             await store.close()
     asyncio.run(main())
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 def test_background_checkpoint_moves_the_wal_without_the_writer(tmp_path):

@@ -29,7 +29,7 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-shared"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-shared", "sqlite-spooled"])
 def backend(request, tmp_path):
     """(factory, persistent, clock): factory() opens the backend's queue (reopens for sqlite)."""
     clock = Clock()
@@ -38,7 +38,9 @@ def backend(request, tmp_path):
         return (lambda: store), False, clock
     path = str(tmp_path / "queue.sqlite")
     shared = request.param == "sqlite-shared"  # as each process opens it with [server] workers > 1
-    return (lambda: SqliteQueueStore(path, clock=clock, lease=60, shared=shared)), True, clock
+    # sqlite-spooled: every body a file of its own (bodies.py), however small
+    spool_min = 1 if request.param == "sqlite-spooled" else 1 << 30
+    return (lambda: SqliteQueueStore(path, clock=clock, lease=60, shared=shared, spool_min=spool_min)), True, clock
 
 
 def run(factory: Callable[[], QueueStore], body) -> None:

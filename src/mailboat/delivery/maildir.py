@@ -44,6 +44,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from mailboat import diskio
 from mailboat.delivery.transport import outcome
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.queue.model import RecipientOutcome
@@ -58,24 +59,7 @@ _fsync: Callable[[int], None] = os.fsync
 _open = os.open
 
 
-def _load_syncfs() -> Callable[[int], None] | None:
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        raw = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    raw.argtypes = [ctypes.c_int]
-
-    def syncfs(fd: int) -> None:
-        if raw(fd) != 0:  # ctypes releases the GIL around the call
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-
-    return syncfs
-
-
-_syncfs: Callable[[int], None] | None = _load_syncfs()
+_syncfs: Callable[[int], None] | None = diskio.syncfs
 
 # Errors an operator can fix while the message waits in the queue (disk full, quota, I/O,
 # permissions, too many open files): defer. Anything else about the path (it is a file, a name

@@ -30,11 +30,19 @@ flock(); with the fsync outside the lock, one process appends while another sync
 cannot undo an acknowledged commit: SQLite syncs the WAL before copying frames out of it and
 syncs the database file before the WAL is reused.
 
+Spooled bodies (bodies.py): an enqueue whose bytes went to a file of their own (written
+before its row) is submitted with files=True, and the sync that answers it is one syncfs(2) of
+the file system instead of the WAL fsync: the files' data, their directory entries and the WAL
+in one call, still one per batch however many bodies it holds. `after_next_sync()` gives a
+future answered after the next sync: a body file is unlinked only when the DELETE of its row is
+durable.
+
 A batch that fails at the database level (SQLITE_FULL, SQLITE_IOERR, ...) is rolled back and
 replayed one operation per transaction, so each caller gets its own verdict: a 100 MB message
 hitting a full disk must not fail the 1 KB messages that shared its commit. Errors reach callers
 as QueueFullError / QueueWriteError / DuplicateQueueIdError (integrity violations); a failed
-fsync fails the durable operations it was to cover (committed, but nothing may be promised).
+fsync fails the durable operations it was to cover with QueueSyncError (committed, but nothing
+may be promised).
 """
 
 from __future__ import annotations
@@ -49,11 +57,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mailboat.queue.store import DuplicateQueueIdError, QueueError, QueueFullError, QueueWriteError, StoreStats
+from mailboat import diskio
+from mailboat.queue.store import (
+    DuplicateQueueIdError,
+    QueueError,
+    QueueFullError,
+    QueueSyncError,
+    QueueWriteError,
+    StoreStats,
+)
 
 log = logging.getLogger("mailboat.queue")
 
-_fsync = os.fsync  # an indirection for tests
+_fsync = os.fsync  # indirections for tests
+_syncfs = diskio.syncfs
 
 MAX_BATCH_OPS = 512
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # bounds one transaction's WAL growth and its latency
@@ -61,11 +78,12 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024  # bounds one transaction's WAL growth and it
 
 @dataclass(slots=True)
 class _Op:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[sqlite3.Connection], Any] | None  # None: a barrier (after_next_sync), no SQL
     future: asyncio.Future | None  # None: fire-and-forget (journey events)
     loop: asyncio.AbstractEventLoop | None
     size: int = 0
     durable: bool = True  # False: answered at COMMIT, without waiting for an fsync
+    files: bool = False  # it wrote files of its own (spooled bodies): a syncfs makes it durable
     result: Any = None
     error: BaseException | None = None
 
@@ -82,7 +100,7 @@ class GroupCommitWriter:
     loop thread, and the sync thread that fsyncs `wal_path` for durable commits."""
 
     def __init__(self, conn: sqlite3.Connection, stats: StoreStats, name: str = "mailboat-queue-sync",
-                 lock_fd: int | None = None, wal_path: str | None = None) -> None:
+                 lock_fd: int | None = None, wal_path: str | None = None, files_dir: str | None = None) -> None:
         self._conn = conn
         if wal_path is not None:  # COMMIT writes the WAL; the sync thread fsyncs it
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -92,6 +110,12 @@ class GroupCommitWriter:
         self._lock_fd = lock_fd
         self._wal_path = wal_path
         self._wal_fd: int | None = None
+        # files=True ops wrote under files_dir: syncfs() on it, plus the WAL's fsync only when the
+        # WAL is on another file system (syncfs covers every file of its own).
+        self._files_dir = files_dir
+        self._files_fd: int | None = None
+        self._files_cover_wal = (files_dir is not None and wal_path is not None
+                                 and os.stat(files_dir).st_dev == os.stat(os.path.dirname(wal_path) or ".").st_dev)
         self._stats = stats
         # The connection is used by the loop thread and, rarely, by another thread (a reader
         # setting a corrupt record aside): one at a time.
@@ -113,12 +137,13 @@ class GroupCommitWriter:
         return self._tx_thread == threading.get_ident()
 
     def submit(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0,
-               wait: bool = True, durable: bool = True) -> asyncio.Future | None:
+               wait: bool = True, durable: bool = True, files: bool = False) -> asyncio.Future | None:
         """Queue `fn` for this loop turn's transaction. With wait, a future for its result
         (resolved after COMMIT, and for a durable op after the fsync that covers it); without,
         errors are only logged. `size` (bytes) bounds a transaction's growth. durable=False:
         answered at COMMIT (a lost write must cost a duplicate at worst); journey events
-        (wait=False) are never durable."""
+        (wait=False) are never durable. files=True (durable ops only): the caller also wrote
+        files under `files_dir`, which the answering sync must cover."""
         if self.closed:
             raise QueueError("queue store is closed")
         try:
@@ -131,7 +156,7 @@ class GroupCommitWriter:
             self._commit([_Op(fn, None, None, size, False)])
             return None
         future = running.create_future() if wait else None
-        op = _Op(fn, future, running if wait else None, size, durable and wait)
+        op = _Op(fn, future, running if wait else None, size, durable and wait, files=files and durable and wait)
         if self._pending_loop is running:
             self._pending.append(op)
         elif self._pending_loop is None:
@@ -140,6 +165,18 @@ class GroupCommitWriter:
         else:  # ops of another loop are waiting for their turn: go alone
             running.call_soon(self._commit, [op])
         return future
+
+    def after_next_sync(self) -> asyncio.Future:
+        """A future answered (None, or QueueSyncError) after the next sync that begins from now:
+        everything committed before this call is then durable. Call on the loop thread."""
+        if self.closed or self._wal_path is None:
+            raise QueueError("queue store is closed")
+        loop = asyncio.get_running_loop()
+        op = _Op(None, loop.create_future(), loop)
+        with self._cond:
+            self._unsynced.append(op)
+            self._cond.notify()
+        return op.future  # type: ignore[return-value]
 
     def _hand_over(self) -> None:
         batch, self._pending, self._pending_loop = self._pending, [], None
@@ -188,9 +225,10 @@ class GroupCommitWriter:
             self._stopping = True
             self._cond.notify()
         await asyncio.to_thread(self._thread.join)
-        if self._wal_fd is not None:
-            os.close(self._wal_fd)
-            self._wal_fd = None
+        for fd in (self._wal_fd, self._files_fd):
+            if fd is not None:
+                os.close(fd)
+        self._wal_fd = self._files_fd = None
         with self._conn_lock:
             self._conn.close()
 
@@ -206,21 +244,34 @@ class GroupCommitWriter:
             _resolve(batch)
 
     def _sync_wal(self, batch: list[_Op]) -> None:
-        """fsync the WAL: every commit that finished before this call is then on disk. A failure
-        fails the durable operations waiting for it: committed but not known to be on disk, so
-        their callers must not promise anything (a retry may duplicate, nothing is lost)."""
+        """fsync the WAL (syncfs when the batch wrote files): every commit that finished before
+        this call is then on disk. A failure fails the durable operations waiting for it:
+        committed but not known to be on disk, so their callers must not promise anything (a
+        retry may duplicate, nothing is lost)."""
         # The WAL file lives as long as a connection is open (SQLite removes it with the last
         # one), and ours is open until close(): one descriptor serves for good. Every system
         # call here is a GIL hand-over, so there is no stat() per sync to check it.
         try:
-            if self._wal_fd is None:
-                self._wal_fd = os.open(self._wal_path, os.O_RDONLY | os.O_CLOEXEC)  # type: ignore[arg-type]
-            _fsync(self._wal_fd)
+            files = any(op.files for op in batch)
+            if files:
+                self._sync_files()
+            if not (files and self._files_cover_wal):
+                if self._wal_fd is None:
+                    self._wal_fd = os.open(self._wal_path, os.O_RDONLY | os.O_CLOEXEC)  # type: ignore[arg-type]
+                _fsync(self._wal_fd)
         except OSError as exc:
-            log.error("queue: fsync of %s failed: %s", self._wal_path, exc)
-            error = QueueWriteError(f"queue sync failed: {exc}")
+            log.error("queue: sync of %s failed: %s", self._wal_path, exc)
+            error = QueueSyncError(f"queue sync failed: {exc}")
             for op in batch:
                 op.result, op.error = None, error
+
+    def _sync_files(self) -> None:
+        if _syncfs is None:  # no syncfs(2) here: sync(2) covers every file system
+            os.sync()
+            return
+        if self._files_fd is None:
+            self._files_fd = os.open(self._files_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # type: ignore[arg-type]
+        _syncfs(self._files_fd)
 
     def _transaction(self, batch: list[_Op]) -> bool:
         """Run `batch` in one transaction, each operation in its own SAVEPOINT (a lone one's
@@ -234,7 +285,7 @@ class GroupCommitWriter:
                 if savepoints:
                     conn.execute("SAVEPOINT op")
                 try:
-                    op.result, op.error = op.fn(conn), None
+                    op.result, op.error = op.fn(conn), None  # type: ignore[misc]
                 except sqlite3.IntegrityError as exc:
                     op.result, op.error = None, DuplicateQueueIdError(str(exc))
                 except sqlite3.Error:

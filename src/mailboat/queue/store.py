@@ -51,6 +51,11 @@ class QueueWriteError(QueueError):
     """The write failed for another reason (EIO, read-only, corrupt database): 451 4.3.0."""
 
 
+class QueueSyncError(QueueWriteError):
+    """The write committed but the sync that was to make it durable failed: nothing may be
+    promised (451 4.3.0), yet the record may survive (a retry may duplicate it)."""
+
+
 class DuplicateQueueIdError(QueueError):
     """enqueue() with an id already in the queue; the stored message is left untouched."""
 

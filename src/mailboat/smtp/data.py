@@ -1,7 +1,7 @@
 """Message content readers: DATA (RFC 5321 §4.1.1.4, §4.5.2) and BDAT chunks (RFC 3030).
 
-Both work on large buffers with ``bytes.find``/``count`` and one precompiled regex, never
-line by line in Python, and return content slices as large as the input allows.
+Both work on large buffers with ``bytes`` methods (``find``, ``rfind``, ``count``, ``replace``),
+never line by line in Python, and return content slices as large as the input allows.
 
 Security rules (security.md §1, the SMTP smuggling family):
 
@@ -17,8 +17,6 @@ Security rules (security.md §1, the SMTP smuggling family):
 
 from __future__ import annotations
 
-import re
-
 from . import replies
 from .reply import Reply
 
@@ -26,9 +24,10 @@ __all__ = ["ContentCheck", "DataReceiver", "BdatReceiver", "MAX_TEXT_LINE"]
 
 MAX_TEXT_LINE = 1000  # RFC 5321 §4.5.3.1.6, octets including CRLF, transparency dot excluded
 _TERMINATOR = b"\r\n.\r\n"
-# A "\n" followed by at least MAX_TEXT_LINE non-"\n" octets: a line of ≥ MAX_TEXT_LINE + 1
-# octets. The literal prefix lets the regex engine skip quickly between line starts.
-_LONG_LINE = re.compile(rb"\n[^\n]{%d}" % MAX_TEXT_LINE)
+# Line-ending check: below one CR per _SHORT_LINE octets, replacing (work per line) is cheaper
+# than counting (work per octet). The density is guessed from the first _SAMPLE octets.
+_SHORT_LINE = 16
+_SAMPLE = 256
 
 
 # The problems a message can have, most important first. When several occur, the reply
@@ -98,24 +97,43 @@ class ContentCheck:
         self._pending_cr = body.endswith(b"\r")
         if self._pending_cr:
             body = body[:-1]
-        # Every CR is followed by LF and every LF preceded by CR iff the three counts agree.
+        # Two exact tests; the cheaper one depends on the line length, guessed from a sample.
+        # 1. Delete every CR, then write CRLF for every LF: the result has a CR before each LF
+        #    and nowhere else, so it equals the text iff every CR was followed by LF and every
+        #    LF preceded by CR. Each replace jumps from one CR (LF) to the next with memchr: a
+        #    few ns per line. It deletes at most ``cap`` CRs, so if the sample misled and the
+        #    lines are short after all, it stops early and test 2 decides.
+        # 2. Every CR is followed by LF and every LF preceded by CR iff the three counts agree:
+        #    about 1.5 ns per octet, whatever the lines.
+        if body.count(b"\r", 0, _SAMPLE) * _SHORT_LINE < _SAMPLE:
+            cap = len(body) // _SHORT_LINE
+            stripped = body.replace(b"\r", b"", cap)
+            if len(body) - len(stripped) < cap:  # every CR deleted
+                if stripped.replace(b"\n", b"\r\n") != body:
+                    self._found[_BARE] = True
+                return
         pairs = body.count(b"\r\n")
         if body.count(b"\r") != pairs or body.count(b"\n") != pairs:
             self._found[_BARE] = True
 
     def _check_line_length(self, piece: bytes) -> None:
-        limit = MAX_TEXT_LINE - 1  # octets allowed before the LF
-        first = piece.find(b"\n")
-        if first < 0:
-            self._line_len += len(piece)
-            too_long = self._line_len > limit
-        else:
-            too_long = self._line_len + first > limit or (
-                len(piece) - first > MAX_TEXT_LINE and _LONG_LINE.search(piece, first) is not None
-            )
-            self._line_len = len(piece) - piece.rfind(b"\n") - 1
-        if too_long:
-            self._found[_LONG] = True
+        # A line is too long once MAX_TEXT_LINE octets (CR included) have come without a LF,
+        # whether a LF follows later or not: each line must have its LF among its first
+        # MAX_TEXT_LINE octets. Jump from line start to line start, each time past the *last*
+        # LF of that window (every line ending inside the window is shorter than it): about
+        # MAX_TEXT_LINE octets per step on ordinary text, instead of looking at every octet.
+        end = len(piece)
+        start = -self._line_len  # where the current line starts (≤ 0: in an earlier piece)
+        while start + MAX_TEXT_LINE <= end:
+            # (``max(0, start)`` here would cost half as much again as the rfind itself)
+            lf = piece.rfind(b"\n", start if start > 0 else 0, start + MAX_TEXT_LINE)
+            if lf < 0:
+                self._found[_LONG] = True
+                return
+            start = lf + 1
+        # Fewer than MAX_TEXT_LINE octets left: nothing too long; find where the last line starts.
+        lf = piece.rfind(b"\n", start if start > 0 else 0)
+        self._line_len = end - (lf + 1 if lf >= 0 else start)
 
 
 class DataReceiver:
