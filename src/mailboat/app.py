@@ -179,6 +179,9 @@ class Server:
             # batches. (Every worker delivering its own was measured slower: twice the Maildir
             # sync calls, each in smaller batches, and two writers taking turns on the queue.)
             handoff=self.runner if self.run_queue else None,
+            # Large messages for local mailboxes: every worker delivers its own before queueing
+            # (runner.deliver_first; measured there).
+            deliver_first=self.runner,
             authenticate=self.users.check, check_local_clients=config.auth.check_local_clients,
             spool_dir=config.data_dir,
         )

@@ -3,18 +3,21 @@
 import json
 import smtplib
 
+import pytest
 
 from mbtest import start_server
 
 
-def test_journey_of_a_delivered_message(tmp_path):
+# "large": over runner.DELIVER_FIRST_MIN, so delivered before it is queued: same journey.
+@pytest.mark.parametrize("body", [b"hello\r\n", b"hello\r\n" * 12_000], ids=["small", "large"])
+def test_journey_of_a_delivered_message(tmp_path, body):
     server = start_server(tmp_path)
     try:
         with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as client:
             client.ehlo("client.example")
             client.sendmail("sender@example.org", ["sales@example.com"],
                             b"Received: from origin.example (origin.example [192.0.2.1]) by relay.example.org "
-                            b"with ESMTP id AAA; Mon, 1 Jan 2024 10:00:00 +0000\r\nSubject: j\r\n\r\nhello\r\n")
+                            b"with ESMTP id AAA; Mon, 1 Jan 2024 10:00:00 +0000\r\nSubject: j\r\n\r\n" + body)
             reply = client.noop()
         server.wait_messages("alice@example.com", 1)
         server.wait_messages("bob@example.com", 1)

@@ -46,6 +46,25 @@ def test_plain_smtplib_message_arrives_once_with_one_received(server):
     assert len(server.messages("alice@example.com")) == 1
 
 
+def test_large_local_message_is_in_the_mailbox_when_the_250_comes(server):
+    """A large message for local mailboxes is delivered before it is queued (runner.deliver_first):
+    both copies are in new/ the moment the client has its 250, and the queue never holds it."""
+    big = MESSAGE + b"x" * 998 + b"\r\n" + (b"y" * 78 + b"\r\n") * 1500  # ~120 KB
+    with smtp(server) as client:
+        client.ehlo()
+        client.mail("sender@example.org")
+        client.rcpt("alice@example.com")
+        client.rcpt("bob@example.com")
+        code, text = client.data(big)
+        assert code == 250, text
+        assert [m.endswith(big) for m in server.messages("alice@example.com") + server.messages("bob@example.com")] \
+            == [True, True]
+    queue_id = text.rsplit(b" ", 1)[1].decode()
+    assert server.cli("queue", "list").stdout.strip() in ("", "Mail queue is empty")
+    log = server.wait_log(f"{queue_id}: removed")
+    assert log.count(f"{queue_id}: to=<") == 2 and f"{queue_id}: from=<sender@example.org>" in log
+
+
 def test_starttls_records_version_and_cipher(server):
     with smtp(server) as client:
         client.starttls(context=insecure())

@@ -337,3 +337,102 @@ def test_prune_journeys_runs_at_start_and_logs(caplog):
     with caplog.at_level(logging.INFO, logger="mailboat.master"):
         assert asyncio.run(main()) == []
     assert "journey: forgot 2 events older than 1 days" in caplog.text
+
+
+# -- delivering before queueing (runner.deliver_first) ------------------------------------------
+
+BIG_BODY = b"Subject: big\r\n\r\n" + b"z" * 70_000 + b"\r\n"
+
+
+def test_deliver_first_delivers_local_mail_without_a_queue_record(env, caplog):
+    """Every recipient a local mailbox: delivered before it is queued; the journey still tells
+    queued, delivery, finished, and the log has the usual lines; the queue never holds it."""
+    clock, store, router, runner, hooked, root = env
+    qid = new_queue_id()
+    envelope = Envelope("s@y.test", (Recipient("bob@x.test"), Recipient("carol@x.test")))
+
+    async def main():
+        caplog.set_level(logging.INFO, logger="mailboat.queue")
+        attempt = await runner.deliver_first(qid, envelope, BIG_BODY)
+        assert attempt is not None and attempt.complete
+        assert maildir_count(root, "bob") == maildir_count(root, "carol") == 1  # before any record
+        await runner.finish_first(attempt)
+        assert await store.list() == [] and await store.get(qid) is None
+        events = await store.events(qid)
+        assert [e.kind for e in events] == ["queued", "delivery", "delivery", "finished"]
+        assert events[0].detail["size"] == len(BIG_BODY)
+        assert {r["state"] for r in events[-1].detail["recipients"]} == {"delivered"}
+
+    asyncio.run(main())
+    found = [m for m in lines(caplog) if m]
+    assert sorted(m["to"] for m in found) == ["bob@x.test", "carol@x.test"]
+    assert {m["status"] for m in found} == {"sent"} and {m["qid"] for m in found} == {qid}
+    assert any(r.getMessage() == f"{qid}: removed" for r in caplog.records)
+
+
+@pytest.mark.parametrize("special", ["remote", "alias to remote", "refused"])
+def test_deliver_first_declines_unless_every_recipient_is_local(env, special):
+    """One recipient that is not a local mailbox (remote, an alias reaching one, a refusal):
+    nothing is delivered, the message is queued as usual."""
+    clock, store, router, runner, hooked, root = env
+    other = {"remote": "dave@remote.test", "alias to remote": "list@x.test", "refused": "gone@x.test"}[special]
+    router.aliases["list@x.test"] = ["bob@x.test", "erin@remote.test"]
+    router.special["gone@x.test"] = Refuse(550, "5.1.1", "no such user")
+
+    async def main():
+        envelope = Envelope("s@y.test", (Recipient("bob@x.test"), Recipient(other)))
+        assert await runner.deliver_first(new_queue_id(), envelope, BIG_BODY) is None
+
+    asyncio.run(main())
+    assert maildir_count(root, "bob") == 0
+
+
+def test_partial_first_attempt_is_recorded_as_the_first_run(env):
+    """bob's mailbox works, carol's cannot be written: the message is queued (claimed) and the
+    attempt recorded, so bob is not delivered twice and carol is retried."""
+    clock, store, router, runner, hooked, root = env
+    maildir = runner.transports["maildir"]
+
+    class CarolsDiskIsFull:
+        async def deliver(self, envelope, message, recipients, route):
+            if route.path.endswith("carol"):
+                return [outcome(r.address, 452, "4.3.1 maildir delivery failed: disk full", "local", clock())
+                        for r in recipients]
+            return await maildir.deliver(envelope, message, recipients, route)
+
+    runner.transports["maildir"] = CarolsDiskIsFull()
+    qid = new_queue_id()
+    envelope = Envelope("s@y.test", (Recipient("bob@x.test"), Recipient("carol@x.test")))
+
+    async def main():
+        attempt = await runner.deliver_first(qid, envelope, BIG_BODY)
+        assert attempt is not None and not attempt.complete
+        item = await store.enqueue(qid, envelope, BIG_BODY, claim=True)
+        runner.record_first(item, attempt)
+        await runner.stop()  # waits for the record
+        [queued] = await store.list()
+        states = {r.address: r.state for r in queued.recipients}
+        assert states["bob@x.test"] is RecipientState.DELIVERED
+        assert states["carol@x.test"] is not RecipientState.DELIVERED and queued.attempts == 1
+
+    asyncio.run(main())
+    assert maildir_count(root, "bob") == 1
+
+
+def test_finish_first_sends_the_success_notification(tmp_path):
+    """NOTIFY=SUCCESS: the on_success hook runs for mail delivered before queueing as well."""
+    store = MemoryQueueStore()
+    told = []
+
+    async def on_success(item, delivered):
+        told.append([o.recipient for o in delivered])
+
+    runner = QueueRunner(store, Router(str(tmp_path)), {"maildir": MaildirTransport()}, on_success=on_success)
+
+    async def main():
+        envelope = Envelope("s@y.test", (Recipient("bob@x.test", notify=("SUCCESS",)),))
+        attempt = await runner.deliver_first(new_queue_id(), envelope, BIG_BODY)
+        await runner.finish_first(attempt)
+
+    asyncio.run(main())
+    assert told == [["bob@x.test"]]

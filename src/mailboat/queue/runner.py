@@ -35,6 +35,17 @@ Processing one message (`_process`):
 A crash anywhere before step 6 leaves the claim lease to expire: the message is delivered again
 (duplicates possible, loss not). Every exception is contained per message; the loop never dies.
 
+Delivering before queueing (`deliver_first`): a session that has a large message
+(DELIVER_FIRST_MIN and up) for local mailboxes only asks the runner to deliver it BEFORE it is
+queued, and answers 250 once every copy is durable in its Maildir: the bytes are then written
+once (the mailbox) instead of twice (the queue, then the mailbox). The same steps 1-6 run, with
+the routing decided first: only when every recipient expands and routes to a Maildir (or
+Discard) is anything delivered. When every recipient is delivered, `finish_first` logs and
+journals it like any delivery and the message is never queued (its journey: queued, delivery,
+finished). Otherwise the session queues it as usual and `record_first` records this attempt as
+its first run, so delivered recipients are not delivered again. A crash before the 250 leaves
+delivered copies that the client sends again: a duplicate, never a loss (RFC 5321 §6.1).
+
 Log lines (logger "mailboat.queue"; the formatter adds "mailboat/queue[PID]: "):
   QUEUEID: to=<rcpt>, [orig_to=<alias>, ]relay=local, delay=0.12, delays=a/b/c/d, dsn=2.0.0,
   status=sent (delivered to maildir)
@@ -49,15 +60,17 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mailboat.delivery.transport import Transport, outcome
 from mailboat.mail.envelope import Recipient
+from mailboat.mail.envelope import Envelope
 from mailboat.queue import retry
-from mailboat.queue.model import QueueItem, RecipientOutcome, RecipientState, apply_outcomes
+from mailboat.queue.codec import finished_detail, queued_detail
+from mailboat.queue.model import QueueItem, RecipientOutcome, RecipientState, apply_outcomes, initial_recipients
 from mailboat.queue.store import QueueError, QueueStore
-from mailboat.routing.route import Discard, Refuse, Route
+from mailboat.routing.route import Discard, Maildir, Refuse, Route
 
 FinalFailureHook = Callable[[QueueItem, list[RecipientOutcome]], Awaitable[None]]
 # on_delay(item, deferred outcomes, will_retry_until): the delay-warning DSN.
@@ -65,6 +78,29 @@ DelayHook = Callable[[QueueItem, list[RecipientOutcome], float], Awaitable[None]
 _REMOTE_KINDS = frozenset({"lmtp", "relay", "mx"})
 _STATUS_WORD = {RecipientState.DELIVERED: "sent", RecipientState.DEFERRED: "deferred",
                 RecipientState.FAILED: "bounced"}
+# Messages of this size and larger go to local mailboxes before they are queued (deliver_first).
+# Measured side by side (20 sessions into Maildir, every worker delivering its own): 100 KB
+# messages +15 to +40 % per second with 15-30 % less CPU each, since their bytes are no longer
+# written to the queue as well; 1 KB messages 13-24 % slower, since every worker then runs its
+# own Maildir syncs in smaller batches, which cost more than the queue's shared fsync saves.
+DELIVER_FIRST_MIN = 64 * 1024
+_LOCAL_ROUTES = (Maildir, Discard)
+Groups = dict[Route, dict[str, tuple[Recipient, list[str | None]]]]
+
+
+@dataclass(slots=True)
+class FirstAttempt:
+    """What `deliver_first` did: the message as it would be queued, and the outcomes."""
+
+    item: QueueItem
+    outcomes: list[RecipientOutcome]
+    timing: dict[str, float]
+    message: bytes = field(repr=False)
+
+    @property
+    def complete(self) -> bool:
+        """Every recipient delivered: the message need not be queued at all."""
+        return all(o.state is RecipientState.DELIVERED for o in self.outcomes)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -193,6 +229,48 @@ class QueueRunner:
         task.add_done_callback(self._done)
         task.add_done_callback(lambda _: self._release(len(message)))
 
+    # -- delivering before queueing (see the module docstring) --------------------------------
+
+    async def deliver_first(self, queue_id: str, envelope: Envelope, message: bytes) -> FirstAttempt | None:
+        """Deliver a message that is not queued yet, if every recipient is a local mailbox.
+
+        None: some recipient is not local (or its expansion or routing failed): nothing was
+        delivered, queue the message as usual. Otherwise the outcomes of the attempt: when
+        `complete`, call `finish_first`; when not, queue the message (claim=True) and call
+        `record_first` with the item the store returned."""
+        now = self.clock()
+        item = QueueItem(queue_id, envelope, len(message), now, now, recipients=initial_recipients(envelope))
+        early, groups = await self._plan(item)
+        if early or not groups or not all(isinstance(route, _LOCAL_ROUTES) for route in groups):
+            return None
+        outcomes, timing = await self._deliver_groups(item, message, groups)
+        return FirstAttempt(item, outcomes, timing, message)
+
+    async def finish_first(self, attempt: FirstAttempt) -> None:
+        """Every recipient of `attempt` was delivered: log and journal it like a queued message
+        delivered at its first attempt (queued, delivery, finished), without a queue record."""
+        item = attempt.item
+        try:
+            await self.store.record_event(item.queue_id, item.arrival, "queued",
+                                          queued_detail(item.envelope, item.size, attempt.message))
+        except Exception as exc:
+            self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
+        await self._record(item, attempt.outcomes, item.arrival, attempt.timing, queued=False)
+
+    def record_first(self, item: QueueItem, attempt: FirstAttempt) -> None:
+        """Record `attempt` as the first run of `item`, the same message just queued with
+        claim=True (in a task, like deliver_now: the caller answers its client meanwhile)."""
+        task = asyncio.get_running_loop().create_task(self._record_contained(item, attempt))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    async def _record_contained(self, item: QueueItem, attempt: FirstAttempt) -> None:
+        try:
+            await self._record(item, attempt.outcomes, attempt.item.arrival, attempt.timing)
+        except Exception:
+            self.log.exception("%s: recording the first delivery run failed; it will be retried after the lease",
+                               item.queue_id)
+
     def _release(self, size: int) -> None:
         self._handoff_bytes -= size
 
@@ -223,8 +301,15 @@ class QueueRunner:
                            ) -> tuple[list[RecipientOutcome], dict[str, float]]:
         """Expand, route, group and deliver every open recipient. Returns outcomes and, per final
         address, the transport time (for the delays= field)."""
+        early, groups = await self._plan(item)
+        outcomes, timing = await self._deliver_groups(item, message, groups)
+        return early + outcomes, timing
+
+    async def _plan(self, item: QueueItem) -> tuple[list[RecipientOutcome], Groups]:
+        """Expand and route every open recipient: the outcomes of those that failed doing so,
+        and the others grouped by route (two aliases reaching one mailbox are one delivery)."""
         outcomes: list[RecipientOutcome] = []
-        groups: dict[Route, dict[str, tuple[Recipient, list[str | None]]]] = {}
+        groups: Groups = {}
         for row in item.open_recipients:
             if row.original is None:
                 try:
@@ -251,12 +336,14 @@ class QueueRunner:
                 rcpt = Recipient(address, row.recipient.orcpt, row.recipient.notify)
                 # Two aliases reaching one mailbox: deliver once, record it for both.
                 groups.setdefault(route, {}).setdefault(address, (rcpt, []))[1].append(original)
+        return outcomes, groups
+
+    async def _deliver_groups(self, item: QueueItem, message: bytes, groups: Groups
+                              ) -> tuple[list[RecipientOutcome], dict[str, float]]:
         timing: dict[str, float] = {}
         results = await asyncio.gather(*(self._deliver_group(item, message, route, members, timing)
                                          for route, members in groups.items()))
-        for group in results:
-            outcomes.extend(group)
-        return outcomes, timing
+        return [o for group in results for o in group], timing
 
     async def _deliver_group(self, item: QueueItem, message: bytes, route: Route,
                              members: dict[str, tuple[Recipient, list[str | None]]],
@@ -289,7 +376,9 @@ class QueueRunner:
         return results
 
     async def _record(self, item: QueueItem, outcomes: list[RecipientOutcome], claimed: float,
-                      timing: dict[str, float]) -> None:
+                      timing: dict[str, float], *, queued: bool = True) -> None:
+        """Steps 4-6 for one run. queued=False: a message delivered to every recipient before it
+        was queued (finish_first): its journey ends with a "finished" event, no record to update."""
         now = self.clock()
         next_time = None
         expired = False
@@ -322,7 +411,11 @@ class QueueRunner:
                 await self.store.record_event(item.queue_id, detail.pop("at"), "delivery", detail)
             except Exception as exc:
                 self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
-        await self.store.record_outcomes(item.queue_id, outcomes, next_time, claimed=item)
+        if queued:
+            await self.store.record_outcomes(item.queue_id, outcomes, next_time, claimed=item)
+        else:
+            done = replace(item, attempts=1, recipients=apply_outcomes(item.recipients, outcomes))
+            await self.store.record_event(item.queue_id, now, "finished", finished_detail(done))
         if not any(r.state.is_open for r in apply_outcomes(item.recipients, outcomes)):
             self.log.info("%s: removed", item.queue_id)
 

@@ -7,7 +7,9 @@ Durability contract (the text for docs/architecture.md)
 -------------------------------------------------------
 1. `enqueue()` returns only after the envelope and the message bytes are on stable storage
    (fsync'd, in one transaction). The SMTP session sends "250 ... queued as ID" only after it
-   returns; RFC 5321 §6.1 makes that 250 a promise not to lose the message.
+   returns; RFC 5321 §6.1 makes that 250 a promise not to lose the message. (A large message
+   for local mailboxes only may be delivered before it is queued, runner.deliver_first: its
+   250 then follows the durable Maildir copies, and it is enqueued only if one is missing.)
 2. If enqueue() raises, nothing of that message is stored: the client gets a 4xx and retries.
    QueueFullError (disk or quota full) maps to 452 4.3.1, QueueWriteError (I/O error, read-only
    or corrupt database) to 451 4.3.0, DuplicateQueueIdError to 451 4.3.0 with a new id.

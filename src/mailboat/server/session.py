@@ -34,6 +34,7 @@ from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
 from mailboat.policy import Pipeline, SessionInfo, TransactionInfo
 from mailboat.queue.model import QueueItem
+from mailboat.queue.runner import DELIVER_FIRST_MIN, FirstAttempt
 from mailboat.queue.store import QueueError, QueueFullError, QueueStore
 from mailboat.resolver.base import Resolver, forward_confirmed_rdns
 from mailboat.accounts.users import normalize_address
@@ -110,6 +111,17 @@ class Handoff(Protocol):
     def deliver_now(self, item: QueueItem, message: bytes) -> None: ...
 
 
+class DeliverFirst(Protocol):
+    """Who delivers a large message to local mailboxes before it is queued (QueueRunner): see
+    `ServerContext.deliver_first` and queue/runner.py."""
+
+    async def deliver_first(self, queue_id: str, envelope: Envelope, message: bytes) -> FirstAttempt | None: ...
+
+    async def finish_first(self, attempt: FirstAttempt) -> None: ...
+
+    def record_first(self, item: QueueItem, attempt: FirstAttempt) -> None: ...
+
+
 @dataclass(slots=True)
 class ServerContext:
     """Everything the sessions of one server share (built by mailboat.app)."""
@@ -124,6 +136,9 @@ class ServerContext:
     # This process's runner: a message is enqueued already claimed and handed to it with its
     # bytes after the 250 (no claim query, no re-read); on_enqueued is then not called.
     handoff: Handoff | None = None
+    # A message of runner.DELIVER_FIRST_MIN bytes or more whose recipients are all local
+    # mailboxes is delivered before it is queued, and queued only if some copy is not delivered.
+    deliver_first: DeliverFirst | None = None
     authenticate: Callable[[str, str], bool] | None = None  # (account, password) -> ok; blocking
     auth_limiter: auth.AuthLimiter = field(default_factory=auth.AuthLimiter)
     check_local_clients: bool = False  # check SPF/DKIM/DMARC for loopback clients too
@@ -536,8 +551,24 @@ class Session:
             "tls": f"{self.info.tls_version} {self.info.tls_cipher}" if self.info.tls_version else None,
             "sasl_username": self.info.auth_user,
         })
+        first = None
+        if self.ctx.deliver_first is not None and len(data) >= DELIVER_FIRST_MIN:
+            try:
+                first = await self.ctx.deliver_first.deliver_first(queue_id, envelope, data)
+            except Exception:  # a bug: queue it as usual (a duplicate at worst)
+                log.exception("%s: delivery before queueing failed; queueing it", queue_id)
+            if first is not None and first.complete:
+                self._accepted(queue_id, message, data, count)
+                try:
+                    await self.ctx.deliver_first.finish_first(first)
+                except Exception:  # delivered and durable: the 250 stands; only the records suffer
+                    log.exception("%s: recording the delivery failed", queue_id)
+                self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
+                self._end_transaction()
+                return
         handoff = self.ctx.handoff
-        claim = handoff is not None and handoff.has_room(len(data))
+        # (claimed after a first attempt too: record_first records it under the lease)
+        claim = first is not None or (handoff is not None and handoff.has_room(len(data)))
         try:
             item = await self.ctx.store.enqueue(queue_id, envelope, data, claim=claim)
         except QueueFullError as exc:
@@ -550,6 +581,23 @@ class Session:
             self._reply_all(smtp.Reply.make(451, "4.3.0", "Queue write error, try again later"), count)
             self._end_transaction()
             return
+        self._accepted(queue_id, message, data, count)
+        self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
+        self._end_transaction()
+        if first is not None and item is not None:
+            # Some copies were delivered before queueing: record that run (the rest is due now).
+            self.ctx.deliver_first.record_first(item, first)  # type: ignore[union-attr]
+            if self.ctx.on_enqueued is not None and handoff is None:
+                self.ctx.on_enqueued()  # the runner is in another process: let it look now
+        elif item is not None and handoff is not None:
+            handoff.deliver_now(item, data)
+        elif self.ctx.on_enqueued is not None:
+            self.ctx.on_enqueued()
+
+    def _accepted(self, queue_id: str, message: bytes, data: bytes, count: int) -> None:
+        """Count and log a message taken in (Postfix's smtpd, cleanup and qmgr lines)."""
+        txn = self.txn
+        assert txn is not None
         self.messages += 1
         log.info("%s: client=%s%s", queue_id, self.client,
                  f", sasl_username={safe(self.info.auth_user)}" if self.info.auth_user else "")
@@ -557,9 +605,3 @@ class Session:
         if message_id is not None:
             cleanup_log.info("%s: message-id=%s", queue_id, safe(message_id.value.strip()))
         qmgr_log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", queue_id, safe(txn.sender), len(data), count)
-        self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
-        self._end_transaction()
-        if item is not None and handoff is not None:
-            handoff.deliver_now(item, data)
-        elif self.ctx.on_enqueued is not None:
-            self.ctx.on_enqueued()
