@@ -415,7 +415,10 @@ class QueueRunner:
             await self.store.record_outcomes(item.queue_id, outcomes, next_time, claimed=item)
         else:
             done = replace(item, attempts=1, recipients=apply_outcomes(item.recipients, outcomes))
-            await self.store.record_event(item.queue_id, now, "finished", finished_detail(done))
+            try:  # (the journey's end; the mail itself is delivered and durable)
+                await self.store.record_event(item.queue_id, now, "finished", finished_detail(done))
+            except QueueError as exc:
+                self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
         if not any(r.state.is_open for r in apply_outcomes(item.recipients, outcomes)):
             self.log.info("%s: removed", item.queue_id)
 
