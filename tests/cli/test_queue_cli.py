@@ -76,3 +76,19 @@ def test_unknown_id_is_one_line_exit_1(mb, verb):
 def test_usage_errors_exit_2(mb):
     assert mb("queue", "retry").returncode == 2
     assert mb("queue", "frobnicate").returncode == 2
+
+
+def test_large_message_spooled_by_sendmail_shows_and_deletes(mb, tmp_path):
+    """A message over the spool threshold (queue/bodies.py) queued by `mailboat sendmail` with no
+    server running: its body is a file beside queue.db, `queue show` reads it, and `queue
+    delete` removes the file with the record."""
+    body = "Subject: big\n\n" + ("y" * 78 + "\n") * 2000  # ~160 KB
+    assert mb("sendmail", "-f", "bob@example.org", "a@example.net", input=body).returncode == 0
+    [item] = json.loads(mb("queue", "list", "--json").stdout)
+    spool = tmp_path / "data" / "queue.db-bodies"
+    assert [p.name for p in spool.iterdir()] == [item["queue_id"]]
+    assert item["size"] > 160_000
+    show = mb("queue", "show", item["queue_id"])
+    assert show.returncode == 0 and "  Subject: big" in show.stdout
+    assert mb("queue", "delete", item["queue_id"]).returncode == 0
+    assert mb("mailq").stdout == "Mail queue is empty\n" and list(spool.iterdir()) == []
