@@ -13,7 +13,7 @@
 # (bench/lib/idle.py); the trace parser vs mail-parser (bench/trace_bench.py); DKIM vs dkimpy
 # (bench/dkim_bench.py); bench/relay.sh when it exists.
 #
-# Environment: BENCH_REPEAT (3), BENCH_SCALE (1.0: multiplies every message count),
+# Environment: BENCH_REPEAT (5), BENCH_SCALE (1.0: multiplies every message count),
 # BENCH_TIMEOUT (120 s per smtp-source run), BENCH_BUDGET (1500 s for all runs),
 # BENCH_WORK (bench/work), BENCH_KEEP=1 keeps the work directory, PYTHON (.venv/bin/python),
 # BENCH_WORKERS (mailboat's [server] workers; 0 = one per CPU, the default; empty = leave the
@@ -33,7 +33,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 WORK=${BENCH_WORK:-$BENCH/work}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-5}
 SCALE=${BENCH_SCALE:-1.0}
 TIMEOUT=${BENCH_TIMEOUT:-120}
 BUDGET=${BENCH_BUDGET:-1500}

@@ -7,7 +7,7 @@
 #
 #   bash bench/relay.sh        # the table on stdout, bench/relay-results.md, bench/relay-results.json
 #
-# Environment: BENCH_REPEAT (3), BENCH_SCALE (1.0: multiplies the message counts 1000 and 2000),
+# Environment: BENCH_REPEAT (5), BENCH_SCALE (1.0: multiplies the message counts 1000 and 2000),
 # BENCH_TIMEOUT (180 s per run), BENCH_BUDGET (1500 s for all runs), BENCH_WORK (bench/work-relay),
 # BENCH_KEEP=1 keeps the work directory, PYTHON (.venv/bin/python).
 #
@@ -25,7 +25,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 WORK=${BENCH_WORK:-$BENCH/work-relay}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-5}
 SCALE=${BENCH_SCALE:-1.0}
 TIMEOUT=${BENCH_TIMEOUT:-180}
 BUDGET=${BENCH_BUDGET:-1500}

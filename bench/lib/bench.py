@@ -290,6 +290,14 @@ def main() -> int:
         for scenario in scenarios:
             values = [r["accept_rate"] for r in target.runs[scenario.name]]
             spread.append(f"{target.name} {scenario.name}: " + ", ".join(f"{v:,.0f}" for v in values))
+    if "Postfix" in by_name:
+        # Each round ran both servers back to back, so a round's ratio compares like with like
+        # (the ratio in the table is of the medians; these show how much the rounds agree).
+        for scenario in scenarios:
+            pairs = zip(by_name["mailboat"].runs[scenario.name], by_name["Postfix"].runs[scenario.name], strict=True)
+            ratios = [m["e2e_rate"] / p["e2e_rate"] for m, p in pairs]
+            spread.append(f"ratio end to end by round, {scenario.name}: " + ", ".join(f"{r:.2f}" for r in ratios)
+                          + f" (median {statistics.median(ratios):.2f})")
     md = [
         "# Accept benchmark: mailboat vs Postfix (bench/accept.sh)",
         "",
@@ -308,7 +316,7 @@ def main() -> int:
         "Machine noise: these shared machines move 10-30 % between runs; compare ratios from one run, never "
         "absolute figures across runs. All three targets run on the same cores as smtp-source itself.",
         "",
-        "Every run (accept, messages/s):",
+        "Every run (accept, messages/s), and each round's ratio:",
         "",
         *[f"- {line}" for line in spread],
         "",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -185,6 +186,12 @@ def main() -> int:
     print(table)
     spread = [f"{t.name} {s.name}: end to end " + ", ".join(f"{r['e2e_rate']:,.0f}" for r in t.runs[s.name])
               for t in targets for s in scenarios]
+    named = {t.name: t for t in targets}
+    for s in scenarios:  # each round ran both relays back to back: its ratio compares like with like
+        ratios = [m["e2e_rate"] / p["e2e_rate"]
+                  for m, p in zip(named["mailboat"].runs[s.name], named["Postfix"].runs[s.name], strict=True)]
+        spread.append(f"ratio end to end by round, {s.name}: " + ", ".join(f"{r:.2f}" for r in ratios)
+                      + f" (median {statistics.median(ratios):.2f})")
     md = [
         "# Relay benchmark: mailboat vs Postfix, both relaying to smtp-sink (bench/relay.sh)",
         "",
