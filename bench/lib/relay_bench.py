@@ -171,7 +171,7 @@ def main() -> int:
         row["ratio_accept"] = row["mailboat_accept"] / row["postfix_accept"]
         rows.append(row)
 
-    info = machine()
+    info = machine(args.mailboat_pid)
     lines = [("| scenario | msgs/run | Postfix accept | Postfix end to end | mailboat accept | mailboat end to end "
              "| ratio end to end | ratio accept | CPU ms/msg Postfix | CPU ms/msg mailboat |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
