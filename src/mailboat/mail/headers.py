@@ -124,7 +124,9 @@ def get_first(source: bytes | Iterable[Field], name: str) -> Field | None:
             # (parse_fields finds fields only at line starts or after leading WSP): parse
             # this one field alone.
             field = _FIELD.match(header, match.start())
-            if field is not None and field.group(1).decode("ascii", "replace").strip().lower() == name.lower():
-                return Field(field.group(1).decode("ascii", "replace").strip(), field.group(0))
+            if field is not None:
+                found = field.group(1).decode("ascii", "replace").strip()
+                if found.lower() == name.lower():
+                    return Field(found, field.group(0))
     found = get_all(source, name)
     return found[0] if found else None

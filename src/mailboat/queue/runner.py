@@ -7,10 +7,10 @@ slots), start one `_process` task per message, then sleep until `wake()` is call
 driver calls it after each enqueue), a slot frees up while work is waiting, or `poll_interval`
 passes (for deferred messages coming due, and for messages queued by another process).
 
-Fresh messages need no claim: the session that accepted one enqueues it already leased
-(`store.enqueue(claim=True)`) and hands it to `deliver_now()` with its bytes, so each worker
-process delivers what it accepted. Only retries and hand-offs that found no free slot go
-through claim_due().
+Fresh messages accepted by the process that runs the queue need no claim: the session
+enqueues one already leased (`store.enqueue(claim=True)`) and hands it to `deliver_now()` with
+its bytes. The other worker processes' messages, retries, and hand-offs that found no free slot
+go through claim_due().
 
 Processing one message (`_process`):
 1. load the bytes (unless handed over with them); for each open recipient: an envelope recipient is first expanded by
@@ -64,8 +64,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mailboat.delivery.transport import Transport, outcome
-from mailboat.mail.envelope import Recipient
-from mailboat.mail.envelope import Envelope
+from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.queue import retry
 from mailboat.queue.codec import finished_detail, queued_detail
 from mailboat.queue.model import QueueItem, RecipientOutcome, RecipientState, apply_outcomes, initial_recipients
@@ -219,10 +218,9 @@ class QueueRunner:
     def deliver_now(self, item: QueueItem, message: bytes) -> None:
         """Deliver a message this process just enqueued with `claim=True`, from its bytes in
         memory: the session hands it over after its 250, so the message skips the claim query
-        and the re-read, and is delivered by the worker that accepted it (every worker
-        delivers its own mail, not only the one that polls the queue). The store holds the
-        lease, so nobody else takes it meanwhile; if this process dies, the lease expires (or
-        the next start releases it) and the message is claimed like any other."""
+        and the re-read. The store holds the lease, so nobody else takes it meanwhile; if this
+        process dies, the lease expires (or the next start releases it) and the message is
+        claimed like any other."""
         task = asyncio.get_running_loop().create_task(self._process(item, message))
         self._inflight.add(task)
         self._handoff_bytes += len(message)
@@ -411,15 +409,16 @@ class QueueRunner:
                 await self.store.record_event(item.queue_id, detail.pop("at"), "delivery", detail)
             except Exception as exc:
                 self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
+        after = apply_outcomes(item.recipients, outcomes)
         if queued:
             await self.store.record_outcomes(item.queue_id, outcomes, next_time, claimed=item)
         else:
-            done = replace(item, attempts=1, recipients=apply_outcomes(item.recipients, outcomes))
             try:  # (the journey's end; the mail itself is delivered and durable)
-                await self.store.record_event(item.queue_id, now, "finished", finished_detail(done))
+                await self.store.record_event(item.queue_id, now, "finished",
+                                              finished_detail(replace(item, attempts=1, recipients=after)))
             except QueueError as exc:
                 self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
-        if not any(r.state.is_open for r in apply_outcomes(item.recipients, outcomes)):
+        if not any(r.state.is_open for r in after):
             self.log.info("%s: removed", item.queue_id)
 
     async def _delay_warning(self, item: QueueItem, outcomes: list[RecipientOutcome], now: float,

@@ -12,8 +12,8 @@ with everything else and a message can never be claimed twice at once.
 Durability: `journal_mode=WAL`; the writer commits with synchronous=NORMAL and fsyncs the WAL
 itself, outside the write lock, before it answers an enqueue or an operator action (see
 groupcommit.py; records of delivery, leases and journey events are lazy writes that skip the
-fsync: losing one costs a duplicate delivery at worst). (NORMAL would skip that fsync and survive a process crash but not a power cut, which
-would make our 250 untruthful.) The bytes of a message under SPOOL_MIN are a BLOB in the same
+fsync: losing one costs a duplicate delivery at worst). (NORMAL alone would skip that fsync and
+survive a process crash but not a power cut, which would make our 250 untruthful.) The bytes of a message under SPOOL_MIN are a BLOB in the same
 transaction as the envelope, so one fsync covers both and a failed write leaves neither behind.
 Larger ones are spooled: a file of their own beside the database, written before the row and
 made durable with it by one syncfs (bodies.py says why and how a crash is handled).
@@ -199,8 +199,9 @@ class SqliteQueueStore:
             conn.execute("ROLLBACK")
             raise
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0, durable: bool = True) -> Any:
-        return await self._writer.submit(fn, size, durable=durable)  # type: ignore[misc]
+    async def _write(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0, durable: bool = True,
+                     files: bool = False) -> Any:
+        return await self._writer.submit(fn, size, durable=durable, files=files)  # type: ignore[misc]
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -258,9 +259,7 @@ class SqliteQueueStore:
         event = json.dumps(codec.queued_detail(envelope, len(message), message), ensure_ascii=False)
         spooled = len(message) >= self._spool_min
         if spooled:
-            if self._writer.closed:
-                raise QueueError("queue store is closed")
-            self.spool.write(queue_id, message)  # before the row: see bodies.py
+            self.spool.write(queue_id, message)  # before the row: see bodies.py (removed below on failure)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt, lease_until) "
@@ -271,7 +270,7 @@ class SqliteQueueStore:
                          (queue_id, arrival, event))
 
         try:
-            await self._writer.submit(op, len(message) if not spooled else 0, files=spooled)  # type: ignore[misc]
+            await self._write(op, 0 if spooled else len(message), files=spooled)
         except QueueSyncError:
             raise  # the row committed: the file stays with it (not acknowledged, maybe delivered)
         except QueueError:
@@ -323,7 +322,8 @@ class SqliteQueueStore:
         at = max((o.at for o in outcomes), default=self._clock())
         self._prefetched.pop(queue_id, None)  # delivered from it (or it was never loaded)
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> bool:
+            """Whether the message left the queue with a spooled body (to remove once durable)."""
             item: QueueItem | None
             if claimed is not None:  # current, by the lease: only check the row is still there
                 row = conn.execute("SELECT 1 FROM message WHERE queue_id = ? AND status != 'corrupt'",
@@ -352,7 +352,8 @@ class SqliteQueueStore:
 
     async def finish(self, queue_id: str, at: float) -> None:
         self._prefetched.pop(queue_id, None)
-        def op(conn: sqlite3.Connection) -> None:
+
+        def op(conn: sqlite3.Connection) -> bool:
             row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ?", (queue_id,)).fetchone()
             item = self._decode_row(row) if row is not None else None
             return item is not None and _finish(conn, item, at)

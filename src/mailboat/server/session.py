@@ -551,21 +551,15 @@ class Session:
             "tls": f"{self.info.tls_version} {self.info.tls_cipher}" if self.info.tls_version else None,
             "sasl_username": self.info.auth_user,
         })
-        first = None
-        if self.ctx.deliver_first is not None and len(data) >= DELIVER_FIRST_MIN:
+        first = await self._deliver_first(queue_id, envelope, data)
+        if first is not None and first.complete:  # every copy is in its mailbox: never queued
+            self._accepted(queue_id, message, data, count)
             try:
-                first = await self.ctx.deliver_first.deliver_first(queue_id, envelope, data)
-            except Exception:  # a bug: queue it as usual (a duplicate at worst)
-                log.exception("%s: delivery before queueing failed; queueing it", queue_id)
-            if first is not None and first.complete:
-                self._accepted(queue_id, message, data, count)
-                try:
-                    await self.ctx.deliver_first.finish_first(first)
-                except Exception:  # delivered and durable: the 250 stands; only the records suffer
-                    log.exception("%s: recording the delivery failed", queue_id)
-                self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
-                self._end_transaction()
-                return
+                await self.ctx.deliver_first.finish_first(first)  # type: ignore[union-attr]
+            except Exception:  # delivered and durable: the 250 stands; only the records suffer
+                log.exception("%s: recording the delivery failed", queue_id)
+            self._queued(queue_id, count)
+            return
         handoff = self.ctx.handoff
         # (claimed after a first attempt too: record_first records it under the lease)
         claim = first is not None or (handoff is not None and handoff.has_room(len(data)))
@@ -582,17 +576,30 @@ class Session:
             self._end_transaction()
             return
         self._accepted(queue_id, message, data, count)
-        self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
-        self._end_transaction()
+        self._queued(queue_id, count)
         if first is not None and item is not None:
-            # Some copies were delivered before queueing: record that run (the rest is due now).
+            # Some copies were delivered before queueing: that was its first run, recorded
+            # now; the others are due at their retry time (nothing for a runner to do sooner).
             self.ctx.deliver_first.record_first(item, first)  # type: ignore[union-attr]
-            if self.ctx.on_enqueued is not None and handoff is None:
-                self.ctx.on_enqueued()  # the runner is in another process: let it look now
         elif item is not None and handoff is not None:
             handoff.deliver_now(item, data)
         elif self.ctx.on_enqueued is not None:
             self.ctx.on_enqueued()
+
+    async def _deliver_first(self, queue_id: str, envelope: Envelope, data: bytes) -> FirstAttempt | None:
+        """A large message for local mailboxes delivered before it is queued (runner.deliver_first);
+        None when that does not apply (size, routes) or failed (it is then queued as usual)."""
+        if self.ctx.deliver_first is None or len(data) < DELIVER_FIRST_MIN:
+            return None
+        try:
+            return await self.ctx.deliver_first.deliver_first(queue_id, envelope, data)
+        except Exception:  # a bug: queue it as usual (a duplicate at worst)
+            log.exception("%s: delivery before queueing failed; queueing it", queue_id)
+            return None
+
+    def _queued(self, queue_id: str, count: int) -> None:
+        self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
+        self._end_transaction()
 
     def _accepted(self, queue_id: str, message: bytes, data: bytes, count: int) -> None:
         """Count and log a message taken in (Postfix's smtpd, cleanup and qmgr lines)."""
