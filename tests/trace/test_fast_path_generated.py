@@ -228,7 +228,11 @@ def _original_build(y, mo, d, h, mi, s, frac, offset, warnings):
         return None
     if frac:
         warnings.append(f"fractional seconds {frac} ignored")
-    return (local - timedelta(minutes=offset, seconds=-leap)).replace(tzinfo=timezone.utc)
+    try:
+        return (local - timedelta(minutes=offset, seconds=-leap)).replace(tzinfo=timezone.utc)
+    except OverflowError as exc:  # outside years 1..9999 in UTC: a warning, not a lost hop
+        warnings.append(f"date out of range: {exc}")
+        return None
 
 
 @settings(max_examples=800)

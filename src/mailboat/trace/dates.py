@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 _MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -135,7 +135,11 @@ def _build(
     if frac:
         warnings.append(f"fractional seconds {frac} ignored")
     if offset or leap:
-        return local - timedelta(minutes=offset, seconds=-leap)
+        try:
+            return local - timedelta(minutes=offset, seconds=-leap)
+        except OverflowError as exc:  # 1 Jan 0001 00:30 +0100 is before year 1 in UTC
+            warnings.append(f"date out of range: {exc}")
+            return None
     return local
 
 
@@ -254,7 +258,12 @@ def fast_utc(
         return None
     if wday and _FAST_DAYS[local.weekday()] != wday:
         return None
-    return local - delta if offset else local
+    if not offset:
+        return local
+    try:
+        return local - delta
+    except OverflowError:  # outside years 1..9999 in UTC: the full path says so
+        return None
 
 
 def _from_rfc(
@@ -275,8 +284,8 @@ def _from_rfc(
     value = _build(y, month, int(day), int(hour), int(minute), int(sec or 0), frac, offset, warnings)
     if value is None:
         return None, tuple(warnings), False
-    if wday:
-        expected = _DAYS[(value + timedelta(minutes=offset) if offset else value).weekday()]
+    if wday:  # the weekday of the date as written (a leap second 23:59:60 is still that day)
+        expected = _DAYS[date(y, month, int(day)).weekday()]
         written = wday[:3].lower()
         if written not in _DAYS:
             warnings.append(f"unknown weekday {wday!r}")

@@ -21,14 +21,19 @@ IANA "Additional-registered-clauses" (``tls``/``group`` of RFC 8314, ``state`` o
 `parse_received` never raises: whatever the input, it returns a Hop whose `warnings` say what
 could not be understood.
 
-Speed (bench/trace_bench.py): most headers are read by one compiled regex (fastpath.py) that
-accepts only the well-formed shape and only when it tokenises exactly as the general tokenizer
-would; anything else takes the general path below. Both paths read the from clause and TLS with
-the same functions (hop.py), and tests/trace check that they give identical hops.
+Speed (bench/trace_bench.py): when the optional native reader is built (`make native`: the
+`mailboat._native` extension, safe Rust, native/), it reads every ASCII header; it is a port of
+the general path below and tests/trace/test_native.py checks it gives the same Hop, field for
+field. Without it (or with MAILBOAT_NATIVE=0 in the environment), most headers are read by one
+compiled regex (fastpath.py) that accepts only the well-formed shape and only when it tokenises
+exactly as the general tokenizer would; anything else takes the general path below. Both paths
+read the from clause and TLS with the same functions (hop.py), and tests/trace check that they
+give identical hops.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 
@@ -38,6 +43,14 @@ from mailboat.trace.fastpath import FAST, FAST_ASCII, KEYWORDS, POSTFIX, read_fa
 from mailboat.trace.hop import NO_HOST, TOKEN, Hop, make_hop, one_space, read_from, read_tls
 
 __all__ = ["Hop", "parse_received"]
+
+try:
+    from mailboat._native import parse_received as _native  # type: ignore[import-not-found]
+except ImportError:  # not built: the Python reader below does everything
+    _native = None
+if os.environ.get("MAILBOAT_NATIVE") == "0":
+    _native = None
+NATIVE = _native is not None  # whether parse_received uses the native reader for ASCII text
 
 _MULTI_WORD = frozenset(("with", "via"))  # "with Microsoft SMTP Server", "via Frontend Transport"
 _EXTRA_KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9-]*\Z")
@@ -95,6 +108,10 @@ def parse_received(value: str | bytes) -> Hop:
             text = unfold(value)
         if text[8:9] == ":" and text[:9].lower() == "received:":
             text = text[9:].lstrip()
+        if _native is not None:
+            fields = _native(text)  # None for text that is not ASCII
+            if fields is not None:
+                return make_hop(text, *fields)
         if "\\" not in text and ";" in text:  # the fast regexes need a ";" and no quoted-pair
             if text.isascii():
                 if text[:5] == "from " and " with " in text:
