@@ -1,30 +1,63 @@
 //! `mailboat._native`: the Received reader of mailboat.trace compiled, for speed.
 //!
-//! `parse_received(text)` takes the unfolded header value and returns the fields of the `Hop`
-//! after `raw`, in the dataclass's order, or None when it leaves the header to the Python reader:
-//! text that is not ASCII, a date whose arithmetic would overflow, or any panic (caught here).
+//! `parse_received(value)` takes a header value (str) and returns the fields of its `Hop` in the
+//! dataclass's order, or None when it leaves the value to the Python reader: text that is not
+//! ASCII, CR or LF outside folds, or a panic (caught here; there should be none).
 //! All parsing is safe Rust; the only unsafe code is inside pyo3.
 
 mod dates;
 mod received;
 mod text;
 
+use std::borrow::Cow;
+
 use pyo3::prelude::*;
-use pyo3::types::{timezone_utc, PyDateTime, PyTuple};
+use pyo3::types::{timezone_utc, PyDateTime, PyString, PyTuple};
 
 /// The native reader declines the header; the Python reader takes it.
 #[derive(Debug)]
 pub struct Fallback;
 
+/// `parse.parse_received`'s own unfolding of a str value: the CRLF of every CRLF + WSP fold
+/// removed, the value stripped, a leading "Received:" name dropped. None when a CR or LF is left
+/// (a bare one, or CRLF not followed by WSP): the Python reader's full `unfold` takes those.
+fn unfold(value: &str) -> Option<Cow<'_, str>> {
+    if value.contains('\r') {
+        let joined = value.replace("\r\n\t", "\t").replace("\r\n ", " ");
+        if joined.contains(['\r', '\n']) {
+            return None;
+        }
+        return Some(Cow::Owned(without_name(&joined).to_string()));
+    }
+    if value.contains('\n') {
+        return None;
+    }
+    Some(Cow::Borrowed(without_name(value)))
+}
+
+/// The value stripped, less a leading "Received:" name.
+fn without_name(value: &str) -> &str {
+    let stripped = text::strip(value);
+    if stripped.len() >= 9 && stripped.as_bytes()[8] == b':' && stripped[..9].eq_ignore_ascii_case("received:") {
+        return stripped[9..].trim_start_matches(|c: char| c.is_ascii() && text::is_space(c as u8));
+    }
+    stripped
+}
+
+/// The Hop of one Received header value (a str), as the 16 fields of `hop.Hop` in order (`raw`
+/// first: the unfolded text), or None to leave the value to the Python reader.
 #[pyfunction]
-fn parse_received(py: Python<'_>, text: &str) -> PyResult<PyObject> {
-    if !text.is_ascii() {
+fn parse_received(py: Python<'_>, value: &PyString) -> PyResult<PyObject> {
+    let whole = value.to_str()?;
+    if !whole.is_ascii() {
         return Ok(py.None());
     }
-    let fields = match std::panic::catch_unwind(|| received::parse(text)) {
+    let Some(text) = unfold(whole) else { return Ok(py.None()) };
+    let fields = match std::panic::catch_unwind(|| received::parse(&text)) {
         Ok(Ok(fields)) => fields,
         _ => return Ok(py.None()),
     };
+    let raw: PyObject = if text.len() == whole.len() { value.into_py(py) } else { text.into_py(py) };
     let timestamp: PyObject = match fields.timestamp {
         Some((y, mo, d, h, mi, s)) => {
             PyDateTime::new(py, y as i32, mo as u8, d as u8, h as u8, mi as u8, s as u8, 0, Some(timezone_utc(py)))?
@@ -33,7 +66,8 @@ fn parse_received(py: Python<'_>, text: &str) -> PyResult<PyObject> {
         None => py.None(),
     };
     let extras = PyTuple::new(py, fields.extras.into_iter().map(|(k, v)| PyTuple::new(py, [k, v])));
-    let items: [PyObject; 15] = [
+    let items: [PyObject; 16] = [
+        raw,
         fields.helo.into_py(py),
         fields.rdns.into_py(py),
         fields.ip.into_py(py),

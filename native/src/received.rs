@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use crate::dates::{date_value, Stamp};
-use crate::text::{dedupe, head, is_space, is_word, one_space, repr, strip, NS, S};
+use crate::text::{dedupe, head, is_space, is_word, one_space, repr, strip, S};
 use crate::Fallback;
 
 const KEYWORDS: [&str; 10] = ["from", "by", "via", "with", "id", "for", "tls", "group", "state", "priority"];
@@ -41,9 +41,6 @@ pub struct Fields {
 }
 
 struct Patterns {
-    exim: Regex,
-    qmail_helo: Regex,
-    ident_ip: Regex,
     nested: Regex,
     date_start: Regex,
 }
@@ -51,19 +48,11 @@ struct Patterns {
 fn patterns() -> &'static Patterns {
     static CELL: OnceLock<Patterns> = OnceLock::new();
     CELL.get_or_init(|| {
-        let ip = r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_]+)?)";
         let ci = |words: &[&str]| words.join("|");
         let weekdays = ci(&["mon", "tue", "wed", "thu", "fri", "sat", "sun"]);
         let months = ci(&["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]);
         let b = r"(?-u:\b)";
         Patterns {
-            exim: Regex::new(&format!(
-                r"(?i)^(?:\[(?:IPv6:)?({ip})\](:[0-9]+)?)?{S}*(?:port=[0-9]+)?{S}*(?:helo=({NS}+))?{S}*$"
-            )).unwrap(),
-            qmail_helo: Regex::new(&format!(r"(?i)^(?:HELO|EHLO){S}+({NS}+)$")).unwrap(),
-            ident_ip: Regex::new(&format!(
-                r"(?i)^(?:[^\t\n\x0B\x0C\r\x1C-\x1F @]+@)?\[?(?:IPv6:)?({ip})\]?$"
-            )).unwrap(),
             nested: Regex::new(r"\([^()]*\)").unwrap(),
             date_start: Regex::new(&format!(
                 r"(?:(?:{b}(?i:{weekdays})[A-Za-z]*{S}*,{S}*)?{b}[0-9]{{1,2}}{S}+(?i:{months})[A-Za-z]*\.?{S}+[0-9]{{2,4}}{S}+[0-9]{{1,2}}:[0-9]{{2}}|{b}[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[Tt ][0-9]{{2}}:[0-9]{{2}})"
@@ -263,11 +252,11 @@ pub fn parse(text: &str) -> Result<Fields, Fallback> {
 fn split_date<'a>(text: &'a str, warnings: &mut Vec<String>) -> (&'a str, Option<&'a str>) {
     if let Some(i) = text.rfind(';') {
         let (head_text, tail) = (&text[..i], &text[i + 1..]);
-        let count = |s: &str, c: char| s.matches(c).count();
+        let count = |s: &str, c: u8| s.bytes().filter(|&x| x == c).count();
         if !head_text.contains('\\')
-            && count(head_text, '(') == count(head_text, ')')
-            && count(head_text, '"') % 2 == 0
-            && count(tail, ')') <= count(tail, '(')
+            && count(head_text, b'(') == count(head_text, b')')
+            && count(head_text, b'"') % 2 == 0
+            && count(tail, b')') <= count(tail, b'(')
         {
             return (head_text, Some(strip(tail)));
         }
@@ -401,18 +390,94 @@ fn tcp_info(s: &str) -> Option<(&str, &str)> {
     Some((name, ip))
 }
 
-/// `hop.as_ip`: ``\[?(?:IPv6:)?(IP)\]?\Z`` (re.I) on the whole token, and a dot or colon in it.
-fn as_ip(token: &str) -> Option<String> {
+/// The IP group of ``\[?(?:IPv6:)?(IP)\]?\Z`` (re.I) matched from the start of `token`.
+fn bracketed_ip(token: &str) -> Option<&str> {
     let body = token.strip_prefix('[').unwrap_or(token);
     let body = body.strip_suffix(']').unwrap_or(body);
-    let ip = if ipv6_tag(body) && is_ip(&body[5..]) {
-        &body[5..]
+    if ipv6_tag(body) && is_ip(&body[5..]) {
+        Some(&body[5..])
     } else if is_ip(body) {
-        body
+        Some(body)
     } else {
+        None
+    }
+}
+
+/// `hop.as_ip`: the address a whole token is, when it has a dot or colon.
+fn as_ip(token: &str) -> Option<String> {
+    bracketed_ip(token).filter(|ip| ip.contains(':') || ip.contains('.')).map(str::to_string)
+}
+
+/// `hop._IDENT_IP.match(inner)`'s address: ``(?:[^\s@]+@)?\[?(?:IPv6:)?(IP)\]?\Z`` (re.I).
+/// The ident, when there is one, ends at the first "@" (IP cannot contain one).
+fn ident_ip(inner: &str) -> Option<&str> {
+    match inner.find('@') {
+        Some(at) if at > 0 && !inner.as_bytes()[..at].iter().any(|&c| is_space(c)) => bracketed_ip(&inner[at + 1..]),
+        _ => bracketed_ip(inner),
+    }
+}
+
+/// `hop._QMAIL_HELO.match(inner)`'s name: ``(?:HELO|EHLO)\s+(\S+)\Z`` (re.I).
+fn qmail_helo(inner: &str) -> Option<&str> {
+    let b = inner.as_bytes();
+    if b.len() < 6 || !(b[..4].eq_ignore_ascii_case(b"helo") || b[..4].eq_ignore_ascii_case(b"ehlo")) || !is_space(b[4]) {
         return None;
-    };
-    (ip.contains(':') || ip.contains('.')).then(|| ip.to_string())
+    }
+    let name = inner[4..].trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8));
+    (!name.is_empty() && !name.bytes().any(is_space)).then_some(name)
+}
+
+fn skip_spaces(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_space(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// `hop._EXIM.match(inner)`'s groups (ip, has ":port", helo), or None:
+/// ``(?:\[(?:IPv6:)?(IP)\](:\d+)?)?\s*(?:port=\d+)?\s*(?:helo=(\S+))?\s*\Z`` (re.I).
+/// Each optional part either matches where it starts or the whole match fails, so it is read
+/// left to right without backtracking.
+fn exim(inner: &str) -> Option<(Option<&str>, bool, Option<&str>)> {
+    let b = inner.as_bytes();
+    let (mut ip, mut port, mut helo) = (None, false, None);
+    let mut i = 0;
+    if b.first() == Some(&b'[') {
+        let close = inner.find(']')?;
+        let body = &inner[1..close];
+        ip = Some(if ipv6_tag(body) && is_ip(&body[5..]) {
+            &body[5..]
+        } else if is_ip(body) {
+            body
+        } else {
+            return None;
+        });
+        i = close + 1;
+        if b.get(i) == Some(&b':') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            port = true;
+        }
+    }
+    i = skip_spaces(b, i);
+    if b.len() > i + 5 && b[i..i + 5].eq_ignore_ascii_case(b"port=") && b[i + 5].is_ascii_digit() {
+        i += 5;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    i = skip_spaces(b, i);
+    if b.len() > i + 5 && b[i..i + 5].eq_ignore_ascii_case(b"helo=") && !is_space(b[i + 5]) {
+        let start = i + 5;
+        i = start;
+        while i < b.len() && !is_space(b[i]) {
+            i += 1;
+        }
+        helo = Some(&inner[start..i]);
+    }
+    (skip_spaces(b, i) == b.len()).then_some((ip, port, helo))
 }
 
 /// `hop.read_from`: (helo, rdns, ip) of the from clause, by dialect.
@@ -454,18 +519,16 @@ fn read_from(words: &[&str], comments: &[String], text: &str, warnings: &mut Vec
             }
         }
         if inner.len() >= 4 && inner[2..4].eq_ignore_ascii_case("lo") {
-            if let Some(m) = p.qmail_helo.captures(&inner) {
-                helo = m.get(1).map(|x| x.as_str().to_string());
+            if let Some(name) = qmail_helo(&inner) {
+                helo = Some(name.to_string());
                 word_is_rdns = true;
                 continue;
             }
         }
         let lower = inner.to_ascii_lowercase();
         if bracket || inner.starts_with("port=") || lower.contains("helo=") {
-            if let Some(m) = p.exim.captures(&inner) {
-                let g1 = m.get(1).map(|x| x.as_str());
-                let g3 = m.get(3).map(|x| x.as_str());
-                if m.get(2).is_some() || g3.is_some() || inner.starts_with("port=") || (text.contains("(Exim") && g1.is_some()) {
+            if let Some((g1, port, g3)) = exim(&inner) {
+                if port || g3.is_some() || inner.starts_with("port=") || (text.contains("(Exim") && g1.is_some()) {
                     if let Some(g1) = g1 {
                         ip = Some(g1.to_string());
                     }
@@ -476,8 +539,7 @@ fn read_from(words: &[&str], comments: &[String], text: &str, warnings: &mut Vec
             }
         }
         if ip.is_none() {
-            if let Some(m) = p.ident_ip.captures(&inner) {
-                let g = m.get(1).map_or("", |x| x.as_str());
+            if let Some(g) = ident_ip(&inner) {
                 if g.contains('.') || g.contains(':') {
                     ip = Some(g.to_string());
                     continue;

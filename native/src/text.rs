@@ -11,8 +11,6 @@ pub fn is_space(b: u8) -> bool {
 
 /// The regex class `\s` spelled for the `regex` crate (its own `\s` leaves out \x1c-\x1f).
 pub const S: &str = r"[\t\n\x0B\x0C\r\x1C-\x1F ]";
-/// Its complement, `\S`.
-pub const NS: &str = r"[^\t\n\x0B\x0C\r\x1C-\x1F ]";
 
 pub fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'

@@ -101,6 +101,10 @@ def _unfold(value: str | bytes) -> str:
 def parse_received(value: str | bytes) -> Hop:
     """Read one Received header value (without the ``Received:`` name). Never raises."""
     try:
+        if _native is not None and type(value) is str:
+            fields = _native(value)  # None for text that is not ASCII or has CR/LF outside folds
+            if fields is not None:
+                return make_hop(*fields)
         if type(value) is str:  # _unfold, inlined: this runs for every header
             text = value.replace("\r\n\t", "\t").replace("\r\n ", " ")
             text = unfold(value) if "\r" in text or "\n" in text else text.strip()
@@ -108,10 +112,6 @@ def parse_received(value: str | bytes) -> Hop:
             text = unfold(value)
         if text[8:9] == ":" and text[:9].lower() == "received:":
             text = text[9:].lstrip()
-        if _native is not None:
-            fields = _native(text)  # None for text that is not ASCII
-            if fields is not None:
-                return make_hop(text, *fields)
         if "\\" not in text and ";" in text:  # the fast regexes need a ";" and no quoted-pair
             if text.isascii():
                 if text[:5] == "from " and " with " in text:
