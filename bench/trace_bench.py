@@ -4,7 +4,9 @@
     .venv/bin/python bench/trace_bench.py [--rounds N]
 
 Speed: headers parsed per second (each includes reading the date to UTC) over every
-``tests/data/received/*.json`` case. The two parsers are timed in alternating rounds of the same
+``tests/data/received/*.json`` case. ``mailboat.trace`` is what mailboat uses: the native reader
+when it is built (``make native``), else the pure-Python one; when native, the pure-Python
+reader is timed too, in the same alternating rounds, as its own row. The two parsers are timed in alternating rounds of the same
 process (these machines are noisy: alternating keeps both under the same load) and the best round
 of each is kept; ``--repeat N`` does the whole measurement N times and reports the median.
 mailboat.trace keeps no cache keyed on the header (only tiny tables of zone offsets and with-type
@@ -32,6 +34,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from mailboat.trace import parse as trace_parse  # noqa: E402
 from mailboat.trace.parse import parse_received  # noqa: E402
 from mailboat.trace.render import hop_fields  # noqa: E402
 
@@ -76,17 +79,26 @@ def mailparser_fields(raw: str) -> dict:
     }
 
 
-def rates(ours, theirs, raws: list[str], rounds: int) -> tuple[float, float]:
-    """(ours, theirs) headers per second: best of `rounds` alternating rounds over all `raws`."""
-    best = [float("inf"), float("inf")]
+PURE_PYTHON = "pure Python"  # in `rates`: parse_received with the native reader switched off
+
+
+def rates(fns, raws: list[str], rounds: int) -> list[float]:
+    """Headers per second of each of `fns`: best of `rounds` alternating rounds over all `raws`."""
+    best = [float("inf")] * len(fns)
     clock = time.perf_counter
     for _ in range(rounds):
-        for i, fn in enumerate((ours, theirs)):
-            start = clock()
-            for raw in raws:
-                fn(raw)
-            best[i] = min(best[i], clock() - start)
-    return len(raws) / best[0], len(raws) / best[1]
+        for i, fn in enumerate(fns):
+            native = trace_parse._native
+            if fn is PURE_PYTHON:
+                fn, trace_parse._native = parse_received, None
+            try:
+                start = clock()
+                for raw in raws:
+                    fn(raw)
+                best[i] = min(best[i], clock() - start)
+            finally:
+                trace_parse._native = native
+    return [len(raws) / b for b in best]
 
 
 def median(values: list[float]) -> float:
@@ -111,13 +123,16 @@ def main() -> int:
     from mailparser.utils import receiveds_parsing
 
     console = Console()
+    native = trace_parse.NATIVE
+    fns = [parse_received, lambda r: receiveds_parsing([r])] + ([PURE_PYTHON] if native else [])
     runs = []
     for i in range(max(1, args.repeat)):
-        ours, theirs = rates(parse_received, lambda r: receiveds_parsing([r]), raws, args.rounds)
-        runs.append((ours, theirs))
+        run = rates(fns, raws, args.rounds)
+        runs.append(run)
         if args.repeat > 1:
-            console.print(f"run {i + 1}: mailboat.trace {ours:,.0f}/s, mail-parser {theirs:,.0f}/s, "
-                          f"ratio {ours / theirs:.2f}x")
+            console.print(f"run {i + 1}: mailboat.trace {run[0]:,.0f}/s, mail-parser {run[1]:,.0f}/s, "
+                          f"ratio {run[0] / run[1]:.2f}x"
+                          + (f"; pure Python {run[2]:,.0f}/s, {run[2] / run[1]:.2f}x" if native else ""))
     ours_rate = median([r[0] for r in runs])
     theirs_rate = median([r[1] for r in runs])
     ratio = median([r[0] / r[1] for r in runs])
@@ -133,11 +148,18 @@ def main() -> int:
     table = Table(title=f"Received parsing, {len(cases)} corpus cases, {what}")
     for col in ("parser", "headers/s", "exact: by/with/id/for/date", "+ helo/rdns/ip", "exact: all fields"):
         table.add_column(col, justify="right")
-    for name, speed in (("mailboat.trace", ours_rate), ("mail-parser", theirs_rate)):
+    rows = [("mailboat.trace", ours_rate), ("mail-parser", theirs_rate)]
+    if native:
+        rows.insert(1, ("mailboat.trace (pure Python)", median([r[2] for r in runs])))
+    for name, speed in rows:
         s = scores["mailboat" if name.startswith("mailboat") else "mail-parser"]
         table.add_row(name, f"{speed:,.0f}", *(f"{n}/{len(cases)}" for n in s))
     console.print(table)
+    console.print("reader: " + ("native (mailboat._native, built by make native)" if native else
+                                "pure Python (the native reader is not built: make native)"))
     console.print(f"speed ratio (mailboat.trace / mail-parser): {ratio:.1f}x")
+    if native:
+        console.print(f"pure Python alone: {median([r[2] / r[1] for r in runs]):.1f}x")
     return 0
 
 

@@ -24,17 +24,25 @@ def read_json(path: Path | None):
         return None
 
 
+MAILBOAT, PURE = "mailboat.trace", "mailboat.trace (pure Python)"
+
+
 def parse_trace(text: str) -> dict | None:
-    rows = {}
+    rows, reader = {}, "unknown"
     for line in text.splitlines():
         cells = [c.strip() for c in re.split(r"[│|┃]", line) if c.strip()]
-        if len(cells) >= 2 and cells[0] in ("mailboat.trace", "mail-parser") and cells[1].replace(",", "").isdigit():
+        if len(cells) >= 2 and cells[0] in (MAILBOAT, PURE, "mail-parser") and cells[1].replace(",", "").isdigit():
             rows[cells[0]] = {"headers_per_s": int(cells[1].replace(",", "")), "exact": cells[2:]}
-    if "mailboat.trace" not in rows:
+        elif line.startswith("reader: "):
+            reader = line.removeprefix("reader: ").split(" (")[0]
+    if MAILBOAT not in rows:
         return None
-    result = {"mailboat": rows["mailboat.trace"], "mail_parser": rows.get("mail-parser")}
+    result = {"mailboat": rows[MAILBOAT], "mail_parser": rows.get("mail-parser"), "reader": reader,
+              "pure_python": rows.get(PURE)}
     if rows.get("mail-parser"):
-        result["ratio"] = rows["mailboat.trace"]["headers_per_s"] / rows["mail-parser"]["headers_per_s"]
+        result["ratio"] = rows[MAILBOAT]["headers_per_s"] / rows["mail-parser"]["headers_per_s"]
+        if rows.get(PURE):
+            result["pure_python_ratio"] = rows[PURE]["headers_per_s"] / rows["mail-parser"]["headers_per_s"]
     return result
 
 
@@ -108,10 +116,14 @@ def main() -> int:
     out += ["## Trace parser and DKIM (CPU only)", ""]
     if trace:
         mp = trace.get("mail_parser") or {}
-        out += ["| Received parsing (bench/trace_bench.py) | headers/s |", "|---|---:|",
-                f"| mailboat.trace | {trace['mailboat']['headers_per_s']:,} |",
-                f"| mail-parser | {mp.get('headers_per_s', 0):,} |",
-                f"| ratio | {trace.get('ratio', 0):.1f}x |", ""]
+        pure = trace.get("pure_python")
+        out += ["| Received parsing (bench/trace_bench.py) | headers/s | / mail-parser |", "|---|---:|---:|",
+                f"| mailboat.trace ({trace.get('reader', 'unknown')} reader) | {trace['mailboat']['headers_per_s']:,} "
+                f"| {trace.get('ratio', 0):.1f}x |"]
+        if pure:
+            out.append(f"| mailboat.trace, pure-Python reader | {pure['headers_per_s']:,} "
+                       f"| {trace.get('pure_python_ratio', 0):.1f}x |")
+        out += [f"| mail-parser | {mp.get('headers_per_s', 0):,} | 1.0x |", ""]
     else:
         out += ["trace benchmark: not run or unreadable", ""]
     if dkim:
