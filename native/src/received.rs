@@ -51,11 +51,10 @@ fn patterns() -> &'static Patterns {
         let ci = |words: &[&str]| words.join("|");
         let weekdays = ci(&["mon", "tue", "wed", "thu", "fri", "sat", "sun"]);
         let months = ci(&["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]);
-        let b = r"(?-u:\b)";
         Patterns {
             nested: Regex::new(r"\([^()]*\)").unwrap(),
             date_start: Regex::new(&format!(
-                r"(?:(?:{b}(?i:{weekdays})[A-Za-z]*{S}*,{S}*)?{b}[0-9]{{1,2}}{S}+(?i:{months})[A-Za-z]*\.?{S}+[0-9]{{2,4}}{S}+[0-9]{{1,2}}:[0-9]{{2}}|{b}[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[Tt ][0-9]{{2}}:[0-9]{{2}})"
+                r"(?:(?:(?i:{weekdays})[A-Za-z]*{S}*,{S}*)?[0-9]{{1,2}}{S}+(?i:{months})[A-Za-z]*\.?{S}+[0-9]{{2,4}}{S}+[0-9]{{1,2}}:[0-9]{{2}}|[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[Tt ][0-9]{{2}}:[0-9]{{2}})"
             )).unwrap(),
         }
     })
@@ -265,13 +264,32 @@ fn split_date<'a>(text: &'a str, warnings: &mut Vec<String>) -> (&'a str, Option
         }
     }
     if text.contains(':') {
-        if let Some(found) = patterns().date_start.find_iter(text).last() {
+        if let Some(start) = last_date_start(text) {
             warnings.push("no ';' before the date".into());
-            return (&text[..found.start()], Some(strip(&text[found.start()..])));
+            return (&text[..start], Some(strip(&text[start..])));
         }
     }
     warnings.push("no date (no ';' and no date found)".into());
     (text, None)
+}
+
+/// Where the last of `parse._DATE_START.finditer(text)` starts. Every alternative of that pattern
+/// begins with ``\b`` before a word character, i.e. the character before the match is not one;
+/// the regex here leaves the ``\b`` out (the `regex` crate does not look behind the start of a
+/// search resumed after a match) and the check is made by hand, resuming one character later.
+fn last_date_start(text: &str) -> Option<usize> {
+    let re = &patterns().date_start;
+    let b = text.as_bytes();
+    let (mut pos, mut last) = (0, None);
+    while let Some(m) = re.find_at(text, pos) {
+        if m.start() > 0 && is_word(b[m.start() - 1]) {
+            pos = m.start() + 1;
+            continue;
+        }
+        last = Some(m.start());
+        pos = m.end();
+    }
+    last
 }
 
 fn clause<'a, 'b>(arena: &'b [Clause<'a>], clauses: &[(String, usize)], keyword: &str) -> Option<&'b Clause<'a>> {
