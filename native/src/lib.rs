@@ -11,6 +11,7 @@ mod text;
 
 use std::borrow::Cow;
 
+use pyo3::once_cell::GILOnceCell;
 use pyo3::prelude::*;
 use pyo3::types::{timezone_utc, PyDateTime, PyString, PyTuple};
 
@@ -57,7 +58,7 @@ fn parse_received(py: Python<'_>, value: &PyString) -> PyResult<PyObject> {
         Ok(Ok(fields)) => fields,
         _ => return Ok(py.None()),
     };
-    let raw: PyObject = if text.len() == whole.len() { value.into_py(py) } else { text.into_py(py) };
+    let raw: PyObject = if text.len() == whole.len() { value.into_py(py) } else { text.as_ref().into_py(py) };
     let timestamp: PyObject = match fields.timestamp {
         Some((y, mo, d, h, mi, s)) => {
             PyDateTime::new(py, y as i32, mo as u8, d as u8, h as u8, mi as u8, s as u8, 0, Some(timezone_utc(py)))?
@@ -84,7 +85,25 @@ fn parse_received(py: Python<'_>, value: &PyString) -> PyResult<PyObject> {
         extras.into_py(py),
         PyTuple::new(py, fields.comments).into_py(py),
     ];
-    Ok(PyTuple::new(py, items).into_py(py))
+    let args = PyTuple::new(py, items);
+    match HOP_CLASSES.get(py) {
+        // hop.make_hop, done here: the frozen dataclass's slots filled through `Building`
+        Some((building, hop)) => {
+            let made = building.call1(py, args)?;
+            made.setattr(py, "__class__", hop)?;
+            Ok(made)
+        }
+        None => Ok(args.into_py(py)),
+    }
+}
+
+static HOP_CLASSES: GILOnceCell<(PyObject, PyObject)> = GILOnceCell::new();
+
+/// `configure(Building, Hop)`: parse_received then returns the `Hop` itself (built as
+/// `hop.make_hop` builds it) instead of the tuple of its fields.
+#[pyfunction]
+fn configure(py: Python<'_>, building: PyObject, hop: PyObject) {
+    let _ = HOP_CLASSES.set(py, (building, hop));
 }
 
 #[pymodule]
@@ -97,5 +116,6 @@ fn _native(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
         }
     }));
     m.add_function(wrap_pyfunction!(parse_received, m)?)?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
     Ok(())
 }

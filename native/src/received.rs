@@ -8,12 +8,13 @@
 //! the ASCII ones spelled in text.rs. Nothing is indexed unchecked on input-derived positions
 //! except through slices whose bounds were just tested.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::Regex;
 
 use crate::dates::{date_value, Stamp};
-use crate::text::{dedupe, head, is_space, is_word, one_space, repr, strip, S};
+use crate::text::{dedupe, head, is_space, is_word, join, one_space, repr, strip, S};
 use crate::Fallback;
 
 const KEYWORDS: [&str; 10] = ["from", "by", "via", "with", "id", "for", "tls", "group", "state", "priority"];
@@ -21,23 +22,23 @@ const FIELDS: [&str; 6] = ["from", "by", "via", "with", "id", "for"];
 const UNKNOWN: [&str; 3] = ["unknown", "<unknown>", "[unknown]"];
 const NO_HOST: &str = "no host or address in the 'from' or 'by' clause";
 
-/// The fields of a Hop after `raw`, in its order.
-pub struct Fields {
+/// The fields of a Hop after `raw`, in its order (borrowed from the header where they can be).
+pub struct Fields<'a> {
     pub helo: Option<String>,
     pub rdns: Option<String>,
     pub ip: Option<String>,
-    pub by_host: Option<String>,
-    pub protocol: Option<String>,
+    pub by_host: Option<&'a str>,
+    pub protocol: Option<Cow<'a, str>>,
     pub tls: Option<bool>,
     pub evidence: Option<String>,
-    pub id: Option<String>,
-    pub rcpt: Option<String>,
-    pub via: Option<String>,
+    pub id: Option<&'a str>,
+    pub rcpt: Option<Cow<'a, str>>,
+    pub via: Option<Cow<'a, str>>,
     pub timestamp: Option<Stamp>,
-    pub date_text: Option<String>,
+    pub date_text: Option<&'a str>,
     pub warnings: Vec<String>,
     pub extras: Vec<(String, String)>,
-    pub comments: Vec<String>,
+    pub comments: Vec<Cow<'a, str>>,
 }
 
 struct Patterns {
@@ -164,13 +165,13 @@ fn tokens(s: &str) -> Vec<(usize, &str)> {
 // ---- clauses ----------------------------------------------------------------------------
 
 struct Clause<'a> {
-    keyword: String,
+    keyword: Cow<'static, str>, // lower case; "" for the text before the first clause
     words: Vec<&'a str>,
-    comments: Vec<String>,
+    comments: Vec<usize>, // indexes into the header's comment list
 }
 
 impl<'a> Clause<'a> {
-    fn new(keyword: String) -> Self {
+    fn new(keyword: Cow<'static, str>) -> Self {
         Clause { keyword, words: Vec::new(), comments: Vec::new() }
     }
 }
@@ -181,7 +182,7 @@ fn is_extra_keyword(tok: &str) -> bool {
 }
 
 /// `parse._parse`: the fields of the Hop `parse_received` returns for `text`.
-pub fn parse(text: &str) -> Result<Fields, Fallback> {
+pub fn parse(text: &str) -> Result<Fields<'_>, Fallback> {
     let mut warnings: Vec<String> = Vec::new();
     if text.is_empty() {
         warnings.push("empty Received header".into());
@@ -192,10 +193,10 @@ pub fn parse(text: &str) -> Result<Fields, Fallback> {
     }
     let (head_text, date_text) = split_date(text, &mut warnings);
     // the arena: [0] is the preamble; `clauses` keeps first clauses by keyword, in order
-    let mut arena: Vec<Clause> = vec![Clause::new(String::new())];
-    let mut clauses: Vec<(String, usize)> = Vec::new();
+    let mut arena: Vec<Clause> = vec![Clause::new(Cow::Borrowed(""))];
+    let mut clauses: Vec<(&'static str, usize)> = Vec::new();
     let mut extras: Vec<usize> = Vec::new();
-    let mut comments: Vec<String> = Vec::new();
+    let mut comments: Vec<Cow<str>> = Vec::new();
     let mut current = 0usize;
     for (_, tok) in tokens(head_text) {
         let first = tok.as_bytes()[0];
@@ -205,9 +206,8 @@ pub fn parse(text: &str) -> Result<Fields, Fallback> {
                     warnings.push("unbalanced '(' ignored".into());
                     continue;
                 }
-                let tok = one_space(tok);
-                arena[current].comments.push(tok.clone());
-                comments.push(tok);
+                arena[current].comments.push(comments.len());
+                comments.push(one_space(tok));
             }
             b')' => warnings.push("stray ')' ignored".into()),
             b';' => warnings.push("more than one ';' outside comments; the date is after the last".into()),
@@ -218,10 +218,10 @@ pub fn parse(text: &str) -> Result<Fields, Fallback> {
                 arena[current].words.push(tok);
             }
             _ => {
-                let low = tok.to_ascii_lowercase();
+                let keyword = KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(tok)).copied();
                 let cur = &arena[current];
-                if KEYWORDS.contains(&low.as_str()) && (!cur.words.is_empty() || !KEYWORDS.contains(&cur.keyword.as_str())) {
-                    arena.push(Clause::new(low.clone()));
+                if let Some(low) = keyword.filter(|_| !cur.words.is_empty() || !KEYWORDS.contains(&cur.keyword.as_ref())) {
+                    arena.push(Clause::new(Cow::Borrowed(low)));
                     current = arena.len() - 1;
                     if clauses.iter().any(|(k, _)| *k == low) {
                         warnings.push(format!("second '{low}' clause kept as an extra clause"));
@@ -232,7 +232,7 @@ pub fn parse(text: &str) -> Result<Fields, Fallback> {
                 } else if !cur.words.is_empty() && current != 0 && cur.keyword != "with" && cur.keyword != "via"
                     && is_extra_keyword(tok)
                 {
-                    arena.push(Clause::new(low));
+                    arena.push(Clause::new(Cow::Owned(tok.to_ascii_lowercase())));
                     current = arena.len() - 1;
                     extras.push(current);
                 } else {
@@ -292,48 +292,56 @@ fn last_date_start(text: &str) -> Option<usize> {
     last
 }
 
-fn clause<'a, 'b>(arena: &'b [Clause<'a>], clauses: &[(String, usize)], keyword: &str) -> Option<&'b Clause<'a>> {
-    clauses.iter().find(|(k, _)| k == keyword).map(|(_, i)| &arena[*i])
+fn clause<'a, 'b>(arena: &'b [Clause<'a>], clauses: &[(&str, usize)], keyword: &str) -> Option<&'b Clause<'a>> {
+    clauses.iter().find(|(k, _)| *k == keyword).map(|(_, i)| &arena[*i])
 }
 
 /// `parse._build` and `parse._finish`.
-fn build(
-    text: &str, arena: &[Clause], clauses: &[(String, usize)], extras: &[usize], comments: Vec<String>,
-    date_text: Option<&str>, mut warnings: Vec<String>,
-) -> Result<Fields, Fallback> {
+fn build<'a>(
+    text: &'a str, arena: &[Clause<'a>], clauses: &[(&str, usize)], extras: &[usize], comments: Vec<Cow<'a, str>>,
+    date_text: Option<&'a str>, mut warnings: Vec<String>,
+) -> Result<Fields<'a>, Fallback> {
     let (mut helo, mut rdns, mut ip) = (None, None, None);
     let frm = clause(arena, clauses, "from");
     if let Some(frm) = frm {
-        (helo, rdns, ip) = read_from(&frm.words, &frm.comments, text, &mut warnings);
+        let own: Vec<&str> = frm.comments.iter().map(|&i| comments[i].as_ref()).collect();
+        (helo, rdns, ip) = read_from(&frm.words, &own, text, &mut warnings);
     }
     let by = clause(arena, clauses, "by");
-    let by_host = by.and_then(|c| c.words.first()).map(|w| w.to_string());
+    let by_host = by.and_then(|c| c.words.first()).copied();
     if let Some(by) = by.filter(|c| c.words.len() > 1) {
         warnings.push(format!("extra words after 'by {}': {}", by.words[0], repr(head(&by.words[1..].join(" "), 40))));
     }
     if by_host.is_none() && helo.is_none() && rdns.is_none() && ip.is_none() {
         warnings.push(if frm.is_some() || by.is_some() { NO_HOST.into() } else { "no 'from' or 'by' clause".into() });
     }
-    let joined = |k: &str| clause(arena, clauses, k).filter(|c| !c.words.is_empty()).map(|c| c.words.join(" "));
+    let joined = |k: &str| clause(arena, clauses, k).filter(|c| !c.words.is_empty()).map(|c| join(&c.words));
     let protocol = joined("with");
-    let id = clause(arena, clauses, "id").and_then(|c| c.words.first()).map(|w| w.to_string());
-    let mut rcpt = joined("for");
-    if let Some(r) = rcpt.take().filter(|r| !r.is_empty()) {
-        let r = if r.contains(',') {
+    let id = clause(arena, clauses, "id").and_then(|c| c.words.first()).copied();
+    let mut rcpt = None;
+    if let Some(r) = joined("for").filter(|r| !r.is_empty()) {
+        let several = r.contains(',');
+        if several {
             warnings.push("several 'for' recipients; the first is kept".into());
-            strip(r.split(',').next().unwrap_or("")).to_string()
-        } else {
-            r
-        };
-        let bare = r.trim_matches(|c| c == '<' || c == '>');
-        rcpt = (!bare.is_empty()).then(|| bare.to_string());
+        }
+        rcpt = match r {
+            Cow::Borrowed(r) => {
+                let first = if several { strip(r.split(',').next().unwrap_or("")) } else { r };
+                Some(Cow::Borrowed(first.trim_matches(|c| c == '<' || c == '>')))
+            }
+            Cow::Owned(r) => {
+                let first = if several { strip(r.split(',').next().unwrap_or("")) } else { r.as_str() };
+                Some(Cow::Owned(first.trim_matches(|c| c == '<' || c == '>').to_string()))
+            }
+        }
+        .filter(|bare| !bare.is_empty());
     }
     let mut extra_pairs: Vec<(String, String)> =
-        extras.iter().map(|&i| (arena[i].keyword.clone(), arena[i].words.join(" "))).collect();
+        extras.iter().map(|&i| (arena[i].keyword.to_string(), arena[i].words.join(" "))).collect();
     extra_pairs.extend(
-        clauses.iter().filter(|(k, _)| !FIELDS.contains(&k.as_str())).map(|(k, i)| (k.clone(), arena[*i].words.join(" "))),
+        clauses.iter().filter(|(k, _)| !FIELDS.contains(k)).map(|(k, i)| (k.to_string(), arena[*i].words.join(" "))),
     );
-    let tls_words = clause(arena, clauses, "tls").filter(|c| !c.words.is_empty()).map(|c| c.words.join(" "));
+    let tls_words = joined("tls");
     let mut timestamp = None;
     if let Some(d) = date_text {
         let out = date_value(d)?;
@@ -343,7 +351,7 @@ fn build(
     let (tls, evidence) = read_tls(tls_words.as_deref(), &comments, protocol.as_deref());
     Ok(Fields {
         helo, rdns, ip, by_host, protocol, tls, evidence, id, rcpt, via: joined("via"), timestamp,
-        date_text: date_text.map(str::to_string), warnings: dedupe(warnings), extras: extra_pairs, comments,
+        date_text, warnings: dedupe(warnings), extras: extra_pairs, comments,
     })
 }
 
@@ -499,7 +507,7 @@ fn exim(inner: &str) -> Option<(Option<&str>, bool, Option<&str>)> {
 }
 
 /// `hop.read_from`: (helo, rdns, ip) of the from clause, by dialect.
-fn read_from(words: &[&str], comments: &[String], text: &str, warnings: &mut Vec<String>)
+fn read_from(words: &[&str], comments: &[&str], text: &str, warnings: &mut Vec<String>)
     -> (Option<String>, Option<String>, Option<String>)
 {
     let p = patterns();
@@ -515,12 +523,12 @@ fn read_from(words: &[&str], comments: &[String], text: &str, warnings: &mut Vec
     let mut ip: Option<String> = None;
     let mut word_is_rdns = false;
     for comment in comments {
-        let mut inner: String = strip(&comment[1..comment.len() - 1]).to_string();
+        let mut inner: Cow<str> = Cow::Borrowed(strip(&comment[1..comment.len() - 1]));
         if inner.contains('(') {
             if inner.contains("may be forged") {
                 warnings.push("the receiver noted the reverse DNS may be forged".into());
             }
-            inner = strip(&p.nested.replace_all(&inner, " ")).to_string();
+            inner = Cow::Owned(strip(&p.nested.replace_all(&inner, " ")).to_string());
         }
         if inner.is_empty() {
             continue;
@@ -543,8 +551,7 @@ fn read_from(words: &[&str], comments: &[String], text: &str, warnings: &mut Vec
                 continue;
             }
         }
-        let lower = inner.to_ascii_lowercase();
-        if bracket || inner.starts_with("port=") || lower.contains("helo=") {
+        if bracket || inner.starts_with("port=") || contains_ignore_case(&inner, b"helo=") {
             if let Some((g1, port, g3)) = exim(&inner) {
                 if port || g3.is_some() || inner.starts_with("port=") || (text.contains("(Exim") && g1.is_some()) {
                     if let Some(g1) = g1 {
@@ -577,6 +584,11 @@ fn read_from(words: &[&str], comments: &[String], text: &str, warnings: &mut Vec
         }
     }
     (helo, rdns, ip)
+}
+
+/// `needle in haystack.lower()` for a lower-case ASCII needle.
+fn contains_ignore_case(haystack: &str, needle: &[u8]) -> bool {
+    haystack.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn tls_boundary(b: &[u8], i: usize) -> bool {
@@ -621,7 +633,7 @@ fn tls_evidence(c: &str) -> bool {
 }
 
 /// `hop.read_tls`: the tls clause, then a version/cipher comment, then the with-type's S.
-fn read_tls(tls_words: Option<&str>, comments: &[String], protocol: Option<&str>) -> (Option<bool>, Option<String>) {
+fn read_tls(tls_words: Option<&str>, comments: &[Cow<str>], protocol: Option<&str>) -> (Option<bool>, Option<String>) {
     if let Some(words) = tls_words {
         return (Some(true), Some(format!("tls {words}")));
     }

@@ -4,6 +4,8 @@
 //! ``str.isspace`` (and the regex ``\s`` of a ``str`` pattern) takes \t \n \x0b \x0c \r, the
 //! separators \x1c-\x1f and the space; ``\w`` is [A-Za-z0-9_]; ``repr`` escapes as CPython does.
 
+use std::borrow::Cow;
+
 /// The characters `str.isspace()` accepts, for ASCII.
 pub fn is_space(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ')
@@ -41,11 +43,19 @@ pub fn one_space_all(s: &str) -> String {
 }
 
 /// `hop.one_space`: runs of FWS made one space, only when a tab or two spaces are there.
-pub fn one_space(comment: &str) -> String {
+pub fn one_space(comment: &str) -> Cow<'_, str> {
     if comment.contains('\t') || comment.contains("  ") {
-        one_space_all(comment)
+        Cow::Owned(one_space_all(comment))
     } else {
-        comment.to_string()
+        Cow::Borrowed(comment)
+    }
+}
+
+/// `" ".join(words)`, borrowed when there is one word.
+pub fn join<'a>(words: &[&'a str]) -> Cow<'a, str> {
+    match words {
+        [one] => Cow::Borrowed(one),
+        _ => Cow::Owned(words.join(" ")),
     }
 }
 

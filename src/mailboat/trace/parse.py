@@ -22,7 +22,7 @@ IANA "Additional-registered-clauses" (``tls``/``group`` of RFC 8314, ``state`` o
 could not be understood.
 
 Speed (bench/trace_bench.py): when the optional native reader is built (`make native`: the
-`mailboat._native` extension, safe Rust, native/), it reads every ASCII header; it is a port of
+`mailboat._native` extension, safe Rust, native/), it reads every ASCII header into a Hop; it is a port of
 the general path below and tests/trace/test_native.py checks it gives the same Hop, field for
 field. Without it (or with MAILBOAT_NATIVE=0 in the environment), most headers are read by one
 compiled regex (fastpath.py) that accepts only the well-formed shape and only when it tokenises
@@ -40,14 +40,17 @@ from datetime import datetime
 from mailboat.mail.headers import unfold
 from mailboat.trace.dates import date_value
 from mailboat.trace.fastpath import FAST, FAST_ASCII, KEYWORDS, POSTFIX, read_fast, read_postfix
-from mailboat.trace.hop import NO_HOST, TOKEN, Hop, make_hop, one_space, read_from, read_tls
+from mailboat.trace.hop import NO_HOST, TOKEN, Building, Hop, make_hop, one_space, read_from, read_tls
 
 __all__ = ["Hop", "parse_received"]
 
 try:
-    from mailboat._native import parse_received as _native  # type: ignore[import-not-found]
+    from mailboat import _native as _native_module  # type: ignore[attr-defined]
 except ImportError:  # not built: the Python reader below does everything
     _native = None
+else:
+    _native_module.configure(Building, Hop)  # it then builds the Hop as make_hop does
+    _native = _native_module.parse_received
 if os.environ.get("MAILBOAT_NATIVE") == "0":
     _native = None
 NATIVE = _native is not None  # whether parse_received uses the native reader for ASCII text
@@ -102,9 +105,9 @@ def parse_received(value: str | bytes) -> Hop:
     """Read one Received header value (without the ``Received:`` name). Never raises."""
     try:
         if _native is not None and type(value) is str:
-            fields = _native(value)  # None for text that is not ASCII or has CR/LF outside folds
-            if fields is not None:
-                return make_hop(*fields)
+            hop = _native(value)  # None for text that is not ASCII or has CR/LF outside folds
+            if hop is not None:
+                return hop
         if type(value) is str:  # _unfold, inlined: this runs for every header
             text = value.replace("\r\n\t", "\t").replace("\r\n ", " ")
             text = unfold(value) if "\r" in text or "\n" in text else text.strip()
