@@ -46,10 +46,11 @@ __all__ = ["Hop", "parse_received"]
 
 try:
     from mailboat import _native as _native_module  # type: ignore[attr-defined]
-except ImportError:  # not built: the Python reader below does everything
+
+    _native_module.configure(Building, Hop)  # it then builds the Hop as make_hop does
+except (ImportError, AttributeError):  # not built (or an older build): the Python reader does everything
     _native = None
 else:
-    _native_module.configure(Building, Hop)  # it then builds the Hop as make_hop does
     _native = _native_module.parse_received
 if os.environ.get("MAILBOAT_NATIVE") == "0":
     _native = None
