@@ -70,3 +70,22 @@ def test_unreadable_dates_give_none_and_a_warning(text: str) -> None:
     result = parse_date(text)
     assert (result.value is None) or text.endswith("+0175")
     assert result.warnings
+
+
+def test_a_leap_second_belongs_to_its_written_day() -> None:
+    # 23:59:60 on Saturday 31 Dec 2016 is one second before 1 Jan 2017: no weekday complaint
+    result = parse_date("Sat, 31 Dec 2016 23:59:60 +0000")
+    assert result.value == datetime(2017, 1, 1, tzinfo=timezone.utc)
+    assert not any("weekday" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("text", ["Mon, 1 Jan 0001 00:30:00 +0100", "Fri, 31 Dec 9999 23:59:59 -1400"])
+def test_a_date_outside_the_years_datetime_holds_is_a_warning_not_a_lost_hop(text: str) -> None:
+    from mailboat.trace.parse import parse_received
+
+    assert parse_date(text).value is None
+    assert "date out of range: date value out of range" in parse_date(text).warnings
+    hop = parse_received(f"from a.example (a.example [192.0.2.1]) by mx.example with ESMTP id X; {text}")
+    assert (hop.from_helo, hop.from_ip, hop.by_host, hop.id, hop.timestamp) == ("a.example", "192.0.2.1",
+                                                                              "mx.example", "X", None)
+    assert hop.warnings == ("date out of range: date value out of range",)

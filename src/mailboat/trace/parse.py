@@ -22,9 +22,9 @@ IANA "Additional-registered-clauses" (``tls``/``group`` of RFC 8314, ``state`` o
 could not be understood.
 
 Speed (bench/trace_bench.py): when the optional native reader is built (`make native`: the
-`mailboat._native` extension, safe Rust, native/), it reads every ASCII header into a Hop; it is a port of
-the general path below and tests/trace/test_native.py checks it gives the same Hop, field for
-field. Without it (or with MAILBOAT_NATIVE=0 in the environment), most headers are read by one
+`mailboat._native` extension, safe Rust, native/), it reads every ASCII header into a Hop. It is
+a port of the general path below, and tests/trace/test_native.py checks it gives the same Hop,
+field for field. Without it (or with MAILBOAT_NATIVE=0 in the environment), most headers are read by one
 compiled regex (fastpath.py) that accepts only the well-formed shape and only when it tokenises
 exactly as the general tokenizer would; anything else takes the general path below. Both paths
 read the from clause and TLS with the same functions (hop.py), and tests/trace check that they
