@@ -47,13 +47,13 @@ native-deps:
 	fi
 
 native: $(BIN)/.installed native-deps
-	@if [ -x "$(CARGO)" ] && [ -d /usr/share/cargo/registry ] && ls -d /usr/share/cargo/registry/pyo3-0.* >/dev/null 2>&1; then \
+	@if [ -x "$(CARGO)" ] && ls -d /usr/share/cargo/registry/pyo3-0.* /usr/share/cargo/registry/regex-1.* >/dev/null 2>&1; then \
 	  suffix=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
 	  (cd native && PYO3_PYTHON=$(abspath $(BIN)/python) $(CARGO) build --release --quiet) && \
 	  cp native/target/release/lib_native.so src/mailboat/_native$$suffix.tmp && \
 	  mv src/mailboat/_native$$suffix.tmp src/mailboat/_native$$suffix && \
 	  echo "native Received reader built: src/mailboat/_native$$suffix"; \
-	else echo "cargo or Debian's librust-pyo3-dev missing: the trace reader stays pure Python"; fi
+	else echo "cargo, or Debian's librust-pyo3-dev and librust-regex-dev, missing: the trace reader stays pure Python"; fi
 
 test: $(BIN)/.installed test-deps native
 	$(BIN)/python -m pytest
