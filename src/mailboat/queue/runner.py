@@ -248,11 +248,8 @@ class QueueRunner:
         """Every recipient of `attempt` was delivered: log and journal it like a queued message
         delivered at its first attempt (queued, delivery, finished), without a queue record."""
         item = attempt.item
-        try:
-            await self.store.record_event(item.queue_id, item.arrival, "queued",
-                                          queued_detail(item.envelope, item.size, attempt.message))
-        except Exception as exc:
-            self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
+        await self._journal(item.queue_id, item.arrival, "queued",
+                            queued_detail(item.envelope, item.size, attempt.message))
         await self._record(item, attempt.outcomes, item.arrival, attempt.timing, queued=False)
 
     def record_first(self, item: QueueItem, attempt: FirstAttempt) -> None:
@@ -405,21 +402,22 @@ class QueueRunner:
         # Log and journal the attempts first: they happened whatever recording does next, and the
         # journey then lists them before the "finished" record.
         for detail in self._log_outcomes(item, outcomes, claimed, timing, expired, next_time):
-            try:  # best effort: the recipient states below are what counts
-                await self.store.record_event(item.queue_id, detail.pop("at"), "delivery", detail)
-            except Exception as exc:
-                self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
+            await self._journal(item.queue_id, detail.pop("at"), "delivery", detail)
         after = apply_outcomes(item.recipients, outcomes)
         if queued:
             await self.store.record_outcomes(item.queue_id, outcomes, next_time, claimed=item)
-        else:
-            try:  # (the journey's end; the mail itself is delivered and durable)
-                await self.store.record_event(item.queue_id, now, "finished",
-                                              finished_detail(replace(item, attempts=1, recipients=after)))
-            except QueueError as exc:
-                self.log.warning("%s: journey event not recorded: %s", item.queue_id, exc)
+        else:  # the journey's end (the mail itself is delivered and durable)
+            await self._journal(item.queue_id, now, "finished",
+                                finished_detail(replace(item, attempts=1, recipients=after)))
         if not any(r.state.is_open for r in after):
             self.log.info("%s: removed", item.queue_id)
+
+    async def _journal(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+        """Record a journey event, best effort: the recipient states are what counts."""
+        try:
+            await self.store.record_event(queue_id, at, kind, detail)
+        except Exception as exc:
+            self.log.warning("%s: journey event not recorded: %s", queue_id, exc)
 
     async def _delay_warning(self, item: QueueItem, outcomes: list[RecipientOutcome], now: float,
                              next_time: float | None) -> float | None:
