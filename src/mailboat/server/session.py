@@ -558,7 +558,6 @@ class Session:
                 await self.ctx.deliver_first.finish_first(first)  # type: ignore[union-attr]
             except Exception:  # delivered and durable: the 250 stands; only the records suffer
                 log.exception("%s: recording the delivery failed", queue_id)
-            self._queued(queue_id, count)
             return
         handoff = self.ctx.handoff
         # (claimed after a first attempt too: record_first records it under the lease)
@@ -576,7 +575,6 @@ class Session:
             self._end_transaction()
             return
         self._accepted(queue_id, message, data, count)
-        self._queued(queue_id, count)
         if first is not None and item is not None:
             # Some copies were delivered before queueing: that was its first run, recorded
             # now; the others are due at their retry time (nothing for a runner to do sooner).
@@ -597,12 +595,9 @@ class Session:
             log.exception("%s: delivery before queueing failed; queueing it", queue_id)
             return None
 
-    def _queued(self, queue_id: str, count: int) -> None:
-        self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
-        self._end_transaction()
-
     def _accepted(self, queue_id: str, message: bytes, data: bytes, count: int) -> None:
-        """Count and log a message taken in (Postfix's smtpd, cleanup and qmgr lines)."""
+        """Count and log a message taken in (Postfix's smtpd, cleanup and qmgr lines), answer
+        250 (sent when _on_message returns) and end the transaction."""
         txn = self.txn
         assert txn is not None
         self.messages += 1
@@ -612,3 +607,5 @@ class Session:
         if message_id is not None:
             cleanup_log.info("%s: message-id=%s", queue_id, safe(message_id.value.strip()))
         qmgr_log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", queue_id, safe(txn.sender), len(data), count)
+        self._reply_all(smtp.Reply.make(250, "2.0.0", f"Ok: queued as {queue_id}"), count)
+        self._end_transaction()
