@@ -1,6 +1,6 @@
 //! The date of a Received header: `mailboat.trace.dates.date_value`, step for step.
 //!
-//! The canonical form is read by the same one-match pattern (`_FAST`), anything else by the full
+//! The canonical form is read as the one-match pattern `_FAST` reads it, anything else by the full
 //! RFC 5322 §3.3/§4.3 rules with their warnings (`slow_fields`). Instants are kept as seconds
 //! since the epoch and turned back into a UTC civil time at the end; one outside years 1..9999
 //! is "date out of range", as Python's datetime arithmetic reports it.
@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use regex::{Captures, Regex};
 
 use crate::text::{head, one_space_all, repr, strip, S};
-use crate::Fallback;
 
 /// A UTC time: year, month, day, hour, minute, second.
 pub type Stamp = (i64, u32, u32, u32, u32, u32);
@@ -125,14 +124,16 @@ fn epoch(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> i64 {
     days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
 }
 
-/// The UTC stamp of an instant, or Fallback where Python's datetime arithmetic overflows.
-fn stamp(t: i64) -> Result<Stamp, Fallback> {
+/// Whether an instant lies in years 1..9999 (UTC), where Python's datetime arithmetic works.
+fn in_range(t: i64) -> bool {
+    (1..=9999).contains(&civil_from_days(t.div_euclid(86400)).0)
+}
+
+/// The UTC time of an instant that is `in_range`.
+fn stamp(t: i64) -> Stamp {
     let (y, mo, d) = civil_from_days(t.div_euclid(86400));
-    if !(1..=9999).contains(&y) {
-        return Err(Fallback);
-    }
     let r = t.rem_euclid(86400);
-    Ok((y, mo, d, (r / 3600) as u32, (r % 3600 / 60) as u32, (r % 60) as u32))
+    (y, mo, d, (r / 3600) as u32, (r % 3600 / 60) as u32, (r % 60) as u32)
 }
 
 /// Monday = 0, as `datetime.weekday()`.
@@ -141,10 +142,10 @@ fn weekday(t: i64) -> usize {
 }
 
 /// `dates.date_value(text)`.
-pub fn date_value(text: &str) -> Result<DateOut, Fallback> {
+pub fn date_value(text: &str) -> DateOut {
     if let Some(groups) = fast_groups(text) {
         if let Some(t) = fast_utc(&groups) {
-            return Ok(DateOut { value: Some(stamp(t)?), warnings: Vec::new() });
+            return DateOut { value: Some(stamp(t)), warnings: Vec::new() };
         }
     }
     slow_fields(text)
@@ -258,16 +259,16 @@ fn fast_utc(groups: &[Option<&str>; 10]) -> Option<i64> {
         }
     }
     let t = local - offset * 60;
-    stamp(t).is_ok().then_some(t) // outside years 1..9999 in UTC: the full path says so
+    in_range(t).then_some(t) // outside years 1..9999 in UTC: the full path says so
 }
 
 /// `dates.slow_fields` without the zone flag (the Received reader does not keep it).
-fn slow_fields(text: &str) -> Result<DateOut, Fallback> {
+fn slow_fields(text: &str) -> DateOut {
     let p = patterns();
     let unreadable = || DateOut { value: None, warnings: vec![format!("unreadable date {}", repr(head(strip(text), 60)))] };
     let mut clean = strip(text).to_string();
     if clean.is_empty() {
-        return Ok(DateOut { value: None, warnings: vec!["no date".into()] });
+        return DateOut { value: None, warnings: vec!["no date".into()] };
     }
     let mut comment_zone: Option<String> = None;
     if clean.contains('(') {
@@ -283,7 +284,7 @@ fn slow_fields(text: &str) -> Result<DateOut, Fallback> {
     }
     let clean = one_space_all(&clean);
     if !clean.contains(':') {
-        return Ok(unreadable());
+        return unreadable();
     }
     let mut warnings = Vec::new();
     if let Some(m) = p.rfc.captures(&clean) {
@@ -298,10 +299,10 @@ fn slow_fields(text: &str) -> Result<DateOut, Fallback> {
         };
         let value = build(num(g(1).unwrap_or("0")), num(g(2).unwrap_or("0")), num(g(3).unwrap_or("0")),
                           num(g(4).unwrap_or("0")), num(g(5).unwrap_or("0")), num(g(6).unwrap_or("0")),
-                          g(7), offset, &mut warnings)?;
-        return Ok(DateOut { value: value.map(stamp).transpose()?, warnings });
+                          g(7), offset, &mut warnings);
+        return DateOut { value: value.map(stamp), warnings };
     }
-    Ok(unreadable())
+    unreadable()
 }
 
 /// `dates._zone`: (offset in minutes, known).
@@ -339,30 +340,30 @@ fn zone_offset(text: Option<&str>, warnings: &mut Vec<String>) -> (i64, bool) {
 /// `dates._build`: the instant, or None (with a warning) when the fields make no date.
 #[allow(clippy::too_many_arguments)]
 fn build(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, frac: Option<&str>, offset: i64,
-         warnings: &mut Vec<String>) -> Result<Option<i64>, Fallback> {
+         warnings: &mut Vec<String>) -> Option<i64> {
     let (s, leap) = if s == 60 { (59, 1) } else { (s, 0) };
     if let Some(err) = range_error(y, mo, d, h, mi, s) {
         warnings.push(format!("date out of range: {err}"));
-        return Ok(None);
+        return None;
     }
     if let Some(frac) = frac.filter(|f| !f.is_empty()) {
         warnings.push(format!("fractional seconds {frac} ignored"));
     }
     let t = epoch(y, mo, d, h, mi, s) - offset * 60 + leap;
-    if stamp(t).is_err() {
+    if !in_range(t) {
         warnings.push("date out of range: date value out of range".into()); // Python's OverflowError
-        return Ok(None);
+        return None;
     }
-    Ok(Some(t))
+    Some(t)
 }
 
 /// `dates._from_rfc` (value and warnings).
-fn from_rfc(m: &Captures, clean: &str, comment_zone: Option<&str>, mut warnings: Vec<String>) -> Result<DateOut, Fallback> {
+fn from_rfc(m: &Captures, clean: &str, comment_zone: Option<&str>, mut warnings: Vec<String>) -> DateOut {
     let g = |i: usize| m.get(i).map(|x| x.as_str());
     let mon = g(3).unwrap_or("");
     let month = MONTHS.iter().position(|x| mon.len() >= 3 && x.eq_ignore_ascii_case(&mon[..3]));
     let Some(month) = month else {
-        return Ok(DateOut { value: None, warnings: vec![format!("unknown month {}", repr(mon))] });
+        return DateOut { value: None, warnings: vec![format!("unknown month {}", repr(mon))] };
     };
     if g(7).is_none() {
         warnings.push("date has no seconds; read as :00".into());
@@ -387,9 +388,9 @@ fn from_rfc(m: &Captures, clean: &str, comment_zone: Option<&str>, mut warnings:
         y += 1900;
     }
     let value = build(y, month as i64 + 1, num(g(2).unwrap_or("0")), num(g(5).unwrap_or("0")),
-                      num(g(6).unwrap_or("0")), num(g(7).unwrap_or("0")), g(8), offset, &mut warnings)?;
+                      num(g(6).unwrap_or("0")), num(g(7).unwrap_or("0")), g(8), offset, &mut warnings);
     let Some(t) = value else {
-        return Ok(DateOut { value: None, warnings });
+        return DateOut { value: None, warnings };
     };
     if let Some(wday) = g(1) {
         let expected = DAYS[weekday(epoch(y, month as i64 + 1, num(g(2).unwrap_or("0")), 0, 0, 0))];
@@ -414,5 +415,5 @@ fn from_rfc(m: &Captures, clean: &str, comment_zone: Option<&str>, mut warnings:
     if start > 0 && g(1).is_none() {
         warnings.push(format!("text before the date ignored: {}", repr(head(strip(&clean[..start]), 40))));
     }
-    Ok(DateOut { value: Some(stamp(t)?), warnings })
+    DateOut { value: Some(stamp(t)), warnings }
 }

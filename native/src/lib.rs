@@ -1,7 +1,7 @@
 //! `mailboat._native`: the Received reader of mailboat.trace compiled, for speed.
 //!
-//! `parse_received(value)` takes a header value (str) and returns the fields of its `Hop` in the
-//! dataclass's order, or None when it leaves the value to the Python reader: text that is not
+//! `parse_received(value)` takes a header value (str) and returns its `Hop` (the classes come
+//! from `configure`), or None when it leaves the value to the Python reader: text that is not
 //! ASCII, CR or LF outside folds, or a panic (caught here; there should be none).
 //! All parsing is safe Rust; the only unsafe code is inside pyo3.
 
@@ -12,12 +12,9 @@ mod text;
 use std::borrow::Cow;
 
 use pyo3::once_cell::GILOnceCell;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{timezone_utc, PyDateTime, PyString, PyTuple};
-
-/// The native reader declines the header; the Python reader takes it.
-#[derive(Debug)]
-pub struct Fallback;
 
 /// `parse.parse_received`'s own unfolding of a str value: the CRLF of every CRLF + WSP fold
 /// removed, the value stripped, a leading "Received:" name dropped. None when a CR or LF is left
@@ -45,8 +42,8 @@ fn without_name(value: &str) -> &str {
     stripped
 }
 
-/// The Hop of one Received header value (a str), as the 16 fields of `hop.Hop` in order (`raw`
-/// first: the unfolded text), or None to leave the value to the Python reader.
+/// The Hop of one Received header value (a str; `raw` is the unfolded text), or None to leave
+/// the value to the Python reader.
 #[pyfunction]
 fn parse_received(py: Python<'_>, value: &PyString) -> PyResult<PyObject> {
     let whole = value.to_str()?;
@@ -55,8 +52,8 @@ fn parse_received(py: Python<'_>, value: &PyString) -> PyResult<PyObject> {
     }
     let Some(text) = unfold(whole) else { return Ok(py.None()) };
     let fields = match std::panic::catch_unwind(|| received::parse(&text)) {
-        Ok(Ok(fields)) => fields,
-        _ => return Ok(py.None()),
+        Ok(fields) => fields,
+        Err(_) => return Ok(py.None()), // a panic: let the Python reader take it
     };
     let raw: PyObject = if text.len() == whole.len() { value.into_py(py) } else { text.as_ref().into_py(py) };
     let timestamp: PyObject = match fields.timestamp {
@@ -86,21 +83,19 @@ fn parse_received(py: Python<'_>, value: &PyString) -> PyResult<PyObject> {
         PyTuple::new(py, fields.comments).into_py(py),
     ];
     let args = PyTuple::new(py, items);
-    match HOP_CLASSES.get(py) {
-        // hop.make_hop, done here: the frozen dataclass's slots filled through `Building`
-        Some((building, hop)) => {
-            let made = building.call1(py, args)?;
-            made.setattr(py, "__class__", hop)?;
-            Ok(made)
-        }
-        None => Ok(args.into_py(py)),
-    }
+    // hop.make_hop, done here: the frozen dataclass's slots filled through `Building`
+    let Some((building, hop)) = HOP_CLASSES.get(py) else {
+        return Err(PyRuntimeError::new_err("mailboat._native: configure(Building, Hop) was not called"));
+    };
+    let made = building.call1(py, args)?;
+    made.setattr(py, "__class__", hop)?;
+    Ok(made)
 }
 
 static HOP_CLASSES: GILOnceCell<(PyObject, PyObject)> = GILOnceCell::new();
 
-/// `configure(Building, Hop)`: parse_received then returns the `Hop` itself (built as
-/// `hop.make_hop` builds it) instead of the tuple of its fields.
+/// `configure(Building, Hop)`, once before `parse_received`: the classes it builds the `Hop`
+/// with (as `hop.make_hop` does).
 #[pyfunction]
 fn configure(py: Python<'_>, building: PyObject, hop: PyObject) {
     let _ = HOP_CLASSES.set(py, (building, hop));

@@ -15,7 +15,6 @@ use regex::Regex;
 
 use crate::dates::{date_value, Stamp};
 use crate::text::{dedupe, head, is_space, is_word, join, one_space, repr, strip, S};
-use crate::Fallback;
 
 const KEYWORDS: [&str; 10] = ["from", "by", "via", "with", "id", "for", "tls", "group", "state", "priority"];
 const FIELDS: [&str; 6] = ["from", "by", "via", "with", "id", "for"];
@@ -182,14 +181,14 @@ fn is_extra_keyword(tok: &str) -> bool {
 }
 
 /// `parse._parse`: the fields of the Hop `parse_received` returns for `text`.
-pub fn parse(text: &str) -> Result<Fields<'_>, Fallback> {
+pub fn parse(text: &str) -> Fields<'_> {
     let mut warnings: Vec<String> = Vec::new();
     if text.is_empty() {
         warnings.push("empty Received header".into());
-        return Ok(Fields {
+        return Fields {
             helo: None, rdns: None, ip: None, by_host: None, protocol: None, tls: None, evidence: None, id: None,
             rcpt: None, via: None, timestamp: None, date_text: None, warnings, extras: Vec::new(), comments: Vec::new(),
-        });
+        };
     }
     let (head_text, date_text) = split_date(text, &mut warnings);
     // the arena: [0] is the preamble; `clauses` keeps first clauses by keyword, in order
@@ -300,7 +299,7 @@ fn clause<'a, 'b>(arena: &'b [Clause<'a>], clauses: &[(&str, usize)], keyword: &
 fn build<'a>(
     text: &'a str, arena: &[Clause<'a>], clauses: &[(&str, usize)], extras: &[usize], comments: Vec<Cow<'a, str>>,
     date_text: Option<&'a str>, mut warnings: Vec<String>,
-) -> Result<Fields<'a>, Fallback> {
+) -> Fields<'a> {
     let (mut helo, mut rdns, mut ip) = (None, None, None);
     let frm = clause(arena, clauses, "from");
     if let Some(frm) = frm {
@@ -344,15 +343,15 @@ fn build<'a>(
     let tls_words = joined("tls");
     let mut timestamp = None;
     if let Some(d) = date_text {
-        let out = date_value(d)?;
+        let out = date_value(d);
         timestamp = out.value;
         warnings.extend(out.warnings);
     }
     let (tls, evidence) = read_tls(tls_words.as_deref(), &comments, protocol.as_deref());
-    Ok(Fields {
+    Fields {
         helo, rdns, ip, by_host, protocol, tls, evidence, id, rcpt, via: joined("via"), timestamp,
         date_text, warnings: dedupe(warnings), extras: extra_pairs, comments,
-    })
+    }
 }
 
 fn is_unknown(s: &str) -> bool {
