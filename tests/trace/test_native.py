@@ -135,7 +135,7 @@ def test_generated_headers_native_equals_python() -> None:
     assert read > CASES // 2  # the sweep exercises the native reader, not only its refusals
 
 
-# 4. Dates built from their parts (through the hop: date_value gives the timestamp and warnings).
+# 3. Dates built from their parts (through the hop: date_value gives the timestamp and warnings).
 
 DATE_HEAD = "from a (a [192.0.2.1]) by b with ESMTP id X"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -218,7 +218,7 @@ def test_built_dates_native_equals_python() -> None:
             assert_native_same(f"{DATE_HEAD} {when}{rng.choice(('', ' ', 'x', ',', '('))}{built_date(rng)}")
 
 
-# 3. Hypothesis: mutations of corpus and generated headers, and random text.
+# 4. Hypothesis: mutations of corpus and generated headers, and random text.
 
 SYNTAX = st.sampled_from([
     *"()[]<>\";\\:@=,. \t0123456789azAZ", "from", "by", "with", "id", "for", "via", "tls", "From ", " BY ", "IPv6:",

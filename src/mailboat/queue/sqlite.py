@@ -13,10 +13,11 @@ Durability: `journal_mode=WAL`; the writer commits with synchronous=NORMAL and f
 itself, outside the write lock, before it answers an enqueue or an operator action (see
 groupcommit.py; records of delivery, leases and journey events are lazy writes that skip the
 fsync: losing one costs a duplicate delivery at worst). (NORMAL alone would skip that fsync and
-survive a process crash but not a power cut, which would make our 250 untruthful.) The bytes of a message under SPOOL_MIN are a BLOB in the same
-transaction as the envelope, so one fsync covers both and a failed write leaves neither behind.
-Larger ones are spooled: a file of their own beside the database, written before the row and
-made durable with it by one syncfs (bodies.py says why and how a crash is handled).
+survive a process crash but not a power cut, which would make our 250 untruthful.) The bytes of
+a message under SPOOL_MIN are a BLOB in the same transaction as the envelope, so one fsync
+covers both and a failed write leaves neither behind. Larger ones are spooled: a file of their
+own beside the database, written before the row and made durable with it by one syncfs
+(bodies.py says why and how a crash is handled).
 
 Failures: a batch that fails with a disk-level error is replayed one operation per transaction
 (groupcommit.py), so a caller fails only for its own message, with QueueFullError
