@@ -3,8 +3,9 @@ transactions.
 
 Tasks on the event loop `submit()` a small function `fn(conn)`. Everything submitted during one
 turn of the loop is run by one callback at the end of that turn, on the loop thread, inside a
-single `BEGIN IMMEDIATE ... COMMIT` with each function in its own SAVEPOINT (so one bad operation
-fails alone). The commit itself writes the WAL without an fsync (synchronous=NORMAL), so it takes
+single `BEGIN IMMEDIATE ... COMMIT`. Rows that nobody waits for (journey events) are `append()`ed
+instead: no function, no future, one executemany per statement in that same transaction. The
+commit itself writes the WAL without an fsync (synchronous=NORMAL), so it takes
 well under a millisecond. Durability comes from one sync thread that fsyncs the WAL over and over
 while durable commits are waiting: each fsync covers every commit that finished before it began,
 and only then are those callers answered. So N sessions finishing together cost one fsync, not
@@ -37,9 +38,11 @@ in one call, still one per batch however many bodies it holds. `after_next_sync(
 future answered after the next sync: a body file is unlinked only when the DELETE of its row is
 durable.
 
-A batch that fails at the database level (SQLITE_FULL, SQLITE_IOERR, ...) is rolled back and
-replayed one operation per transaction, so each caller gets its own verdict: a 100 MB message
-hitting a full disk must not fail the 1 KB messages that shared its commit. Errors reach callers
+A batch that fails, at the database level (SQLITE_FULL, SQLITE_IOERR, ...) or in one operation
+(a duplicate queue id, a bug), is rolled back and replayed one operation per transaction, so each
+caller gets its own verdict: a 100 MB message hitting a full disk must not fail the 1 KB messages
+that shared its commit. (Failures are rare, so the common batch runs without a SAVEPOINT per
+operation: those were two statements more per operation, a tenth of the queue's statements.) Errors reach callers
 as QueueFullError / QueueWriteError / DuplicateQueueIdError (integrity violations); a failed
 fsync fails the durable operations it was to cover with QueueSyncError (committed, but nothing
 may be promised).
@@ -121,8 +124,10 @@ class GroupCommitWriter:
         # setting a corrupt record aside): one at a time.
         self._conn_lock = threading.Lock()
         self._tx_thread: int | None = None  # the thread inside a transaction right now
-        # Ops submitted on an event loop during one turn, committed together by one callback.
+        # Ops submitted on an event loop during one turn, committed together by one callback,
+        # with the rows append()ed meanwhile (statement -> parameter tuples).
         self._pending: list[_Op] = []
+        self._rows: dict[str, list[tuple]] = {}
         self._pending_loop: asyncio.AbstractEventLoop | None = None
         # Durable ops committed and waiting for the next fsync; guarded by _cond.
         self._cond = threading.Condition()
@@ -160,11 +165,36 @@ class GroupCommitWriter:
         if self._pending_loop is running:
             self._pending.append(op)
         elif self._pending_loop is None:
-            self._pending, self._pending_loop = [op], running
+            self._pending, self._rows, self._pending_loop = [op], {}, running
             running.call_soon(self._hand_over)
         else:  # ops of another loop are waiting for their turn: go alone
             running.call_soon(self._commit, [op])
         return future
+
+    def append(self, sql: str, row: tuple) -> None:
+        """Insert `row` with `sql` in this loop turn's transaction, nobody waiting: rows of one
+        statement go in one executemany, without an operation or a future each. For records that
+        may be lost (journey events): never durable, and a failure is only logged."""
+        if self.closed:
+            raise QueueError("queue store is closed")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is None:  # another thread: now, in a transaction of its own
+            self._commit([], {sql: [row]})
+            return
+        if self._pending_loop is running:
+            rows = self._rows.get(sql)
+            if rows is None:
+                self._rows[sql] = [row]
+            else:
+                rows.append(row)
+        elif self._pending_loop is None:
+            self._pending, self._rows, self._pending_loop = [], {sql: [row]}, running
+            running.call_soon(self._hand_over)
+        else:  # another loop's turn is pending: go alone
+            running.call_soon(self._commit, [], {sql: [row]})
 
     def after_next_sync(self) -> asyncio.Future:
         """A future answered (None, or QueueSyncError) after the next sync that begins from now:
@@ -179,27 +209,31 @@ class GroupCommitWriter:
         return op.future  # type: ignore[return-value]
 
     def _hand_over(self) -> None:
-        batch, self._pending, self._pending_loop = self._pending, [], None
+        batch, rows = self._pending, self._rows
+        self._pending, self._rows, self._pending_loop = [], {}, None
         start, nbytes = 0, 0
         for i, op in enumerate(batch):  # bounded transactions: MAX_BATCH_OPS and _BYTES
             nbytes += op.size
             if i + 1 - start >= MAX_BATCH_OPS or nbytes >= MAX_BATCH_BYTES:
-                self._commit(batch[start:i + 1])
-                start, nbytes = i + 1, 0
-        if start < len(batch):
-            self._commit(batch[start:])
+                self._commit(batch[start:i + 1], rows)
+                start, nbytes, rows = i + 1, 0, {}
+        if start < len(batch) or rows:
+            self._commit(batch[start:], rows)
 
-    def _commit(self, batch: list[_Op]) -> None:
-        """Run `batch` in one transaction (replayed alone on a database-level failure), answer
-        the lazy ops and pass the durable ones to the sync thread."""
+    def _commit(self, batch: list[_Op], rows: dict[str, list[tuple]] | None = None) -> None:
+        """Run `batch` and `rows` in one transaction (each op replayed alone if that fails),
+        answer the lazy ops and pass the durable ones to the sync thread."""
         with self._conn_lock:
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self._tx_thread = threading.get_ident()
             try:
-                if not self._transaction(batch) and len(batch) > 1:
+                if not self._transaction(batch, rows) and (len(batch) > 1 or rows):
                     for op in batch:  # replay alone so each caller gets its own verdict
                         self._transaction([op])
+                    if rows and not self._transaction([], rows):
+                        count = sum(map(len, rows.values()))
+                        log.warning("queue: %d background record(s) not written", count)
             finally:
                 self._tx_thread = None
                 if self._lock_fd is not None:
@@ -273,17 +307,20 @@ class GroupCommitWriter:
             self._files_fd = os.open(self._files_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # type: ignore[arg-type]
         _syncfs(self._files_fd)
 
-    def _transaction(self, batch: list[_Op]) -> bool:
-        """Run `batch` in one transaction, each operation in its own SAVEPOINT (a lone one's
-        transaction is its own), so one bad operation fails alone. False: the whole transaction
-        failed at the database level and was rolled back (every op then carries the error)."""
+    def _transaction(self, batch: list[_Op], rows: dict[str, list[tuple]] | None = None) -> bool:
+        """Run `rows` and `batch` in one transaction. False: it was rolled back and the caller
+        replays it one operation per transaction: at the database level (every op then carries
+        the error), or because one operation of several failed (its error is recorded again by
+        the replay; the others are unanswered until then). A lone operation that fails is
+        rolled back with its error, and that is its verdict (True)."""
         conn = self._conn
-        savepoints = len(batch) > 1
+        alone = len(batch) == 1 and not rows
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if rows:
+                for sql, params in rows.items():
+                    conn.executemany(sql, params)
             for op in batch:
-                if savepoints:
-                    conn.execute("SAVEPOINT op")
                 try:
                     op.result, op.error = op.fn(conn), None  # type: ignore[misc]
                 except sqlite3.IntegrityError as exc:
@@ -293,11 +330,8 @@ class GroupCommitWriter:
                 except Exception as exc:  # a bug or a bad record in this one operation
                     op.result, op.error = None, exc
                 if op.error is not None:
-                    conn.execute("ROLLBACK TO op" if savepoints else "ROLLBACK")
-                if savepoints:
-                    conn.execute("RELEASE op")
-            if not conn.in_transaction:
-                return True  # a lone operation failed and was rolled back: nothing to commit
+                    conn.execute("ROLLBACK")
+                    return alone
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:

@@ -325,24 +325,22 @@ class SqliteQueueStore:
 
         def op(conn: sqlite3.Connection) -> bool:
             """Whether the message left the queue with a spooled body (to remove once durable)."""
-            item: QueueItem | None
-            if claimed is not None:  # current, by the lease: only check the row is still there
-                row = conn.execute("SELECT 1 FROM message WHERE queue_id = ? AND status != 'corrupt'",
-                                   (queue_id,)).fetchone()
-                item = claimed if row is not None else None
-            else:
+            # A claimed item is current, by the lease: the statements below only need the row to
+            # be there still (their WHERE), not read back.
+            item: QueueItem | None = claimed
+            if item is None:
                 row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
                                    (queue_id,)).fetchone()
                 item = self._decode_row(row) if row is not None else None
-            if item is None:
-                return False  # deleted (or set aside) while it was being delivered
+                if item is None:
+                    return False  # deleted (or set aside) while it was being delivered
             recipients = apply_outcomes(item.recipients, outcomes)
             if not any(r.state.is_open for r in recipients):
                 done = QueueItem(queue_id, item.envelope, item.size, item.arrival, at,
                                  item.attempts + 1, item.held, recipients)
-                return _finish(conn, done, at)
+                return _finish(conn, done, at, keep_corrupt=True)
             conn.execute("UPDATE message SET recipients = ?, attempts = attempts + 1, next_attempt = ?, "
-                         "lease_until = 0 WHERE queue_id = ?",
+                         "lease_until = 0 WHERE queue_id = ? AND status != 'corrupt'",
                          (codec.encode_recipients(recipients), at if next_attempt is None else next_attempt,
                           queue_id))
             return False
@@ -448,8 +446,7 @@ class SqliteQueueStore:
         return await self._write(op)
 
     async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
-        text = json.dumps(detail, ensure_ascii=False)
-        self._writer.submit(lambda conn: _insert_event(conn, queue_id, at, kind, text), wait=False)
+        self._writer.append(_INSERT_EVENT, (queue_id, at, kind, json.dumps(detail, ensure_ascii=False)))
 
     async def prune_events(self, before: float, limit: int = 1000) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -486,9 +483,11 @@ class SqliteQueueStore:
             f"SELECT {_COLUMNS} FROM message WHERE status != 'corrupt' ORDER BY arrival, queue_id").fetchall())
         return [item for item in map(self._decode_row, rows) if item is not None]
 
-def _insert_event(conn: sqlite3.Connection, queue_id: str, at: float, kind: str, detail: dict | str) -> None:
-    text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
-    conn.execute("INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, ?, ?)", (queue_id, at, kind, text))
+_INSERT_EVENT = "INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, ?, ?)"
+
+
+def _insert_event(conn: sqlite3.Connection, queue_id: str, at: float, kind: str, detail: dict) -> None:
+    conn.execute(_INSERT_EVENT, (queue_id, at, kind, json.dumps(detail, ensure_ascii=False)))
 
 
 def _delete_body(conn: sqlite3.Connection, queue_id: str) -> bool:
@@ -497,9 +496,12 @@ def _delete_body(conn: sqlite3.Connection, queue_id: str) -> bool:
     return bool(row and row[0])
 
 
-def _finish(conn: sqlite3.Connection, item: QueueItem, at: float) -> bool:
-    """The message leaves the queue; True when its body file is to be removed (`_drop_spooled`)."""
-    conn.execute("DELETE FROM message WHERE queue_id = ?", (item.queue_id,))
+def _finish(conn: sqlite3.Connection, item: QueueItem, at: float, *, keep_corrupt: bool = False) -> bool:
+    """The message leaves the queue; True when its body file is to be removed (`_drop_spooled`).
+    Nothing happens to a message that is gone, or (keep_corrupt) was set aside as corrupt."""
+    if not conn.execute("DELETE FROM message WHERE queue_id = ?" + (" AND status != 'corrupt'" if keep_corrupt else ""),
+                        (item.queue_id,)).rowcount:
+        return False
     spooled = _delete_body(conn, item.queue_id)
     _insert_event(conn, item.queue_id, at, "finished", codec.finished_detail(item))
     return spooled

@@ -1,0 +1,142 @@
+"""The group-commit writer on its own: one transaction per loop turn, each caller its own verdict,
+and append()ed rows riding along (queue/groupcommit.py)."""
+
+import asyncio
+import logging
+import sqlite3
+import threading
+
+import pytest
+
+from mailboat.queue.groupcommit import GroupCommitWriter
+from mailboat.queue.store import DuplicateQueueIdError, StoreStats
+
+INSERT = "INSERT INTO t (k, v) VALUES (?, ?)"
+
+
+def _writer(tmp_path):
+    path = str(tmp_path / "g.sqlite")
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+    stats = StoreStats()
+    return GroupCommitWriter(conn, stats, wal_path=path + "-wal"), stats, path
+
+
+def _rows(path):
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT k, v FROM t"))
+    finally:
+        conn.close()
+
+
+def test_one_failing_operation_fails_alone(tmp_path):
+    """Three operations in one turn, the middle one inserts and then fails: the others are
+    committed with their results, the failure is its caller's alone, and nothing it wrote stays."""
+    writer, stats, path = _writer(tmp_path)
+
+    def insert(k, v):
+        return lambda c: c.execute(INSERT, (k, v)).rowcount
+
+    def half_then_bug(c):
+        c.execute(INSERT, ("half", 2))
+        raise ValueError("a bug in this operation")
+
+    async def main():
+        futures = [writer.submit(insert("a", 1)), writer.submit(half_then_bug), writer.submit(insert("c", 3))]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        await writer.close()
+        return results
+
+    first, failed, last = asyncio.run(main())
+    assert first == 1 and last == 1
+    assert isinstance(failed, ValueError) and str(failed) == "a bug in this operation"
+    assert _rows(path) == {"a": 1, "c": 3}
+    assert stats.commits >= 1
+
+
+def test_duplicate_key_is_that_callers_error(tmp_path):
+    writer, _, path = _writer(tmp_path)
+
+    async def main():
+        await writer.submit(lambda c: c.execute(INSERT, ("k", 1)))
+        futures = [writer.submit(lambda c: c.execute(INSERT, ("k", 2))),
+                   writer.submit(lambda c: c.execute(INSERT, ("other", 3)).rowcount)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        await writer.close()
+        return results
+
+    duplicate, other = asyncio.run(main())
+    assert isinstance(duplicate, DuplicateQueueIdError)
+    assert other == 1
+    assert _rows(path) == {"k": 1, "other": 3}
+
+
+def test_appended_rows_share_the_turns_transaction(tmp_path):
+    """Rows appended in one turn go in with that turn's operations: one COMMIT for all."""
+    writer, stats, path = _writer(tmp_path)
+
+    async def main():
+        for i in range(5):
+            writer.append(INSERT, (f"row{i}", i))
+        result = await writer.submit(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0])
+        commits = stats.commits
+        await writer.close()
+        return result, commits
+
+    seen_by_op, commits = asyncio.run(main())
+    assert seen_by_op == 5  # the rows were inserted first, in the same transaction
+    assert commits == 1
+    assert _rows(path) == {f"row{i}": i for i in range(5)}
+
+
+def test_appended_rows_alone_and_from_another_thread(tmp_path):
+    writer, _, path = _writer(tmp_path)
+
+    async def main():
+        writer.append(INSERT, ("loop", 1))
+        await asyncio.sleep(0)  # the turn ends: the rows are committed without any operation
+        await asyncio.sleep(0)
+        thread = threading.Thread(target=writer.append, args=(INSERT, ("thread", 2)))
+        thread.start()
+        thread.join()
+        await writer.close()
+
+    asyncio.run(main())
+    assert _rows(path) == {"loop": 1, "thread": 2}
+
+
+def test_a_failing_row_costs_only_the_rows(tmp_path, caplog):
+    """A row the database refuses (here a duplicate key) fails the shared transaction; the
+    operations are replayed alone and succeed; the rows are tried once more, then logged."""
+    writer, _, path = _writer(tmp_path)
+
+    async def main():
+        await writer.submit(lambda c: c.execute(INSERT, ("taken", 0)))
+        writer.append(INSERT, ("taken", 1))
+        result = await writer.submit(lambda c: c.execute(INSERT, ("op", 2)).rowcount)
+        await writer.close()
+        return result
+
+    with caplog.at_level(logging.WARNING, logger="mailboat.queue"):
+        assert asyncio.run(main()) == 1
+    assert _rows(path) == {"taken": 0, "op": 2}
+    assert "1 background record(s) not written" in caplog.text
+
+
+def test_lone_failing_operation_is_not_replayed(tmp_path):
+    writer, _, _ = _writer(tmp_path)
+    calls = []
+
+    def failing(c):
+        calls.append(1)
+        raise KeyError("x")
+
+    async def main():
+        with pytest.raises(KeyError):
+            await writer.submit(failing)
+        await writer.close()
+
+    asyncio.run(main())
+    assert calls == [1]
