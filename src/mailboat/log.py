@@ -37,14 +37,22 @@ class PostfixFormatter(logging.Formatter):
         super().__init__()
         self._host = socket.gethostname().split(".")[0]
         self._pid = os.getpid()
+        self._prefixes: dict[str, str] = {}  # logger name -> " host mailboat/service[pid]: "
+        self._second = -1  # the last line's second, and its stamp: every line of a second shares it
+        self._stamp = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        service = record.name.split(".", 1)[1] if "." in record.name else record.name
-        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(record.created))
+        prefix = self._prefixes.get(record.name)
+        if prefix is None:
+            service = record.name.split(".", 1)[1] if "." in record.name else record.name
+            prefix = self._prefixes[record.name] = f" {self._host} mailboat/{service}[{self._pid}]: "
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%b %d %H:%M:%S", time.localtime(second))
         message = record.getMessage()
         if record.levelno >= logging.WARNING and not message.startswith(("warning:", "error:", "fatal:")):
             message = f"{record.levelname.lower()}: {message}"
-        line = f"{stamp} {self._host} mailboat/{service}[{self._pid}]: {message}"
+        line = self._stamp + prefix + message
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
