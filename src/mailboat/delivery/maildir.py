@@ -114,8 +114,9 @@ class MaildirTransport:
         loop = asyncio.get_running_loop()
         results: list[RecipientOutcome] = []
         jobs: list[_Job] = []
-        loop_error = _delivered_to_loop(message)
-        folder = _folder(message)
+        head = _header_block(message)
+        loop_error = _delivered_to_loop(head)
+        folder = _folder(head)
         for rcpt in recipients:
             now = self._clock()
             if _CONTROL.search(envelope.sender) or _CONTROL.search(rcpt.address):
@@ -133,7 +134,10 @@ class MaildirTransport:
             self._queued.extend(jobs)
             if self._worker is None or self._worker.done():
                 self._worker = loop.create_task(self._work())
-            await asyncio.gather(*(job.future for job in jobs))
+            if len(jobs) == 1:
+                await jobs[0].future
+            else:
+                await asyncio.gather(*(job.future for job in jobs))
         for job in jobs:
             now = self._clock()
             if job.error is None:
@@ -391,23 +395,29 @@ def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def _delivered_to_loop(message: bytes) -> set[str]:
-    """Lowercased addresses of the Delivered-To headers already in the message's header block."""
+def _header_block(message: bytes) -> bytes:
+    """The message's header section (up to the first empty line)."""
     match = _HEADER_END.search(message)
-    head = message[: match.start()] if match else message
-    found = re.findall(rb"(?im)^delivered-to:[ \t]*<?([^\r\n>]+?)>?[ \t]*\r?$", head)
-    return {addr.decode("utf-8", "replace").strip().lower() for addr in found}
+    return message[: match.start()] if match else message
+
+
+_DELIVERED_TO = re.compile(rb"(?im)^delivered-to:[ \t]*<?([^\r\n>]+?)>?[ \t]*\r?$")
+
+
+def _delivered_to_loop(head: bytes) -> set[str]:
+    """Lowercased addresses of the Delivered-To headers already in the header block `head`."""
+    return {addr.decode("utf-8", "replace").strip().lower() for addr in _DELIVERED_TO.findall(head)}
 
 
 _FOLDER = re.compile(rb"(?im)^X-Mailboat-Folder:[ \t]*Junk[ \t]*\r?$")
 
 
-def _folder(message: bytes) -> str | None:
-    """The Maildir++ subfolder a filter chose (DMARC quarantine: ``X-Mailboat-Folder: Junk``).
+def _folder(head: bytes) -> str | None:
+    """The Maildir++ subfolder a filter chose (DMARC quarantine: ``X-Mailboat-Folder: Junk``),
+    from the header block `head`.
 
     Only the exact value Junk is honoured, never a path; incoming copies of the field are removed
     at reception (policy.filters.authresults), so only our own filters can set it.
     """
-    end = message.find(b"\r\n\r\n")
-    return ".Junk" if _FOLDER.search(message[: end if end >= 0 else len(message)]) else None
+    return ".Junk" if _FOLDER.search(head) else None
 

@@ -328,7 +328,8 @@ class QueueRunner:
                     outcomes.append(replace(outcome(address, 451, "4.4.3 routing failed", "none", self.clock()),
                                             original=original))
                     continue
-                rcpt = Recipient(address, row.recipient.orcpt, row.recipient.notify)
+                rcpt = row.recipient if address == row.recipient.address else \
+                    Recipient(address, row.recipient.orcpt, row.recipient.notify)
                 # Two aliases reaching one mailbox: deliver once, record it for both.
                 groups.setdefault(route, {}).setdefault(address, (rcpt, []))[1].append(original)
         return outcomes, groups
@@ -336,6 +337,9 @@ class QueueRunner:
     async def _deliver_groups(self, item: QueueItem, message: bytes, groups: Groups
                               ) -> tuple[list[RecipientOutcome], dict[str, float]]:
         timing: dict[str, float] = {}
+        if len(groups) == 1:  # the usual case: no task and gathering future for one group
+            (route, members), = groups.items()
+            return await self._deliver_group(item, message, route, members, timing), timing
         results = await asyncio.gather(*(self._deliver_group(item, message, route, members, timing)
                                          for route, members in groups.items()))
         return [o for group in results for o in group], timing
@@ -367,7 +371,8 @@ class QueueRunner:
         for address, (_, originals) in members.items():
             result = by_address.get(address) or outcome(address, 451, "4.3.0 internal delivery error", "none", end)
             timing[address] = end - start
-            results.extend(replace(result, original=original) for original in originals)
+            results.extend(result if original == result.original else replace(result, original=original)
+                           for original in originals)
         return results
 
     async def _record(self, item: QueueItem, outcomes: list[RecipientOutcome], claimed: float,

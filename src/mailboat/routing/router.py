@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from mailboat.routing.route import Lmtp, Maildir, Mx, Relay, Route
 
 MAX_ALIAS_DEPTH = 10
+ROUTE_CACHE_SIZE = 4096  # addresses whose Route is kept (emptied whole when full)
 RECIPIENT_DELIMITER = "+"  # alice+lists@example.com is alice's mailbox (Postfix recipient_delimiter)
 # Characters that may appear in a Maildir directory name as they are; the rest are %XX-escaped.
 _PATH_SAFE = re.compile(r"[^a-z0-9._=+-]")
@@ -68,6 +69,9 @@ class Router:
         self._lmtp = lmtp
         self._smarthost = smarthost
         self._routes = {k.lower().rstrip("."): v for k, v in (routes or {}).items()}
+        # route() depends on the configuration only, which never changes after this: its
+        # answers are kept (the runner asks for every recipient of every message).
+        self._route_cache: dict[str, Route] = {}
 
     def qualify(self, address: str) -> str:
         """RFC 5321 allows RCPT TO:<Postmaster> with no domain: it is postmaster of this host."""
@@ -138,6 +142,15 @@ class Router:
         return os.path.normpath(path)
 
     def route(self, address: str) -> Route:
+        route = self._route_cache.get(address)
+        if route is None:
+            route = self._route(address)
+            if len(self._route_cache) >= ROUTE_CACHE_SIZE:
+                self._route_cache.clear()
+            self._route_cache[address] = route
+        return route
+
+    def _route(self, address: str) -> Route:
         address = self.qualify(address)
         _, domain = split_address(address)
         if self.is_local_domain(domain):
