@@ -74,3 +74,20 @@ def test_routes():
     assert router.route("x@example.org") == Mx("example.org")
     assert make(smarthost="smart:25").route("x@example.org") == Relay("smart:25")
     assert make(lmtp="127.0.0.1:24").route("alice@example.com") == Lmtp("127.0.0.1:24")
+
+
+def test_routes_are_kept_and_the_cache_stays_bounded(monkeypatch):
+    from mailboat.routing import router as router_module
+
+    monkeypatch.setattr(router_module, "ROUTE_CACHE_SIZE", 3)
+    router = make(routes={"partner.test": "[10.0.0.9]:25"})
+    first = router.route("Alice+x@Example.COM")
+    assert router.route("Alice+x@Example.COM") is first  # the kept answer
+    assert first == Maildir("/srv/mb/mail/example.com/alice")
+    answers = {a: router.route(a) for a in ("bob@example.com", "x@partner.test", "y@far.test", "postmaster")}
+    assert len(router._route_cache) <= 3
+    # Whatever was dropped is worked out again, the same.
+    assert answers == {"bob@example.com": Maildir("/srv/mb/mail/example.com/bob"),
+                       "x@partner.test": Relay("[10.0.0.9]:25"), "y@far.test": Mx("far.test"),
+                       "postmaster": Mx("mx.example.com")}
+    assert router.route("Alice+x@Example.COM") == first
