@@ -98,13 +98,17 @@ def test_appended_rows_alone_and_from_another_thread(tmp_path):
         writer.append(INSERT, ("loop", 1))
         await asyncio.sleep(0)  # the turn ends: the rows are committed without any operation
         await asyncio.sleep(0)
+        after_turn = _rows(path)  # (another connection: only what is committed)
         thread = threading.Thread(target=writer.append, args=(INSERT, ("thread", 2)))
         thread.start()
         thread.join()
+        after_thread = _rows(path)
         await writer.close()
+        return after_turn, after_thread
 
-    asyncio.run(main())
-    assert _rows(path) == {"loop": 1, "thread": 2}
+    after_turn, after_thread = asyncio.run(main())
+    assert after_turn == {"loop": 1}
+    assert after_thread == {"loop": 1, "thread": 2}
 
 
 def test_a_failing_row_costs_only_the_rows(tmp_path, caplog):

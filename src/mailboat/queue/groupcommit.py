@@ -149,12 +149,7 @@ class GroupCommitWriter:
         answered at COMMIT (a lost write must cost a duplicate at worst); journey events
         (wait=False) are never durable. files=True (durable ops only): the caller also wrote
         files under `files_dir`, which the answering sync must cover."""
-        if self.closed:
-            raise QueueError("queue store is closed")
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        running = self._running_loop()
         if running is None:  # another thread (a reader setting a record aside): run it now
             if wait:
                 raise RuntimeError("submit(wait=True) needs a running event loop")
@@ -162,11 +157,8 @@ class GroupCommitWriter:
             return None
         future = running.create_future() if wait else None
         op = _Op(fn, future, running if wait else None, size, durable and wait, files=files and durable and wait)
-        if self._pending_loop is running:
+        if self._joins_turn(running):
             self._pending.append(op)
-        elif self._pending_loop is None:
-            self._pending, self._rows, self._pending_loop = [op], {}, running
-            running.call_soon(self._hand_over)
         else:  # ops of another loop are waiting for their turn: go alone
             running.call_soon(self._commit, [op])
         return future
@@ -175,26 +167,30 @@ class GroupCommitWriter:
         """Insert `row` with `sql` in this loop turn's transaction, nobody waiting: rows of one
         statement go in one executemany, without an operation or a future each. For records that
         may be lost (journey events): never durable, and a failure is only logged."""
+        running = self._running_loop()
+        if running is None:  # another thread: now, in a transaction of its own
+            self._commit([], {sql: [row]})
+        elif self._joins_turn(running):
+            self._rows.setdefault(sql, []).append(row)
+        else:  # another loop's turn is pending: go alone
+            running.call_soon(self._commit, [], {sql: [row]})
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The caller's event loop (None on a thread without one); QueueError once closed."""
         if self.closed:
             raise QueueError("queue store is closed")
         try:
-            running = asyncio.get_running_loop()
+            return asyncio.get_running_loop()
         except RuntimeError:
-            running = None
-        if running is None:  # another thread: now, in a transaction of its own
-            self._commit([], {sql: [row]})
-            return
-        if self._pending_loop is running:
-            rows = self._rows.get(sql)
-            if rows is None:
-                self._rows[sql] = [row]
-            else:
-                rows.append(row)
-        elif self._pending_loop is None:
-            self._pending, self._rows, self._pending_loop = [], {sql: [row]}, running
+            return None
+
+    def _joins_turn(self, running: asyncio.AbstractEventLoop) -> bool:
+        """Whether work submitted now on `running` goes in its pending turn (started here when no
+        turn is pending). False: another loop's turn is pending, and the work goes alone."""
+        if self._pending_loop is None:
+            self._pending, self._rows, self._pending_loop = [], {}, running
             running.call_soon(self._hand_over)
-        else:  # another loop's turn is pending: go alone
-            running.call_soon(self._commit, [], {sql: [row]})
+        return self._pending_loop is running
 
     def after_next_sync(self) -> asyncio.Future:
         """A future answered (None, or QueueSyncError) after the next sync that begins from now:
