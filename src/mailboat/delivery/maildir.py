@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from mailboat import diskio
 from mailboat.delivery.transport import outcome
 from mailboat.mail.envelope import Envelope, Recipient
+from mailboat.mail.message import header_block
 from mailboat.queue.model import RecipientOutcome
 from mailboat.routing.route import Maildir, Route
 
@@ -68,7 +69,6 @@ _TRANSIENT = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.ENOMEM,
               errno.ENFILE, errno.EROFS, errno.EACCES, errno.EPERM, errno.EBUSY, errno.EINTR,
               errno.ESTALE}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(slots=True)
@@ -114,7 +114,7 @@ class MaildirTransport:
         loop = asyncio.get_running_loop()
         results: list[RecipientOutcome] = []
         jobs: list[_Job] = []
-        head = _header_block(message)
+        head = header_block(message)
         loop_error = _delivered_to_loop(head)
         folder = _folder(head)
         for rcpt in recipients:
@@ -393,12 +393,6 @@ def _unlink_quietly(path: str) -> None:
 
 def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
-
-
-def _header_block(message: bytes) -> bytes:
-    """The message's header section (up to the first empty line)."""
-    match = _HEADER_END.search(message)
-    return message[: match.start()] if match else message
 
 
 _DELIVERED_TO = re.compile(rb"(?im)^delivered-to:[ \t]*<?([^\r\n>]+?)>?[ \t]*\r?$")
