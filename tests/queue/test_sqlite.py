@@ -148,6 +148,42 @@ def test_corrupt_record_is_set_aside(tmp_path, caplog):
     assert status == ("corrupt",)  # kept for the operator, never delivered
 
 
+def test_outcome_of_a_message_set_aside_meanwhile_changes_nothing(tmp_path):
+    """A claimed message found corrupt while it was out for delivery stays set aside: recording
+    its outcome (final or not) neither removes it nor writes over it."""
+    from mailboat.delivery.transport import outcome
+
+    path = str(tmp_path / "q.sqlite")
+    two = Envelope("s@y.test", (Recipient("bob@x.test"), Recipient("carol@x.test")))
+
+    async def main():
+        store = SqliteQueueStore(path)
+        done, partial = new_queue_id(), new_queue_id()
+        await store.enqueue(done, ENV, b"1")
+        await store.enqueue(partial, two, b"2")
+        claimed = {item.queue_id: item for item in await store.claim_due(time.time() + 1, 10)}
+        await store._writer.submit(lambda c: c.execute("UPDATE message SET status = 'corrupt'"))
+        now = time.time()
+        await store.record_outcomes(done, [outcome("bob@x.test", 250, "2.0.0 ok", "local", now)], None,
+                                    claimed=claimed[done])
+        await store.record_outcomes(partial, [outcome("bob@x.test", 250, "2.0.0 ok", "local", now)], now + 60,
+                                    claimed=claimed[partial])
+        await store.finish(done, now)
+        kinds = [e.kind for e in await store.events(done)]
+        await store.close()
+        return done, partial, kinds
+
+    import time
+    done, partial, kinds = asyncio.run(main())
+    conn = sqlite3.connect(path)
+    rows = dict(conn.execute("SELECT queue_id, status FROM message"))
+    attempts = conn.execute("SELECT attempts, recipients FROM message WHERE queue_id = ?", (partial,)).fetchone()
+    assert rows == {done: "corrupt", partial: "corrupt"}
+    assert attempts == (0, None)
+    assert conn.execute("SELECT count(*) FROM body").fetchone() == (2,)
+    assert "finished" not in kinds
+
+
 def test_newer_schema_refuses_to_open(tmp_path):
     path = str(tmp_path / "q.sqlite")
     asyncio.run(SqliteQueueStore(path).close())

@@ -338,7 +338,7 @@ class SqliteQueueStore:
             if not any(r.state.is_open for r in recipients):
                 done = QueueItem(queue_id, item.envelope, item.size, item.arrival, at,
                                  item.attempts + 1, item.held, recipients)
-                return _finish(conn, done, at, keep_corrupt=True)
+                return _finish(conn, done, at)
             conn.execute("UPDATE message SET recipients = ?, attempts = attempts + 1, next_attempt = ?, "
                          "lease_until = 0 WHERE queue_id = ? AND status != 'corrupt'",
                          (codec.encode_recipients(recipients), at if next_attempt is None else next_attempt,
@@ -353,7 +353,8 @@ class SqliteQueueStore:
         self._prefetched.pop(queue_id, None)
 
         def op(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ?", (queue_id,)).fetchone()
+            row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
+                               (queue_id,)).fetchone()
             item = self._decode_row(row) if row is not None else None
             return item is not None and _finish(conn, item, at)
 
@@ -496,11 +497,11 @@ def _delete_body(conn: sqlite3.Connection, queue_id: str) -> bool:
     return bool(row and row[0])
 
 
-def _finish(conn: sqlite3.Connection, item: QueueItem, at: float, *, keep_corrupt: bool = False) -> bool:
+def _finish(conn: sqlite3.Connection, item: QueueItem, at: float) -> bool:
     """The message leaves the queue; True when its body file is to be removed (`_drop_spooled`).
-    Nothing happens to a message that is gone, or (keep_corrupt) was set aside as corrupt."""
-    if not conn.execute("DELETE FROM message WHERE queue_id = ?" + (" AND status != 'corrupt'" if keep_corrupt else ""),
-                        (item.queue_id,)).rowcount:
+    Nothing happens to a message that is gone, or was set aside as corrupt (it waits for an
+    operator, who deletes it with `queue delete`)."""
+    if not conn.execute("DELETE FROM message WHERE queue_id = ? AND status != 'corrupt'", (item.queue_id,)).rowcount:
         return False
     spooled = _delete_body(conn, item.queue_id)
     _insert_event(conn, item.queue_id, at, "finished", codec.finished_detail(item))
