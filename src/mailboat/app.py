@@ -185,6 +185,8 @@ class Server:
             authenticate=self.users.check, check_local_clients=config.auth.check_local_clients,
             spool_dir=config.data_dir,
         )
+        counter = ctx.counter  # its SMTP transactions still to be queued: the group commit waits for them
+        self.store.expect_company(lambda: counter.transactions)
         for index, item in enumerate(config.listener):
             listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint,
                                 self.sockets[index] if self.sockets else None)

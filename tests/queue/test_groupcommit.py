@@ -144,3 +144,92 @@ def test_lone_failing_operation_is_not_replayed(tmp_path):
 
     asyncio.run(main())
     assert calls == [1]
+
+
+def _settles_within(future, turns):
+    """Run `turns` loop turns (sleep(0)); whether `future` is done by then."""
+    async def spin():
+        for _ in range(turns):
+            if future.done():
+                return True
+            await asyncio.sleep(0)
+        return future.done()
+    return spin()
+
+
+def test_commits_at_once_when_nobody_is_coming(tmp_path):
+    """company() says 0: the turn commits at the end of the loop turn, as without a company
+    (durable=False: answered at COMMIT, so loop turns can tell)."""
+    writer, stats, path = _writer(tmp_path)
+    writer.company = lambda: 0
+    writer.linger = 10.0  # would be seen
+
+    async def main():
+        future = writer.submit(lambda c: c.execute(INSERT, ("a", 1)).rowcount, durable=False)
+        done = await _settles_within(future, 50)
+        await writer.close()
+        return done, future.result()
+
+    assert asyncio.run(main()) == (True, 1)
+    assert _rows(path) == {"a": 1}
+
+
+def test_waits_for_company_and_commits_when_the_last_one_joins(tmp_path):
+    """Two transactions are coming: the first submit waits (no commit in many loop turns), the
+    second joins the same transaction, and its arrival (company() at 0) commits both at once."""
+    writer, stats, path = _writer(tmp_path)
+    coming = [2]
+    writer.company = lambda: coming[0]
+    writer.linger = 10.0
+
+    async def main():
+        coming[0] -= 1
+        first = writer.submit(lambda c: c.execute(INSERT, ("a", 1)).rowcount, durable=False)
+        waited = not await _settles_within(first, 50)
+        committed_meanwhile = _rows(path)
+        coming[0] -= 1
+        second = writer.submit(lambda c: c.execute(INSERT, ("b", 2)).rowcount)
+        results = await asyncio.wait_for(asyncio.gather(first, second), 5)
+        await writer.close()
+        return waited, committed_meanwhile, results
+
+    waited, meanwhile, results = asyncio.run(main())
+    assert waited and meanwhile == {}
+    assert results == [1, 1]
+    assert stats.commits == 1  # one transaction for both
+    assert _rows(path) == {"a": 1, "b": 2}
+
+
+def test_linger_is_bounded_when_company_never_comes(tmp_path):
+    """A transaction that stays open (a slow client) holds a commit for `linger`, no longer."""
+    writer, _, path = _writer(tmp_path)
+    writer.company = lambda: 1
+    writer.linger = 0.05
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await asyncio.wait_for(writer.submit(lambda c: c.execute(INSERT, ("a", 1)).rowcount), 5)
+        waited = loop.time() - started
+        await writer.close()
+        return result, waited
+
+    result, waited = asyncio.run(main())
+    assert result == 1
+    assert 0.04 <= waited < 2
+    assert _rows(path) == {"a": 1}
+
+
+def test_close_commits_a_lingering_turn(tmp_path):
+    writer, _, path = _writer(tmp_path)
+    writer.company = lambda: 1
+    writer.linger = 60.0
+
+    async def main():
+        future = writer.submit(lambda c: c.execute(INSERT, ("a", 1)).rowcount)
+        await asyncio.sleep(0)
+        await asyncio.wait_for(writer.close(), 5)
+        return await asyncio.wait_for(future, 5)
+
+    assert asyncio.run(main()) == 1
+    assert _rows(path) == {"a": 1}

@@ -31,6 +31,19 @@ flock(); with the fsync outside the lock, one process appends while another sync
 cannot undo an acknowledged commit: SQLite syncs the WAL before copying frames out of it and
 syncs the database file before the WAL is reused.
 
+Lingering for company: a turn normally commits at the end of the loop turn that started it. But
+under load the sessions of one process finish their messages a fraction of a millisecond apart,
+in different turns, so nearly every message paid a transaction of its own (measured: 0.9
+commits and 0.9 fsyncs per message at 20 sessions), and a transaction costs far more than the
+rows in it (BEGIN IMMEDIATE, locks, about ten WAL pages written twice, a sync-thread hand-over;
+in a micro-benchmark 300 us of CPU for one message alone against 100 us each for four
+together). So when `company()` (set by the server: its SMTP transactions under way whose
+message is not submitted yet) says more submissions are coming, a new turn waits up to `LINGER`
+for them, and commits at once when the last of them joins. With nobody coming (one session, a
+quiet server) it commits at the end of the loop turn as before, so a lone message's 250 never
+waits. Measured side by side at 20 sessions: about 9 % less CPU per message and 5 % more
+messages per second; the linger adds at most LINGER to a message's 250.
+
 Spooled bodies (bodies.py): an enqueue whose bytes went to a file of their own (written
 before its row) is submitted with files=True, and the sync that answers it is one syncfs(2) of
 the file system instead of the WAL fsync: the files' data, their directory entries and the WAL
@@ -73,6 +86,7 @@ from mailboat.queue.store import (
 log = logging.getLogger("mailboat.queue")
 
 _fsync = os.fsync  # indirections for tests
+LINGER = 0.003  # seconds a turn may wait for submissions that company() says are coming
 _syncfs = diskio.syncfs
 
 MAX_BATCH_OPS = 512
@@ -129,6 +143,11 @@ class GroupCommitWriter:
         self._pending: list[_Op] = []
         self._rows: dict[str, list[tuple]] = {}
         self._pending_loop: asyncio.AbstractEventLoop | None = None
+        # Who is about to submit (see "Lingering for company"): None, or a count; while it is
+        # above zero a new turn waits up to `linger` (its timer) before it commits.
+        self.company: Callable[[], int] | None = None
+        self.linger = LINGER
+        self._linger_timer: asyncio.TimerHandle | None = None
         # Durable ops committed and waiting for the next fsync; guarded by _cond.
         self._cond = threading.Condition()
         self._unsynced: list[_Op] = []
@@ -159,6 +178,10 @@ class GroupCommitWriter:
         op = _Op(fn, future, running if wait else None, size, durable and wait, files=files and durable and wait)
         if self._joins_turn(running):
             self._pending.append(op)
+            if self._linger_timer is not None and self.company() <= 0:  # type: ignore[misc]
+                self._linger_timer.cancel()  # the last one expected is here: no more waiting
+                self._linger_timer = None
+                running.call_soon(self._hand_over)
         else:  # ops of another loop are waiting for their turn: go alone
             running.call_soon(self._commit, [op])
         return future
@@ -189,7 +212,10 @@ class GroupCommitWriter:
         turn is pending). False: another loop's turn is pending, and the work goes alone."""
         if self._pending_loop is None:
             self._pending, self._rows, self._pending_loop = [], {}, running
-            running.call_soon(self._hand_over)
+            if self.company is not None and self.linger > 0 and self.company() > 0:
+                self._linger_timer = running.call_later(self.linger, self._hand_over)
+            else:
+                running.call_soon(self._hand_over)
         return self._pending_loop is running
 
     def after_next_sync(self) -> asyncio.Future:
@@ -205,6 +231,9 @@ class GroupCommitWriter:
         return op.future  # type: ignore[return-value]
 
     def _hand_over(self) -> None:
+        if self._linger_timer is not None:  # (close() does not wait for company)
+            self._linger_timer.cancel()
+            self._linger_timer = None
         batch, rows = self._pending, self._rows
         self._pending, self._rows, self._pending_loop = [], {}, None
         start, nbytes = 0, 0

@@ -145,6 +145,12 @@ class SqliteQueueStore:
                                          wal_path=self.path + "-wal", files_dir=self.spool.directory)
         self.checkpointer = Checkpointer(self._connect) if checkpoint == "background" else None
 
+    def expect_company(self, company: Callable[[], int]) -> None:
+        """`company()`: how many writes are about to be submitted in this process (the server's
+        SMTP transactions whose message is not queued yet). While it is above zero, the group
+        commit waits a few milliseconds for them (groupcommit.py, "Lingering for company")."""
+        self._writer.company = company
+
     @classmethod
     def prepare(cls, path: str) -> None:
         """Create or upgrade the queue file without starting the sync thread (before forking)."""

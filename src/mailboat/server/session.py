@@ -86,6 +86,9 @@ class ConnectionCounter:
 
     total: int = 0
     per_ip: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Transactions under way (MAIL accepted) whose message is not handed to the queue yet: the
+    # queue's group commit waits a few milliseconds for them (queue/groupcommit.py).
+    transactions: int = 0
 
     def admit(self, ip: str, limits: Limits) -> smtp.Reply | None:
         if self.total >= limits.connections:
@@ -198,6 +201,7 @@ class Session:
             auth_mechanisms=("PLAIN", "LOGIN") if listener.auth != "none" and ctx.authenticate else (),
         )
         self.txn: TransactionInfo | None = None
+        self._coming = False  # counted in ctx.counter.transactions (see _arrived)
         self.chunks: list[bytes] = []
         self.in_data = False
         self._rdns_task: asyncio.Task[str | None] | None = None
@@ -248,6 +252,7 @@ class Session:
             log.exception("error: session with %s failed", self.client)
             self.stream.write(smtp.Reply.make(421, "4.3.0", "Internal error, closing").to_bytes())
         finally:
+            self._arrived()  # a session lost in the middle of a transaction
             self.ctx.counter.release(self.info.peer_ip)
             if self._rdns_task is not None and not self._rdns_task.done():
                 self._rdns_task.cancel()
@@ -474,6 +479,9 @@ class Session:
         verdict = await self.ctx.pipeline.on_mail(self.info, txn)
         if verdict.reply is None:
             self.txn = txn
+            if not self._coming:
+                self._coming = True
+                self.ctx.counter.transactions += 1
         else:
             log.info("NOQUEUE: reject: MAIL from %s: %d %s; from=<%s>", self.client, verdict.reply.code,
                      safe(" ".join(verdict.reply.lines)), safe(txn.sender))
@@ -500,10 +508,17 @@ class Session:
         self._answer(verdict.reply)
 
     def _end_transaction(self) -> None:
+        self._arrived()
         self.txn = None
         self.chunks = []
         self.in_data = False
         self._data_started = None
+
+    def _arrived(self) -> None:
+        """This transaction no longer counts among those the queue's group commit waits for."""
+        if self._coming:
+            self._coming = False
+            self.ctx.counter.transactions -= 1
 
     def _reply_all(self, reply: smtp.Reply, count: int) -> None:
         """SMTP answers the end of data once; LMTP once per accepted recipient (RFC 2033 §4.2)."""
@@ -546,6 +561,7 @@ class Session:
             body=txn.body, smtputf8=txn.smtputf8, client_ip=self.info.peer_ip, client_helo=self.info.helo,
             auth_user=self.info.auth_user, protocol=protocol,
         )
+        self._arrived()  # its writes follow now: nobody need wait for this transaction any more
         await self.ctx.store.record_event(queue_id, self._connected_at, "connect", {
             "client": self.client, "helo": self.info.helo, "listener": self.listener.kind,
             "tls": f"{self.info.tls_version} {self.info.tls_cipher}" if self.info.tls_version else None,
