@@ -160,7 +160,7 @@ def _settles_within(future, turns):
 def test_commits_at_once_when_nobody_is_coming(tmp_path):
     """company() says 0: the turn commits at the end of the loop turn, as without a company
     (durable=False: answered at COMMIT, so loop turns can tell)."""
-    writer, stats, path = _writer(tmp_path)
+    writer, _, path = _writer(tmp_path)
     writer.company = lambda: 0
     writer.linger = 10.0  # would be seen
 
