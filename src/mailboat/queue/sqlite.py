@@ -263,7 +263,7 @@ class SqliteQueueStore:
         env = codec.encode_envelope(envelope)
         arrival = self._clock()
         lease_until = arrival + self._lease if claim else 0.0
-        event = json.dumps(codec.queued_detail(envelope, len(message), message), ensure_ascii=False)
+        event = codec.dumps_text(codec.queued_detail(envelope, len(message), message))
         spooled = len(message) >= self._spool_min
         if spooled:
             self.spool.write(queue_id, message)  # before the row: see bodies.py (removed below on failure)
@@ -453,7 +453,7 @@ class SqliteQueueStore:
         return await self._write(op)
 
     async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
-        self._writer.append(_INSERT_EVENT, (queue_id, at, kind, json.dumps(detail, ensure_ascii=False)))
+        self._writer.append(_INSERT_EVENT, (queue_id, at, kind, codec.dumps_text(detail)))
 
     async def prune_events(self, before: float, limit: int = 1000) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -494,7 +494,7 @@ _INSERT_EVENT = "INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, ?,
 
 
 def _insert_event(conn: sqlite3.Connection, queue_id: str, at: float, kind: str, detail: dict) -> None:
-    conn.execute(_INSERT_EVENT, (queue_id, at, kind, json.dumps(detail, ensure_ascii=False)))
+    conn.execute(_INSERT_EVENT, (queue_id, at, kind, codec.dumps_text(detail)))
 
 
 def _delete_body(conn: sqlite3.Connection, queue_id: str) -> bool:
