@@ -2,8 +2,9 @@
 transactions.
 
 Tasks on the event loop `submit()` a small function `fn(conn)`. Everything submitted during one
-turn of the loop is run by one callback at the end of that turn, on the loop thread, inside a
-single `BEGIN IMMEDIATE ... COMMIT`. Rows that nobody waits for (journey events) are `append()`ed
+turn of the loop is run by one callback at the end of that turn (or a few milliseconds later
+while more submissions are known to be coming: "Lingering for company" below), on the loop
+thread, inside a single `BEGIN IMMEDIATE ... COMMIT`. Rows that nobody waits for (journey events) are `append()`ed
 instead: no function, no future, one executemany per statement in that same transaction. The
 commit itself writes the WAL without an fsync (synchronous=NORMAL), so it takes
 well under a millisecond. Durability comes from one sync thread that fsyncs the WAL over and over
