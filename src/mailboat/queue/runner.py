@@ -209,6 +209,11 @@ class QueueRunner:
             task.add_done_callback(self._done)
         return len(items)
 
+    @property
+    def in_flight(self) -> int:
+        """Messages being delivered now (claimed or handed over, outcome not recorded yet)."""
+        return len(self._inflight)
+
     def has_room(self, size: int = 0) -> bool:
         """Whether deliver_now() of a `size`-byte message would start at once: a free delivery
         slot, room in the budget of handed-over bytes held in memory, not stopping."""

@@ -28,6 +28,7 @@ class Listener:
         self.server: asyncio.base_events.Server | None = None
         self.extra_servers: list[asyncio.base_events.Server] = []
         self.sessions: dict[asyncio.Task[None], Session] = {}
+        self.paused = False
 
     def _connection(self, stream: StreamProtocol) -> None:
         session = Session(self.ctx, self.settings, stream)
@@ -48,15 +49,19 @@ class Listener:
 
         handshake = self.ctx.limits.tls_handshake_timeout if tls else None
         if self.sockets:
+            # Each server gets a duplicate of the shared socket: closing it (pause()) stops this
+            # process accepting, while the socket and its queue of connections stay with the
+            # other workers and with us for resume().
             servers = []
             for sock in self.sockets:
                 if sock.family == socket.AF_UNIX:
                     servers.append(await loop.create_unix_server(
-                        factory, sock=sock, ssl=tls, ssl_handshake_timeout=handshake))
+                        factory, sock=sock.dup(), ssl=tls, ssl_handshake_timeout=handshake))
                 else:
                     servers.append(await loop.create_server(
-                        factory, sock=sock, ssl=tls, ssl_handshake_timeout=handshake))
+                        factory, sock=sock.dup(), ssl=tls, ssl_handshake_timeout=handshake))
             self.server, self.extra_servers = servers[0], servers[1:]
+            self.paused = False
             return
         if isinstance(self.endpoint, str):
             if os.path.exists(self.endpoint):
@@ -82,11 +87,27 @@ class Listener:
         host, port = self.server.sockets[0].getsockname()[:2]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    async def stop(self, grace: float = 5.0) -> None:
+    def pause(self) -> None:
+        """Stop accepting on a shared socket (worker processes): connections wait in the
+        kernel's queue for another worker, or for resume(). Sessions under way go on."""
+        if not self.sockets or self.paused:
+            return
         for server in (self.server, *self.extra_servers):
             if server is not None:
-                server.close()
-                await server.wait_closed()
+                server.close()  # (no wait_closed(): on Python 3.11 that waits for the sessions)
+        self.paused = True
+
+    async def resume(self) -> None:
+        if self.paused:
+            await self.start()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if not self.paused:
+            for server in (self.server, *self.extra_servers):
+                if server is not None:
+                    server.close()
+                    await server.wait_closed()
+        self.paused = True
         for session in list(self.sessions.values()):
             session.shutdown()  # idle ones get 421 now; those mid-message may finish within `grace`
         if self.sessions:
