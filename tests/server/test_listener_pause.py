@@ -5,7 +5,6 @@ resume(); the balance between them (app.Server._balance_accepts)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from mailboat import app
 from mailboat.policy.pipeline import Pipeline
