@@ -42,8 +42,8 @@ def test_paused_listener_leaves_connections_to_others_and_resumes():
             while_paused = await asyncio.wait_for(reader.readline(), 0.5)
         except TimeoutError:
             while_paused = None
-        # Another worker on the same socket takes the waiting connection.
-        other = _listener(sockets)
+        # Another worker on the same socket (its own descriptors, as after fork) takes it.
+        other = _listener([sock.dup() for sock in sockets])
         await other.start()
         taken = await asyncio.wait_for(reader.readline(), 5)
         writer.close()
@@ -51,15 +51,15 @@ def test_paused_listener_leaves_connections_to_others_and_resumes():
         await listener.resume()
         after = await _greeting(port, 5)
         await listener.stop()
-        for sock in sockets:
-            sock.close()
-        return before, while_paused, taken, after
+        closed = all(sock.fileno() == -1 for sock in sockets)
+        return before, while_paused, taken, after, closed
 
-    before, while_paused, taken, after = asyncio.run(main())
+    before, while_paused, taken, after, closed = asyncio.run(main())
     assert before.startswith(b"220 ")
     assert while_paused is None
     assert taken.startswith(b"220 ")
     assert after.startswith(b"220 ")
+    assert closed  # stop() closes the descriptors it kept for resume()
 
 
 class _Runner:

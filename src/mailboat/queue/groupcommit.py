@@ -4,8 +4,9 @@ transactions.
 Tasks on the event loop `submit()` a small function `fn(conn)`. Everything submitted during one
 turn of the loop is run by one callback at the end of that turn (or a few milliseconds later
 while more submissions are known to be coming: "Lingering for company" below), on the loop
-thread, inside a single `BEGIN IMMEDIATE ... COMMIT`. Rows that nobody waits for (journey events) are `append()`ed
-instead: no function, no future, one executemany per statement in that same transaction. The
+thread, inside a single `BEGIN IMMEDIATE ... COMMIT`. Rows that nobody waits for (journey
+events) are `append()`ed instead: no function, no future, one executemany per statement in that
+same transaction. The
 commit itself writes the WAL without an fsync (synchronous=NORMAL), so it takes
 well under a millisecond. Durability comes from one sync thread that fsyncs the WAL over and over
 while durable commits are waiting: each fsync covers every commit that finished before it began,
@@ -183,7 +184,7 @@ class GroupCommitWriter:
         if self._joins_turn(running):
             self._pending.append(op)
             if self._linger_timer is not None and self.company() <= 0:  # type: ignore[misc]
-                self._linger_timer.cancel()  # the last one expected is here: no more waiting
+                self._linger_timer.cancel()  # the last one expected is here: stop waiting
                 self._linger_timer = None
                 running.call_soon(self._hand_over)
         else:  # ops of another loop are waiting for their turn: go alone

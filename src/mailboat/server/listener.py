@@ -94,7 +94,7 @@ class Listener:
             return
         for server in (self.server, *self.extra_servers):
             if server is not None:
-                server.close()  # (no wait_closed(): on Python 3.11 that waits for the sessions)
+                server.close()  # (no wait_closed(): from Python 3.12 on it waits for the sessions)
         self.paused = True
 
     async def resume(self) -> None:
@@ -108,6 +108,8 @@ class Listener:
                     server.close()
                     await server.wait_closed()
         self.paused = True
+        for sock in self.sockets or ():
+            sock.close()  # ours, kept for resume(); the other workers hold their own
         for session in list(self.sessions.values()):
             session.shutdown()  # idle ones get 421 now; those mid-message may finish within `grace`
         if self.sessions:
