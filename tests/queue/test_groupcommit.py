@@ -200,6 +200,29 @@ def test_waits_for_company_and_commits_when_the_last_one_joins(tmp_path):
     assert _rows(path) == {"a": 1, "b": 2}
 
 
+def test_a_row_from_the_last_one_expected_ends_the_wait_too(tmp_path):
+    """A message delivered before queueing writes only journey rows: when they come from the
+    last transaction expected, the lingering turn commits without waiting out its linger."""
+    writer, stats, path = _writer(tmp_path)
+    coming = [2]
+    writer.company = lambda: coming[0]
+    writer.linger = 10.0
+
+    async def main():
+        coming[0] -= 1
+        first = writer.submit(lambda c: c.execute(INSERT, ("a", 1)).rowcount, durable=False)
+        waited = not await _settles_within(first, 50)
+        coming[0] -= 1
+        writer.append(INSERT, ("row", 2))
+        result = await asyncio.wait_for(first, 5)
+        await writer.close()
+        return waited, result
+
+    assert asyncio.run(main()) == (True, 1)
+    assert stats.commits == 1
+    assert _rows(path) == {"a": 1, "row": 2}
+
+
 def test_linger_is_bounded_when_company_never_comes(tmp_path):
     """A transaction that stays open (a slow client) holds a commit for `linger`, no longer."""
     writer, _, path = _writer(tmp_path)

@@ -183,10 +183,6 @@ class GroupCommitWriter:
         op = _Op(fn, future, running if wait else None, size, durable and wait, files=files and durable and wait)
         if self._joins_turn(running):
             self._pending.append(op)
-            if self._linger_timer is not None and self.company() <= 0:  # type: ignore[misc]
-                self._linger_timer.cancel()  # the last one expected is here: stop waiting
-                self._linger_timer = None
-                running.call_soon(self._hand_over)
         else:  # ops of another loop are waiting for their turn: go alone
             running.call_soon(self._commit, [op])
         return future
@@ -214,13 +210,20 @@ class GroupCommitWriter:
 
     def _joins_turn(self, running: asyncio.AbstractEventLoop) -> bool:
         """Whether work submitted now on `running` goes in its pending turn (started here when no
-        turn is pending). False: another loop's turn is pending, and the work goes alone."""
+        turn is pending). False: another loop's turn is pending, and the work goes alone.
+        A turn lingers while company() says more is coming, and stops waiting as soon as work
+        joins when nobody is coming any more (an operation or a row alike)."""
         if self._pending_loop is None:
             self._pending, self._rows, self._pending_loop = [], {}, running
             if self.company is not None and self.linger > 0 and self.company() > 0:
                 self._linger_timer = running.call_later(self.linger, self._hand_over)
             else:
                 running.call_soon(self._hand_over)
+        elif self._linger_timer is not None and self._pending_loop is running \
+                and self.company() <= 0:  # type: ignore[misc]
+            self._linger_timer.cancel()  # the last one expected is here
+            self._linger_timer = None
+            running.call_soon(self._hand_over)
         return self._pending_loop is running
 
     def after_next_sync(self) -> asyncio.Future:
