@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+from serverkit import smtp_listener
+
 from mailboat import app
-from mailboat.policy.pipeline import Pipeline
-from mailboat.queue.memory import MemoryQueueStore
-from mailboat.server.listener import Listener, bind
-from mailboat.server.session import Limits, ListenerSettings, ServerContext
-
-
-def _listener(sockets):
-    ctx = ServerContext(hostname="mx.test.example", pipeline=Pipeline([]), store=MemoryQueueStore(),
-                        limits=Limits())
-    return Listener(ctx, ListenerSettings("smtp", "none", "none"), ("127.0.0.1", 0), sockets)
+from mailboat.server.listener import bind
 
 
 async def _greeting(port, wait):
@@ -33,7 +26,7 @@ def test_paused_listener_leaves_connections_to_others_and_resumes():
     async def main():
         sockets = bind(("127.0.0.1", 0))
         port = sockets[0].getsockname()[1]
-        listener = _listener(sockets)
+        listener = smtp_listener(sockets)
         await listener.start()
         before = await _greeting(port, 5)
         listener.pause()
@@ -43,7 +36,7 @@ def test_paused_listener_leaves_connections_to_others_and_resumes():
         except TimeoutError:
             while_paused = None
         # Another worker on the same socket (its own descriptors, as after fork) takes it.
-        other = _listener([sock.dup() for sock in sockets])
+        other = smtp_listener([sock.dup() for sock in sockets])
         await other.start()
         taken = await asyncio.wait_for(reader.readline(), 5)
         writer.close()

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
-from mailboat.policy.pipeline import Pipeline
-from mailboat.queue.memory import MemoryQueueStore
-from mailboat.server.listener import Listener
-from mailboat.server.session import Limits, ListenerSettings, ServerContext
+from serverkit import smtp_listener
 
 
 async def _serve():
-    ctx = ServerContext(hostname="mx.test.example", pipeline=Pipeline([]), store=MemoryQueueStore(),
-                        limits=Limits())
-    listener = Listener(ctx, ListenerSettings("smtp", "none", "none"), ("127.0.0.1", 0))
+    listener = smtp_listener()
     await listener.start()
     port = listener.server.sockets[0].getsockname()[1]
-    return ctx, listener, port
+    return listener.ctx, listener, port
 
 
 async def _client(port):

@@ -1,0 +1,17 @@
+"""An in-process SMTP listener for the session-driver tests: no filters, a memory queue."""
+
+from __future__ import annotations
+
+import socket
+
+from mailboat.policy.pipeline import Pipeline
+from mailboat.queue.memory import MemoryQueueStore
+from mailboat.server.listener import Listener
+from mailboat.server.session import Limits, ListenerSettings, ServerContext
+
+
+def smtp_listener(sockets: list[socket.socket] | None = None) -> Listener:
+    """A plain `smtp` listener on 127.0.0.1 (an ephemeral port), or on shared `sockets`."""
+    ctx = ServerContext(hostname="mx.test.example", pipeline=Pipeline([]), store=MemoryQueueStore(),
+                        limits=Limits())
+    return Listener(ctx, ListenerSettings("smtp", "none", "none"), ("127.0.0.1", 0), sockets)
