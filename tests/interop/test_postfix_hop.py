@@ -32,7 +32,7 @@ POSTFIX_RECEIVED = re.compile(  # "for <...>" only with a single recipient
     rb"Received: from (?P<helo>\S+) \((?P<rdns>\S+) \[(?P<ip>[0-9.]+)\]\)\r\n"
     rb"\tby (?P<by>\S+) \(Postfix\) with (?P<proto>E?SMTP) id (?P<id>[0-9A-F]+)"
     rb"(?:;\r\n\t|\r\n\tfor <(?P<for>[^>]+)>; )"
-    rb"(?P<date>(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\))")
+    rb"(?P<date>(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), {1,2}\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\))")
 
 
 @pytest.fixture
