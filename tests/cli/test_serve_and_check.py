@@ -71,7 +71,7 @@ def test_usage_errors_exit_2(tmp_path):
 
 def test_user_commands_round_trip(tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text('data_dir = "data"\n')
+    config.write_text('data_dir = "data"\n[domains]\nlocal = ["example.com"]\n')
     assert run("user", "add", "Alice@Example.com", "--password-stdin", "--config", str(config),
                input="password123\n").stdout == "added alice@example.com\n"
     again = run("user", "add", "alice@example.com", "--password-stdin", "--config", str(config), input="password123\n")
@@ -87,7 +87,7 @@ def test_user_commands_round_trip(tmp_path):
 
 
 def test_password_prompt_needs_a_terminal(tmp_path):
-    (tmp_path / "c.toml").write_text('data_dir = "data"\n')
+    (tmp_path / "c.toml").write_text('data_dir = "data"\n[domains]\nlocal = ["example.com"]\n')
     result = run("user", "add", "bob@example.com", "--config", str(tmp_path / "c.toml"), input="")
     assert result.returncode == 2 and "--password-stdin" in result.stderr
 

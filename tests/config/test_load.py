@@ -97,8 +97,8 @@ delay_warning = ""
     ('[tls]\ncert = "/nonexistent/cert.pem"\nkey = "/nonexistent/key.pem"', "tls.cert: cannot read /nonexistent/cert.pem"),
     ('[tls]\ncert = "/etc/hostname"', "tls: cert and key go together"),
     ('[delivery]\nmaildir = "/m/{user_name}"', "delivery.maildir: unknown placeholder {user_name}"),
-    ('hostname = "bad host"', "hostname: 'bad host' is not a host name"),
-    ('[[listener]]\nkind = "submissions"\naddress = "127.0.0.1:465"\ntls = "optional"', "listener[0]: a submissions listener"),
+    ('hostname = "bad host"', "hostname: 'bad host' is not a domain name such as \"mx.example.com\": ' ' is not allowed"),
+    ('[[listener]]\nkind = "submissions"\naddress = "127.0.0.1:465"\ntls = "optional"', "listener[0].tls: a submissions listener"),
     ("this is = = not toml", "not valid TOML"),
 ])
 def test_errors_name_the_key_path(tmp_path, text, expected):

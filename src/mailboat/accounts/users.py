@@ -7,13 +7,15 @@ so the CLI can add an account while the server runs and the next RCPT sees it.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import time
+import unicodedata
+
+import idna
 
 from mailboat.accounts.passwords import hash_password, verify_password
-
-_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})$")
+from mailboat.smtp.address import parse_path
+from mailboat.smtp.errors import AddressError
 
 
 class UserError(Exception):
@@ -21,9 +23,31 @@ class UserError(Exception):
 
 
 def normalize_address(address: str) -> str:
-    """Accounts are case-insensitive, as Postfix's lookups are: "Alice@Example.COM." -> "alice@example.com"."""
+    """Accounts are case-insensitive, as Postfix's lookups are: "Alice@Example.COM." -> "alice@example.com".
+
+    A UTF-8 local part is compared in NFC; an internationalised domain in its ASCII form, as the
+    configuration stores it ("josé@Bücher.example" -> "josé@xn--bcher-kva.example").
+    """
     local, _, domain = address.strip().rpartition("@")
-    return f"{local.lower()}@{domain.rstrip('.').lower()}"
+    domain = domain.rstrip(".").lower()
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            pass  # no such account can exist: the lookup simply finds nothing
+    if not local.isascii():
+        local = unicodedata.normalize("NFC", local)
+    return f"{local.lower()}@{domain}"
+
+
+def is_mailbox(address: str) -> bool:
+    """True when our SMTP server's RCPT parser takes `address` (with SMTPUTF8: RFC 6531 local parts
+    such as "josé" or "用户"), so that an account is one a client can name in RCPT TO and AUTH."""
+    try:
+        path = parse_path(f"<{address.strip()}>", allow_null=False, smtputf8=True, allow_postmaster=False)
+    except AddressError:
+        return False
+    return bool(path.domain) and not path.source_route
 
 
 class UserStore:
@@ -49,7 +73,7 @@ class UserStore:
         return [tuple(row) for row in self._db.execute("SELECT address, created FROM users ORDER BY address")]
 
     def add(self, address: str, password: str) -> str:
-        if not _ADDRESS.match(address.strip()):
+        if not is_mailbox(address):
             raise UserError(f"{address!r} is not a mailbox address such as alice@example.com")
         _check_password(password)
         key = normalize_address(address)

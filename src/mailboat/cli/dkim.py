@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from mailboat.auth.dkim.sign import DkimKey, DkimKeyError, load_key
 from mailboat.cli.errors import USAGE, CliError
 from mailboat.cli.serve import add_config_option, config_from
+from mailboat.config.names import domain_name, is_fqdn
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,11 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _domain(text: str) -> str:
-    domain = text.strip().rstrip(".").lower()
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels):
-        raise CliError(f"{text!r} is not a domain name such as example.com", USAGE)
-    return domain
+    """DOMAIN as DNS knows it (an internationalised name in its A-label form), or exit 2."""
+    try:
+        return domain_name(text.strip())
+    except ValueError as exc:
+        raise CliError(str(exc), USAGE) from None
 
 
 def txt_record(name: str, value: str) -> str:
@@ -90,6 +91,10 @@ def run_dns_records(args: argparse.Namespace) -> int:
     domain = _domain(args.domain)
     config = config_from(args)
     host = config.hostname.rstrip(".")
+    if not is_fqdn(host):
+        print(f"mailboat: warning: hostname {host!r} is not a fully qualified domain name, but an MX must name "
+              "one with an A/AAAA record: set hostname = \"mx.example.com\" (a name of yours) in the configuration",
+              file=sys.stderr)
     postmaster = f"postmaster@{domain}"
     lines = [f"; DNS records for {domain} served by {host}"]
     if domain not in [d.lower() for d in config.local_domains]:

@@ -11,6 +11,9 @@ import time
 from mailboat.accounts import UserError, UserStore
 from mailboat.cli.errors import USAGE, CliError
 from mailboat.cli.serve import add_config_option, config_from
+from mailboat.config.load import DEFAULT_CONFIG_FILE
+from mailboat.config.names import mailbox
+from mailboat.routing.router import has_routing_syntax
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,9 +48,35 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
+def _new_account(args: argparse.Namespace, local_domains: list[str]) -> str:
+    """The address `user add` stores, or a one-line CliError (exit 2) saying what to write instead.
+
+    The local part is taken exactly when our SMTP server's RCPT parser takes it (SMTPUTF8 local
+    parts included); the domain must be one this server receives mail for, or the account could
+    never be sent mail.
+    """
+    try:
+        address = mailbox(args.address)
+    except ValueError as exc:
+        raise CliError(f"{exc}; nothing stored", USAGE) from None
+    local, _, domain = address.rpartition("@")
+    if has_routing_syntax(local.strip('"')):
+        raise CliError(f"{args.address!r}: a local part with %, ! or @ is refused at RCPT (source routing), "
+                       "so this account could receive no mail: choose another name; nothing stored", USAGE)
+    if domain not in local_domains:
+        where = args.config or (DEFAULT_CONFIG_FILE if os.path.exists(DEFAULT_CONFIG_FILE) else None)
+        fix = (f"add it to [domains] local in {where}" if where else
+               f"add it to [domains] local in a configuration ({DEFAULT_CONFIG_FILE} or --config FILE)")
+        raise CliError(f"{address}: {domain} is not a local domain of this server "
+                       f"(local domains: {', '.join(local_domains)}): {fix}; nothing stored", USAGE)
+    return address
+
+
 def run_user(args: argparse.Namespace) -> int:
     config = config_from(args)
     path = os.path.join(config.data_dir, "users.db")
+    if args.verb == "add":
+        args.address = _new_account(args, config.local_domains)
     if args.verb in ("list", "del", "passwd") and not os.path.exists(path):
         if args.verb == "list":
             return 0

@@ -12,7 +12,9 @@ import re
 import socket
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from mailboat.config.names import domain_name, mailbox
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -41,6 +43,10 @@ def _optional_duration(value: object) -> float | None:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 OptionalDuration = Annotated[float | None, BeforeValidator(_optional_duration)]
+# Names written by hand, stored normalised (config/names.py): an error names the one bad entry.
+DomainName = Annotated[str, BeforeValidator(domain_name)]  # two labels or more
+LocalDomain = Annotated[str, BeforeValidator(lambda value: domain_name(value, min_labels=1))]  # localhost too
+Mailbox = Annotated[str, BeforeValidator(mailbox)]
 
 
 def parse_address(text: str) -> tuple[str, int] | str:
@@ -85,15 +91,23 @@ class Listener(_Section):
         parse_address(value)
         return value
 
+    @field_validator("tls")
+    @classmethod
+    def _check_tls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field validator (not the model's), so it runs even when another key of the listener
+        # is wrong, and its error names listener[N].tls. `kind` is checked first: it comes first.
+        kind = info.data.get("kind")
+        if kind == "submissions" and value not in (None, "implicit"):
+            raise ValueError("a submissions listener always uses tls = \"implicit\" (RFC 8314)")
+        if kind in ("submission", "lmtp") and value == "implicit":
+            raise ValueError(f"tls = \"implicit\" is for submissions listeners, not {kind}")
+        return value
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Listener:
         tls, auth = KIND_DEFAULTS[self.kind]
         object.__setattr__(self, "tls", self.tls or tls)
         object.__setattr__(self, "auth", self.auth or auth)
-        if self.kind == "submissions" and self.tls != "implicit":
-            raise ValueError("a submissions listener always uses tls = \"implicit\" (RFC 8314)")
-        if self.kind != "submissions" and self.tls == "implicit" and self.kind != "smtp":
-            raise ValueError(f"tls = \"implicit\" is for submissions listeners, not {self.kind}")
         return self
 
     @property
@@ -107,13 +121,13 @@ class Tls(_Section):
 
 
 class Domains(_Section):
-    local: list[str] | None = None  # final destinations here; default: localhost and this hostname
+    local: list[LocalDomain] | None = None  # final destinations here; default: localhost and this hostname
     catch_all: bool = False  # true: any local part of a local domain is a mailbox
 
     @field_validator("local")
     @classmethod
-    def _lower(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [d.strip().rstrip(".").lower() for d in value if d.strip()]
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(dict.fromkeys(value))
 
 
 class Delivery(_Section):
@@ -147,12 +161,12 @@ class Relay(_Section):
 
 
 class Route(_Section):
-    domain: str  # the recipient domain this route applies to
+    domain: DomainName  # the recipient domain this route applies to
     smarthost: str  # "host:port" that takes its mail
 
 
 class DkimSign(_Section):
-    domain: str  # signing domain (d=)
+    domain: DomainName  # signing domain (d=)
     selector: str  # selector (s=)
     key: str  # path of the private key
 
@@ -230,7 +244,7 @@ class Config(_Section):
     listener: list[Listener] = []  # [[listener]]; none = the embedded default set
     tls: Tls = Tls()
     domains: Domains = Domains()
-    aliases: dict[str, list[str]] = {}  # address -> addresses (local or remote)
+    aliases: dict[Mailbox, list[Mailbox]] = {}  # address -> addresses (local or remote)
     delivery: Delivery = Delivery()
     relay: Relay = Relay()
     route: list[Route] = []
@@ -246,10 +260,8 @@ class Config(_Section):
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str) -> str:
-        value = value.strip().rstrip(".")
-        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", value):
-            raise ValueError(f"{value!r} is not a host name such as \"mx.example.com\"")
-        return value
+        # One label is allowed (a machine's own name); `mailboat dns-records` warns about it.
+        return domain_name(value, min_labels=1, example="mx.example.com")
 
     @field_validator("aliases", mode="before")
     @classmethod
