@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"trace: cannot write {args.html}: {exc.strerror or exc}", FAILURE) from None
     if args.json:
         if several:
-            _write_json([{"file": label, **to_json(t)} for label, t in zip(labels, traces)])
+            _write_json([{"file": label, **to_json(t)} for label, t in zip(labels, traces, strict=True)])
         else:
             _write_json(to_json(traces[0]))
         return 0
@@ -140,7 +140,8 @@ def _summary(labels: list[str], messages: Iterator[bytes], args: argparse.Namesp
     table.add_column("median delay", justify="right")
     for host, row in list(stats["servers"].items())[:25]:
         median = row["median_delay_seconds"]
-        table.add_row(clean(host), str(row["hops"]), "?" if median is None else ("-" if median < 0 else "") + duration(median))
+        delay = "?" if median is None else ("-" if median < 0 else "") + duration(median)
+        table.add_row(clean(host), str(row["hops"]), delay)
     out.print(table)
     kinds = Table(title="Findings", title_justify="left")
     kinds.add_column("kind")

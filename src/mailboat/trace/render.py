@@ -103,6 +103,18 @@ def to_json(trace: Trace) -> dict[str, Any]:
     })
 
 
+def total_text(trace: Trace) -> str:
+    """The total transit time and what it spans, as the text and HTML reports say it:
+    "9 min 51 s (from the Date header to hop 10)", "2 s (from hop 1 to hop 3)", "unknown"."""
+    if trace.total_seconds is None:
+        return "unknown"
+    sign = "-" if trace.total_seconds < 0 else ""
+    stamped = [t.index for t in trace.hops if t.hop.timestamp is not None]
+    last = stamped[-1] if stamped else len(trace.hops)
+    start = "the Date header" if trace.total_from == "date" else f"hop {stamped[0] if stamped else 1}"
+    return f"{sign}{duration(trace.total_seconds)} (from {start} to hop {last})"
+
+
 def _from_cell(t: Any) -> str:
     hop = t.hop
     parts = [hop.from_helo if hop.from_helo and hop.from_helo != f"[{hop.from_ip}]" else ""]
@@ -135,12 +147,11 @@ def render_text(trace: Trace, console: Console) -> None:
         table.add_row(str(t.index) + warn, clean(_from_cell(t)), clean(hop.by_host or "-"),
                       clean(hop.with_protocol or "-"), tls, when, _delay_text(t.delay_seconds))
     console.print(table)
-    total = duration(trace.total_seconds) if trace.total_seconds is not None else "unknown"
-    line = f"Total transit: {total}"
+    line = f"Total transit: {total_text(trace)}"
     if trace.slowest_hop is not None:
         slow = trace.hops[trace.slowest_hop - 1]
         lost = duration(slow.delay_seconds or 0)
-        line += f"; most time lost before hop {slow.index} ({lost} in the queue of {trace.slowest_queue})"
+        line += f"; most time lost before hop {slow.index} ({lost} in the queue of {clean(trace.slowest_queue or '?')})"
     console.print(line)
     if not trace.findings:
         console.print("No findings.")
@@ -179,7 +190,7 @@ def render_html(trace: Trace, title: str = "Received chain") -> str:
         )
     findings = "".join(f"<li><b>{e(f.kind)}</b> ({'hop ' + str(f.hop) if f.hop else 'message'}): {e(f.message)}</li>"
                        for f in trace.findings) or "<li>No findings.</li>"
-    total = duration(trace.total_seconds) if trace.total_seconds is not None else "unknown"
+    total = total_text(trace)
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1><p>{len(trace.hops)} hops, total transit {e(total)}.</p>"
