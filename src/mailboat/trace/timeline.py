@@ -147,10 +147,11 @@ def header_date(by_name: dict[str, list[Field]]) -> tuple[datetime | None, str |
 def _total(timed: list[TimedHop], by_name: dict[str, list[Field]]) -> tuple[float | None, str | None, list[Finding]]:
     """Total transit: the last stamp minus the start, and where the start is ("date" or "hop").
 
-    The start is the Date header when it is readable and no more than DATE_LEAD_LIMIT before the
-    first stamped hop (the sender's program dated the message, then handed it to hop 1), else the
-    first stamp. A Date more than CLOCK_SKEW_TOLERANCE after the first stamp is the sender's clock
-    running ahead (a clock_skew finding), never negative transit.
+    The start is the Date header when it is readable, not after the first stamped hop and no more
+    than DATE_LEAD_LIMIT before it (the sender's program dated the message, then handed it to hop
+    1): a one-hop message then has a total too. Otherwise the start is the first stamp (one stamp
+    alone gives no total). A Date more than CLOCK_SKEW_TOLERANCE after the first stamp is the
+    sender's clock running ahead (a clock_skew finding), never negative transit.
     """
     stamped = [t for t in timed if t.hop.timestamp is not None]
     if not stamped:
@@ -166,8 +167,8 @@ def _total(timed: list[TimedHop], by_name: dict[str, list[Field]]) -> tuple[floa
                                     f"{first.index} ({first.hop.by_host or 'the first server'}) stamped the "
                                     f"message at {stamp(first.hop.timestamp)}: the sender's clock is ahead, so the "
                                     f"total transit is counted from hop {first.index}"))
-        elif lead <= DATE_LEAD_LIMIT:
-            return (last.hop.timestamp - min(date, first.hop.timestamp)).total_seconds(), "date", findings
+        elif 0 <= lead <= DATE_LEAD_LIMIT:
+            return (last.hop.timestamp - date).total_seconds(), "date", findings
     if first is last:
         return None, None, findings
     return (last.hop.timestamp - first.hop.timestamp).total_seconds(), "hop", findings
@@ -239,9 +240,13 @@ def _hop_findings(timed: list[TimedHop], ahead: dict[int, float], now: datetime)
                                f"(hop {t.index}: {stamp(hop.timestamp) if hop.timestamp else '?'})"))
         if hop.timestamp is None:
             why = next((w for w in hop.warnings if "date" in w), "no date")
-            date = f"the date {hop.date_text!r}" if hop.date_text else "the date"
-            out.append(Finding("unparsable", t.index, f"hop {t.index} ({by}): {date} of its Received header could "
-                               f"not be read ({why}); the delays before and after it are unknown"))
+            if hop.date_text:
+                said = "" if hop.date_text in why else f" ({why})"  # the warning may quote the date already
+                what = f"the date {hop.date_text!r} of its Received header could not be read{said}"
+            else:
+                what = f"its Received header has no date ({why})"
+            out.append(Finding("unparsable", t.index, f"hop {t.index} ({by}): {what}; the delays before and after "
+                               "it are unknown"))
         elif not (hop.by_host or hop.from_helo or hop.from_ip or hop.from_rdns) and hop.warnings:
             out.append(Finding("unparsable", t.index, f"hop {t.index}: no from or by clause could be read in its "
                                f"Received header ({'; '.join(hop.warnings)})"))
