@@ -10,7 +10,15 @@ Findings (SPEC ``mailboat trace --json``): ``long_delay``, ``clock_skew``, ``no_
 ``forwarded`` (the ``for`` address changes, List-Id (RFC 2919), SRS (``SRS0=``), ARC-Seal
 (RFC 8617)), ``spf_broken_by_forward`` and ``dkim_body_modified`` (Authentication-Results,
 RFC 8601; ARC-Authentication-Results; and, when the body is present, a recomputed DKIM body
-hash, RFC 6376 §3.7), ``unparsable``.
+hash, RFC 6376 §3.7), ``unparsable``. Each message quotes its evidence: the header, the hop and
+the values ("for changed from <a@x> at hop 2 to <b@y> at hop 3").
+
+What is *not* a finding, because real mailboxes are full of it: a ``for`` that changes at or after
+a mailbox download hop (fetchmail ``with POP3``/``with IMAP`` writes its own), or to the list's
+own address (an alias of the list); the list expansion itself is one ``forwarded`` that names the
+list header. A hop without TLS between private addresses (PRIVATE_NETWORKS) or from a host to
+itself is not ``no_tls``. Total transit starts at the Date header when it precedes hop 1 (see
+`_total`).
 """
 
 from __future__ import annotations
@@ -153,25 +161,24 @@ def _total(timed: list[TimedHop], by_name: dict[str, list[Field]]) -> tuple[floa
     alone gives no total). A Date more than CLOCK_SKEW_TOLERANCE after the first stamp is the
     sender's clock running ahead (a clock_skew finding), never negative transit.
     """
-    stamped = [t for t in timed if t.hop.timestamp is not None]
+    stamped = [(t, t.hop.timestamp) for t in timed if t.hop.timestamp is not None]
     if not stamped:
         return None, None, []
-    first, last = stamped[0], stamped[-1]
-    assert first.hop.timestamp is not None and last.hop.timestamp is not None
+    (first, start), (last, end) = stamped[0], stamped[-1]
     date, text = header_date(by_name)
     findings: list[Finding] = []
     if date is not None:
-        lead = (first.hop.timestamp - date).total_seconds()
+        lead = (start - date).total_seconds()
         if lead < -CLOCK_SKEW_TOLERANCE:
             findings.append(Finding("clock_skew", None, f"the Date header ({text}) is {duration(lead)} after hop "
                                     f"{first.index} ({first.hop.by_host or 'the first server'}) stamped the "
-                                    f"message at {stamp(first.hop.timestamp)}: the sender's clock is ahead, so the "
-                                    f"total transit is counted from hop {first.index}"))
+                                    f"message at {stamp(start)}: the sender's clock is ahead, so the total transit "
+                                    f"is counted from hop {first.index}"))
         elif 0 <= lead <= DATE_LEAD_LIMIT:
-            return (last.hop.timestamp - date).total_seconds(), "date", findings
+            return (end - date).total_seconds(), "date", findings
     if first is last:
         return None, None, findings
-    return (last.hop.timestamp - first.hop.timestamp).total_seconds(), "hop", findings
+    return (end - start).total_seconds(), "hop", findings
 
 
 def _clocks_ahead(timed: list[TimedHop]) -> dict[int, float]:
