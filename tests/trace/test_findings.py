@@ -58,8 +58,8 @@ def test_list_known_by_list_post_and_a_mailbox_wait() -> None:
     # the message sat a day in the mailbox on dogma.slashnull.org before fetchmail took it
     t = trace("easy-ham-1-01763.eml")
     assert hops_of(t, "forwarded") == [3]
-    assert "(List-Post header) re-sent the message for <0xdeadbeef@petting-zoo.net> at hop 1 to the subscriber " \
-           "<jm-deadbeef@jmason.org> at hop 3" in message(t, "forwarded", 3)
+    assert ("(List-Post header) re-sent the message for <0xdeadbeef@petting-zoo.net> at hop 1 to the subscriber "
+            "<jm-deadbeef@jmason.org> at hop 3") in message(t, "forwarded", 3)
     wait = message(t, "long_delay", 4)
     assert "fetched with IMAP" in wait and "queue" not in wait.split(":", 1)[1].replace("not a queue", "")
     assert t.slowest_hop == 3  # the mailbox wait is not "time lost in a queue"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,9 +64,9 @@ def test_json_output_is_utf8_for_any_header_bytes(received: list[bytes], subject
 
 def trace(*args: str) -> subprocess.CompletedProcess[bytes]:
     # LC_ALL=C: the locale that makes Python write undecodable header bytes back out raw
-    env = {"LC_ALL": "C", "PYTHONIOENCODING": "", "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "mailboat", "trace", *args], capture_output=True, timeout=60, check=False,
-                          env=env)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "LANG", "LC_CTYPE")} | {"LC_ALL": "C"}
+    return subprocess.run([sys.executable, "-m", "mailboat", "trace", *args], capture_output=True, timeout=60,
+                          check=False, env=env)
 
 
 def test_cli_invalid_utf8_file(tmp_path: Path) -> None:
