@@ -36,7 +36,7 @@ def test_json_matches_spec_shape() -> None:
     assert [h["index"] for h in doc["hops"]] == [1, 2, 3, 4]
     assert doc["hops"][0]["timestamp"] == "2024-03-27T15:02:59Z" and doc["hops"][0]["delay_seconds"] is None
     assert doc["hops"][2]["from_ip"] == "198.51.100.25" and doc["hops"][2]["for"] == "bob@example.com"
-    assert doc["total_seconds"] == 10.0
+    assert doc["total_seconds"] == 11.0  # from the Date header (15:02:58) to the last hop (15:03:09)
     assert all(set(f) == {"kind", "hop", "message"} for f in doc["findings"])
     assert {"forwarded", "spf_broken_by_forward", "dkim_body_modified"} <= {f["kind"] for f in doc["findings"]}
 

@@ -24,7 +24,7 @@ def test_mailing_list_forward_breaks_spf_and_dkim() -> None:
     assert [h.hop.by_host for h in t.hops] == ["out.example.org", "lists.example.net", "mail.example.com",
                                               "mail.example.com"]
     assert [h.delay_seconds for h in t.hops] == [None, 2.0, 7.0, 1.0]
-    assert t.total_seconds == 10.0
+    assert t.total_seconds == 11.0 and t.total_from == "date"  # from the Date header, 1 s before hop 1
     assert ("forwarded", 3) in kinds(t)  # team@lists.example.net -> bob@example.com
     assert ("spf_broken_by_forward", 3) in kinds(t)
     assert ("dkim_body_modified", 4) in kinds(t)

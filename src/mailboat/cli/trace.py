@@ -10,7 +10,6 @@ whole mailbox to statistics after a progress bar on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -23,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mailboat.cli.errors import FAILURE, USAGE, CliError
-from mailboat.trace.render import render_html, render_text, to_json
+from mailboat.trace.render import clean, json_bytes, render_html, render_text, to_json
 from mailboat.trace.timeline import Trace, analyse_message, duration
 
 _MBOX_SEP = re.compile(rb"(?:\A|(?<=\n\n)|(?<=\n\r\n))From [^\n]*\n")
@@ -69,12 +68,26 @@ def _messages(path: str) -> tuple[list[str], Iterator[bytes]]:
         raise CliError(f"trace: {path if path != '-' else 'stdin'} is empty; give a message with its headers", FAILURE)
     if data.startswith(b"From "):
         parts = [m for m in _MBOX_SEP.split(data) if m.strip()]
-        return [f"{path}#{i}" for i in range(1, len(parts) + 1)], iter(parts)
+        name = "stdin" if path == "-" else path
+        return [f"{name}#{i}" for i in range(1, len(parts) + 1)], iter(parts)
     return [path], iter([data])
+
+
+def _write_json(value: object) -> None:
+    """JSON on stdout as UTF-8 bytes, whatever the locale's encoding (SPEC: always valid UTF-8)."""
+    sys.stdout.flush()
+    stream = getattr(sys.stdout, "buffer", None)
+    data = json_bytes(value)
+    if stream is None:  # a text-only stdout (an embedding program): the text is valid UTF-8 already
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        stream.write(data)
+        stream.flush()
 
 
 def run(args: argparse.Namespace) -> int:
     labels, messages = _messages(args.file)
+    several = len(labels) > 1 or (args.file != "-" and Path(args.file).is_dir())
     out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
     if args.summary:
         return _summary(labels, messages, args, out)
@@ -87,14 +100,16 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"trace: cannot write {args.html}: {exc.strerror or exc}", FAILURE) from None
     if args.json:
-        payload = to_json(traces[0]) if len(traces) == 1 else [to_json(t) for t in traces]
-        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        if several:
+            _write_json([{"file": label, **to_json(t)} for label, t in zip(labels, traces, strict=True)])
+        else:
+            _write_json(to_json(traces[0]))
         return 0
     for label, trace in zip(labels, traces):
-        if len(traces) > 1:
-            out.rule(label)
+        if several:
+            out.rule(clean(label))
         if not trace.hops:
-            out.print(f"{label}: no Received headers")
+            out.print(f"{clean(label)}: no Received headers")
             continue
         render_text(trace, out)
     if args.html:
@@ -113,7 +128,7 @@ def _summary(labels: list[str], messages: Iterator[bytes], args: argparse.Namesp
             progress.advance(task)
     stats = summarise(traces)
     if args.json:
-        sys.stdout.write(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+        _write_json(stats)
         return 0
     out.print(f"{stats['messages']} messages, {stats['hops']} hops")
     out.print(
@@ -125,7 +140,8 @@ def _summary(labels: list[str], messages: Iterator[bytes], args: argparse.Namesp
     table.add_column("median delay", justify="right")
     for host, row in list(stats["servers"].items())[:25]:
         median = row["median_delay_seconds"]
-        table.add_row(host, str(row["hops"]), "?" if median is None else ("-" if median < 0 else "") + duration(median))
+        delay = "?" if median is None else ("-" if median < 0 else "") + duration(median)
+        table.add_row(clean(host), str(row["hops"]), delay)
     out.print(table)
     kinds = Table(title="Findings", title_justify="left")
     kinds.add_column("kind")

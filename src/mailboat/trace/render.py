@@ -10,7 +10,9 @@ inline SVG with one ``<g class="hop">`` per hop, so it can be mailed or archived
 from __future__ import annotations
 
 import html
+import json
 import math
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +24,33 @@ from mailboat.trace.parse import Hop
 from mailboat.trace.timeline import LONG_DELAY_SECONDS, Trace, duration, host_name
 
 _KIND_STYLE = {"long_delay": "yellow", "clock_skew": "magenta", "no_tls": "red", "unparsable": "red"}
+
+
+# Lone surrogates: what bytes that are not UTF-8 become when a header is decoded with
+# surrogateescape (mail/headers.py keeps them so that nothing is lost while reading).
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean(text: str) -> str:
+    """`text` made encodable as UTF-8: every lone surrogate becomes U+FFFD (the replacement character)."""
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
+
+
+def clean_json(value: Any) -> Any:
+    """A JSON value (dicts, lists, strings, numbers) with every string, keys included, `clean`ed."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean(k) if isinstance(k, str) else k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    return value
+
+
+def json_bytes(value: Any) -> bytes:
+    """The JSON text of `value`, indented, as UTF-8 bytes that always decode (SPEC: "the output is
+    always valid UTF-8: bytes that are not are replaced")."""
+    return (json.dumps(clean_json(value), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -48,8 +77,8 @@ def hop_fields(hop: Hop) -> dict[str, Any]:
 
 
 def to_json(trace: Trace) -> dict[str, Any]:
-    """The SPEC JSON object (ready for json.dumps)."""
-    return {
+    """The SPEC JSON object (ready for json.dumps; every string valid UTF-8)."""
+    return clean_json({
         "hops": [
             {
                 "index": t.index,
@@ -71,7 +100,19 @@ def to_json(trace: Trace) -> dict[str, Any]:
         ],
         "total_seconds": trace.total_seconds,
         "findings": [{"kind": f.kind, "hop": f.hop, "message": f.message} for f in trace.findings],
-    }
+    })
+
+
+def total_text(trace: Trace) -> str:
+    """The total transit time and what it spans, as the text and HTML reports say it:
+    "9 min 51 s (from the Date header to hop 10)", "2 s (from hop 1 to hop 3)", "unknown"."""
+    if trace.total_seconds is None:
+        return "unknown"
+    sign = "-" if trace.total_seconds < 0 else ""
+    stamped = [t.index for t in trace.hops if t.hop.timestamp is not None]
+    last = stamped[-1] if stamped else len(trace.hops)
+    start = "the Date header" if trace.total_from == "date" else f"hop {stamped[0] if stamped else 1}"
+    return f"{sign}{duration(trace.total_seconds)} (from {start} to hop {last})"
 
 
 def _from_cell(t: Any) -> str:
@@ -103,24 +144,27 @@ def render_text(trace: Trace, console: Console) -> None:
         tls = Text("yes", "green") if hop.tls else Text("no", "red") if hop.tls is False else Text("?", "dim")
         when = hop.timestamp.strftime("%Y-%m-%d %H:%M:%S") if hop.timestamp else Text("unreadable", "red")
         warn = " ⚠" if hop.warnings else ""
-        table.add_row(str(t.index) + warn, _from_cell(t), hop.by_host or "-", hop.with_protocol or "-", tls, when,
-                      _delay_text(t.delay_seconds))
+        table.add_row(str(t.index) + warn, clean(_from_cell(t)), clean(hop.by_host or "-"),
+                      clean(hop.with_protocol or "-"), tls, when, _delay_text(t.delay_seconds))
     console.print(table)
-    total = duration(trace.total_seconds) if trace.total_seconds is not None else "unknown"
-    line = f"Total transit: {total}"
+    line = f"Total transit: {total_text(trace)}"
     if trace.slowest_hop is not None:
         slow = trace.hops[trace.slowest_hop - 1]
         lost = duration(slow.delay_seconds or 0)
-        line += f"; most time lost before hop {slow.index} ({lost} in the queue of {trace.slowest_queue})"
+        line += f"; most time lost before hop {slow.index} ({lost} in the queue of {clean(trace.slowest_queue or '?')})"
     console.print(line)
     if not trace.findings:
         console.print("No findings.")
     for f in trace.findings:
         where = f"hop {f.hop}" if f.hop else "message"
-        console.print(Text.assemble((f"{f.kind}", _KIND_STYLE.get(f.kind, "cyan")), f" ({where}): {f.message}"))
+        console.print(Text.assemble((f"{f.kind}", _KIND_STYLE.get(f.kind, "cyan")), f" ({where}): {clean(f.message)}"))
     warned = [t for t in trace.hops if t.hop.warnings]
     for t in warned:
-        console.print(Text(f"hop {t.index} warnings: " + "; ".join(t.hop.warnings), style="dim"))
+        console.print(Text(clean(f"hop {t.index} warnings: " + "; ".join(t.hop.warnings)), style="dim"))
+
+
+def _escape(text: str) -> str:
+    return html.escape(clean(text))
 
 
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}
@@ -131,7 +175,7 @@ svg text{font:12px sans-serif}li{margin:.3em 0}"""
 
 def render_html(trace: Trace, title: str = "Received chain") -> str:
     """A self-contained HTML page: timeline picture, hop table, findings."""
-    e = html.escape
+    e = _escape
     rows = []
     for t in trace.hops:
         hop = t.hop
@@ -146,7 +190,7 @@ def render_html(trace: Trace, title: str = "Received chain") -> str:
         )
     findings = "".join(f"<li><b>{e(f.kind)}</b> ({'hop ' + str(f.hop) if f.hop else 'message'}): {e(f.message)}</li>"
                        for f in trace.findings) or "<li>No findings.</li>"
-    total = duration(trace.total_seconds) if trace.total_seconds is not None else "unknown"
+    total = total_text(trace)
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1><p>{len(trace.hops)} hops, total transit {e(total)}.</p>"
@@ -158,7 +202,7 @@ def render_html(trace: Trace, title: str = "Received chain") -> str:
 
 def _svg(trace: Trace) -> str:
     """Hops as stations on a line; segment length grows with the delay (log scale) so a long wait shows."""
-    e = html.escape
+    e = _escape
     n = len(trace.hops)
     if n == 0:
         return "<p>No Received headers.</p>"

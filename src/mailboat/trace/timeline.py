@@ -10,21 +10,44 @@ Findings (SPEC ``mailboat trace --json``): ``long_delay``, ``clock_skew``, ``no_
 ``forwarded`` (the ``for`` address changes, List-Id (RFC 2919), SRS (``SRS0=``), ARC-Seal
 (RFC 8617)), ``spf_broken_by_forward`` and ``dkim_body_modified`` (Authentication-Results,
 RFC 8601; ARC-Authentication-Results; and, when the body is present, a recomputed DKIM body
-hash, RFC 6376 §3.7), ``unparsable``.
+hash, RFC 6376 §3.7), ``unparsable``. Each message quotes its evidence: the header, the hop and
+the values ("for changed from <a@x> at hop 2 to <b@y> at hop 3").
+
+What is *not* a finding, because real mailboxes are full of it: a ``for`` that changes at or after
+a mailbox download hop (fetchmail ``with POP3``/``with IMAP`` writes its own), or to the list's
+own address (an alias of the list); the list expansion itself is one ``forwarded`` that names the
+list header. A hop without TLS between private addresses (PRIVATE_NETWORKS) or from a host to
+itself is not ``no_tls``. Total transit starts at the Date header when it precedes hop 1 (see
+`_total`).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from mailboat.mail.headers import Field, parse_fields, split_message
 from mailboat.trace.auth import AuthResult, body_hash_failed, check_body_hash, parse_auth_results
+from mailboat.trace.dates import date_value
 from mailboat.trace.parse import Hop, parse_received
 
 LONG_DELAY_SECONDS = 600.0  # ten minutes between two stamps is worth a look
 CLOCK_SKEW_TOLERANCE = 60.0  # small negative delays are normal between unsynchronised clocks
+DATE_LEAD_LIMIT = 86400.0  # a Date more than a day before hop 1 is a wrong clock or a resent message
+# Addresses inside one organisation: a hop between them without TLS is not a finding (RFC 1918,
+# loopback, IPv4 and IPv6 link-local, IPv6 unique local fc00::/7 of RFC 4193).
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+    "::1/128", "fc00::/7", "fe80::/10"))
+_ANGLE = re.compile(r"<([^<>]*)>")
+_MAILTO = re.compile(r"<mailto:([^<>?\s]+)", re.I)
+_EZMLM = re.compile(r"\s*list\s+(\S+@[^\s;]+)", re.I)
+# with-types of a mailbox download (fetchmail writes its protocol name: POP3, IMAP, ...)
+DOWNLOAD_PROTOCOLS = frozenset(("pop", "pop2", "pop3", "pop3s", "apop", "kpop", "rpop", "sdps", "imap", "imap4",
+                                "imap4rev1", "imaps"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +73,7 @@ class Trace:
     slowest_hop: int | None  # index of the hop with the longest positive delay
     slowest_queue: str | None  # whose queue that time was spent in
     findings: tuple[Finding, ...]
+    total_from: str | None = None  # where total_seconds starts: "date" (the Date header) or "hop" (hop 1's stamp)
 
 
 def duration(seconds: float) -> str:
@@ -70,8 +94,17 @@ def host_name(hop: Hop) -> str:
 
 
 def analyse_message(data: bytes, *, now: datetime | None = None) -> Trace:
-    """Analyse a whole message (or a header block): Received chain plus authentication headers."""
+    """Analyse a whole message (or a header block): Received chain plus authentication headers.
+
+    Header bytes that are not UTF-8 (a raw latin-1 HELO name) are read as U+FFFD, so every
+    string of the trace is valid text; the body is kept as it is (the DKIM body hash needs it).
+    """
     header, body = split_message(data)
+    if not header.isascii():
+        try:
+            header.decode("utf-8")
+        except UnicodeDecodeError:
+            header = header.decode("utf-8", "replace").encode("utf-8")
     fields = parse_fields(header)
     received = [parse_received(f.raw_value) for f in fields if f.name.lower() == "received"]
     return build_trace(list(reversed(received)), fields, body, now=now)
@@ -89,18 +122,63 @@ def build_trace(
             delay = (hop.timestamp - prev.timestamp).total_seconds()
         timed.append(TimedHop(i, hop, delay))
         prev = hop
-    stamps = [t.hop.timestamp for t in timed if t.hop.timestamp is not None]
-    total = (stamps[-1] - stamps[0]).total_seconds() if len(stamps) >= 2 else None
+    fields = list(fields)
+    by_name: dict[str, list[Field]] = {}
+    for f in fields:
+        by_name.setdefault(f.name.lower(), []).append(f)
+    total, total_from, date_findings = _total(timed, by_name)
     ahead = _clocks_ahead(timed)
-    positive = [t for t in timed if t.delay_seconds is not None and t.delay_seconds > 0 and t.index not in ahead]
+    positive = [t for t in timed if t.delay_seconds is not None and t.delay_seconds > 0 and t.index not in ahead
+                and download_protocol(t.hop) is None]
     slowest = max(positive, key=lambda t: t.delay_seconds or 0.0, default=None)
     queue = None
     if slowest is not None:
         before = timed[slowest.index - 2].hop
         queue = before.by_host or host_name(slowest.hop)
-    findings = _hop_findings(timed, ahead, now or datetime.now(timezone.utc))
-    findings += _message_findings(timed, list(fields), body)
-    return Trace(tuple(timed), total, slowest.index if slowest else None, queue, tuple(findings))
+    findings = date_findings + _hop_findings(timed, ahead, now or datetime.now(timezone.utc))
+    findings += _message_findings(timed, by_name, body)
+    return Trace(tuple(timed), total, slowest.index if slowest else None, queue, tuple(findings), total_from)
+
+
+def stamp(ts: datetime) -> str:
+    """A UTC time as findings quote it: "2024-03-27 15:02:58 UTC"."""
+    return ts.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def header_date(by_name: dict[str, list[Field]]) -> tuple[datetime | None, str | None]:
+    """The Date header (RFC 5322 §3.6.1) as UTC, and as written; (None, text) when unreadable."""
+    for f in by_name.get("date", [])[:1]:
+        return date_value(f.value)[0], f.value
+    return None, None
+
+
+def _total(timed: list[TimedHop], by_name: dict[str, list[Field]]) -> tuple[float | None, str | None, list[Finding]]:
+    """Total transit: the last stamp minus the start, and where the start is ("date" or "hop").
+
+    The start is the Date header when it is readable, not after the first stamped hop and no more
+    than DATE_LEAD_LIMIT before it (the sender's program dated the message, then handed it to hop
+    1): a one-hop message then has a total too. Otherwise the start is the first stamp (one stamp
+    alone gives no total). A Date more than CLOCK_SKEW_TOLERANCE after the first stamp is the
+    sender's clock running ahead (a clock_skew finding), never negative transit.
+    """
+    stamped = [(t, t.hop.timestamp) for t in timed if t.hop.timestamp is not None]
+    if not stamped:
+        return None, None, []
+    (first, start), (last, end) = stamped[0], stamped[-1]
+    date, text = header_date(by_name)
+    findings: list[Finding] = []
+    if date is not None:
+        lead = (start - date).total_seconds()
+        if lead < -CLOCK_SKEW_TOLERANCE:
+            findings.append(Finding("clock_skew", None, f"the Date header ({text}) is {duration(lead)} after hop "
+                                    f"{first.index} ({first.hop.by_host or 'the first server'}) stamped the "
+                                    f"message at {stamp(start)}: the sender's clock is ahead, so the total transit "
+                                    f"is counted from hop {first.index}"))
+        elif 0 <= lead <= DATE_LEAD_LIMIT:
+            return (end - date).total_seconds(), "date", findings
+    if first is last:
+        return None, None, findings
+    return (end - start).total_seconds(), "hop", findings
 
 
 def _clocks_ahead(timed: list[TimedHop]) -> dict[int, float]:
@@ -119,54 +197,94 @@ def _clocks_ahead(timed: list[TimedHop]) -> dict[int, float]:
     return ahead
 
 
+def is_private(ip: str) -> bool:
+    """Whether `ip` is an address inside one organisation (PRIVATE_NETWORKS); False for a non-address."""
+    try:
+        addr = ipaddress.ip_address(ip.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in PRIVATE_NETWORKS)
+
+
+def same_host(hop: Hop) -> bool:
+    """Whether the hop's sender and receiver are one host (``from mx.example by mx.example``)."""
+    by = (hop.by_host or "").lower().rstrip(".")
+    return bool(by) and by in {(name or "").lower().rstrip(".") for name in (hop.from_rdns, hop.from_helo)}
+
+
+def download_protocol(hop: Hop) -> str | None:
+    """The protocol of a mailbox download hop (fetchmail, getmail: ``by localhost with POP3
+    (fetchmail-6.4.37)``), else None. Such a hop is not a relay: the message was delivered
+    before it, into a mailbox that a client then fetched."""
+    word = (hop.with_protocol or "").split(" ", 1)[0]
+    if word.lower() in DOWNLOAD_PROTOCOLS:
+        return word
+    for comment in hop.comments:
+        low = comment.lower()
+        if "fetchmail" in low or "getmail" in low:
+            return word or comment[1:-1].split(" ", 1)[0]
+    return None
+
+
+def _where(t: TimedHop) -> str:
+    """ "mx.example.net (hop 3, stamped 2024-03-27 15:02:58 UTC)" """
+    when = f", stamped {stamp(t.hop.timestamp)}" if t.hop.timestamp else ""
+    return f"{t.hop.by_host or 'an unnamed server'} (hop {t.index}{when})"
+
+
 def _hop_findings(timed: list[TimedHop], ahead: dict[int, float], now: datetime) -> list[Finding]:
     out: list[Finding] = []
     for t in timed:
-        if t.index in ahead:
-            nxt = timed[t.index].hop.by_host or "the next server"
-            out.append(Finding("clock_skew", t.index, f"the clock of {t.hop.by_host or 'hop ' + str(t.index)} "
-                               f"(hop {t.index}) is about {duration(ahead[t.index])} ahead: it stamped the message "
-                               f"{duration(t.delay_seconds or 0)} after the previous hop, and {nxt} (hop "
-                               f"{t.index + 1}) stamped it {duration(ahead[t.index])} earlier again"))
         hop, by = t.hop, t.hop.by_host or "an unnamed server"
+        if t.index in ahead:
+            nxt = timed[t.index]
+            out.append(Finding("clock_skew", t.index, f"the clock of {by} (hop {t.index}) is about "
+                               f"{duration(ahead[t.index])} ahead: it stamped the message "
+                               f"{duration(t.delay_seconds or 0)} after the previous hop, and "
+                               f"{_where(nxt)} stamped it {duration(ahead[t.index])} earlier again "
+                               f"(hop {t.index}: {stamp(hop.timestamp) if hop.timestamp else '?'})"))
         if hop.timestamp is None:
             why = next((w for w in hop.warnings if "date" in w), "no date")
-            out.append(Finding("unparsable", t.index, f"hop {t.index} ({by}): the date could not be read ({why}); "
-                               "the delays before and after it are unknown"))
+            if hop.date_text:
+                said = "" if hop.date_text in why else f" ({why})"  # the warning may quote the date already
+                what = f"the date {hop.date_text!r} of its Received header could not be read{said}"
+            else:
+                what = f"its Received header has no date ({why})"
+            out.append(Finding("unparsable", t.index, f"hop {t.index} ({by}): {what}; the delays before and after "
+                               "it are unknown"))
         elif not (hop.by_host or hop.from_helo or hop.from_ip or hop.from_rdns) and hop.warnings:
-            out.append(Finding("unparsable", t.index, f"hop {t.index}: no from or by clause could be read "
-                               f"({'; '.join(hop.warnings)})"))
+            out.append(Finding("unparsable", t.index, f"hop {t.index}: no from or by clause could be read in its "
+                               f"Received header ({'; '.join(hop.warnings)})"))
         explained = t.index in ahead or t.index - 1 in ahead
         if t.delay_seconds is not None and t.index > 1 and not explained:
-            prev = timed[t.index - 2].hop
-            prev_by = prev.by_host or host_name(hop)
+            before = timed[t.index - 2]
+            prev_by = before.hop.by_host or host_name(hop)
             if t.delay_seconds >= LONG_DELAY_SECONDS:
-                out.append(Finding("long_delay", t.index, f"{duration(t.delay_seconds)} passed between {prev_by} "
-                                   f"(hop {t.index - 1}) and {by} (hop {t.index}): the message waited in the queue "
-                                   f"of {prev_by}"))
+                fetched = download_protocol(hop)
+                why = (f"the message waited in a mailbox on {prev_by} until it was fetched with {fetched} (the "
+                       "download interval, not a queue)" if fetched else
+                       f"the message waited in the queue of {prev_by}")
+                out.append(Finding("long_delay", t.index, f"{duration(t.delay_seconds)} passed between "
+                                   f"{_where(before)} and {_where(t)}: {why}"))
             elif t.delay_seconds < -CLOCK_SKEW_TOLERANCE:
-                out.append(Finding("clock_skew", t.index, f"{by} (hop {t.index}) stamped the message "
-                                   f"{duration(t.delay_seconds)} before {prev_by} (hop {t.index - 1}) handed it "
-                                   "over: one of the two clocks is wrong, so this delay is not real"))
+                out.append(Finding("clock_skew", t.index, f"{_where(t)} stamped the message "
+                                   f"{duration(t.delay_seconds)} before {_where(before)} handed it over: one of "
+                                   "the two clocks is wrong, so this delay is not real"))
         if hop.timestamp is not None and (hop.timestamp - now).total_seconds() > CLOCK_SKEW_TOLERANCE:
             future = duration((hop.timestamp - now).total_seconds())
-            out.append(Finding("clock_skew", t.index, f"{by} (hop {t.index}) stamped a time {future} in the future: "
-                               "its clock is ahead"))
-        if hop.tls is False and hop.from_ip and not _is_loopback(hop.from_ip):
-            out.append(Finding("no_tls", t.index, f"hop {t.index}: {host_name(hop)} [{hop.from_ip}] sent the message "
-                               f"to {by} without TLS ({hop.tls_evidence})"))
+            out.append(Finding("clock_skew", t.index, f"{by} (hop {t.index}) stamped {stamp(hop.timestamp)}, "
+                               f"{future} in the future: its clock is ahead"))
+        if hop.tls is False and hop.from_ip and not is_private(hop.from_ip) and not same_host(hop):
+            out.append(Finding("no_tls", t.index, f"TLS not shown by hop {t.index} `{hop.tls_evidence}` from "
+                               f"{host_name(hop)} [{hop.from_ip}] to {by}: its Received header names no TLS "
+                               "version or cipher, so the message crossed the network in clear text"))
     return out
 
 
-def _is_loopback(ip: str) -> bool:
-    return ip.startswith("127.") or ip in ("::1", "0:0:0:0:0:0:0:1")
-
-
-def _message_findings(timed: list[TimedHop], fields: list[Field], body: bytes | None) -> list[Finding]:
+def _message_findings(timed: list[TimedHop], by_name: dict[str, list[Field]], body: bytes | None) -> list[Finding]:
     out: list[Finding] = []
-    by_name: dict[str, list[Field]] = {}
-    for f in fields:
-        by_name.setdefault(f.name.lower(), []).append(f)
     forwarded = _forwarding(timed, by_name)
     out += forwarded
     results = [r for f in by_name.get("authentication-results", [])[:1] for r in parse_auth_results(f.value)]
@@ -178,50 +296,118 @@ def _message_findings(timed: list[TimedHop], fields: list[Field], body: bytes | 
     spf = next((r for r in results if r.method == "spf"), None)
     if spf and spf.result in ("fail", "softfail"):
         entry = _entry_hop(timed, spf.authserv_id)
-        via = f"{host_name(entry.hop)} [{entry.hop.from_ip}]" if entry else "a relay"
+        via = f"{host_name(entry.hop)} [{entry.hop.from_ip}] (hop {entry.index})" if entry else "a relay"
         earlier = next((r for r in arc if r.method == "spf" and r.result == "pass"), None)
         if earlier or forwarded:
             seen = f"; {earlier.authserv_id} had recorded spf=pass (ARC i={earlier.instance})" if earlier else ""
             where = entry.index if entry else None
             out.append(Finding("spf_broken_by_forward", where, f"SPF {spf.result} at {spf.authserv_id} "
-                               f"for {spf.domain or 'the sender'}: the message arrived from {via}, a forwarder "
-                               f"that the sender's SPF record does not list{seen}"))
+                               f"(Authentication-Results: spf={spf.result}) for {spf.domain or 'the sender'}: the "
+                               f"message arrived from {via}, a forwarder that the sender's SPF record does not "
+                               f"list{seen}"))
     out += _dkim_findings(timed, by_name, results, arc, body)
     return out
 
 
 def _entry_hop(timed: list[TimedHop], authserv_id: str) -> TimedHop | None:
     """The hop where the checking server received the message from outside (SPF checks that IP)."""
-    outside = [t for t in timed if t.hop.from_ip and not _is_loopback(t.hop.from_ip)]
+    outside = [t for t in timed if t.hop.from_ip and not is_private(t.hop.from_ip)]
     named = [t for t in outside if (t.hop.by_host or "").lower() == authserv_id.lower()]
     if named:
         return named[0]
     return outside[-1] if outside else None
 
 
-def _forwarding(timed: list[TimedHop], by_name: dict[str, list[Field]]) -> list[Finding]:
-    out: list[Finding] = []
-    prev_for: str | None = None
-    for t in timed:
-        rcpt = t.hop.for_
-        if rcpt and prev_for and rcpt.lower() != prev_for.lower():
-            by = t.hop.by_host or "the next server"
-            out.append(Finding("forwarded", t.index, f"the recipient changed from {prev_for} to {rcpt} at hop "
-                               f"{t.index} ({by}): the message was forwarded"))
-        prev_for = rcpt or prev_for
+def list_addresses(by_name: dict[str, list[Field]]) -> list[tuple[str, str]]:
+    """What identifies the mailing list a message went through: (header, value) pairs for the
+    List-Id (RFC 2919: ``Name <list-label.domain>``, the label inside the brackets), the List-Post
+    address (RFC 2369 ``<mailto:list@domain>``) and ezmlm's ``Mailing-List: list list@domain``."""
+    found: list[tuple[str, str]] = []
     for f in by_name.get("list-id", [])[:1]:
-        out.append(Finding("forwarded", None, f"the message went through the mailing list {f.value}"))
+        m = _ANGLE.search(f.value)
+        found.append(("List-Id", (m.group(1) if m else f.value).strip().lower()))
+    for f in by_name.get("list-post", [])[:1]:
+        m = _MAILTO.search(f.value)
+        if m:
+            found.append(("List-Post", m.group(1).lower()))
+    for f in by_name.get("mailing-list", [])[:1]:
+        m = _EZMLM.match(f.value)
+        if m:
+            found.append(("Mailing-List", m.group(1).lower()))
+    return found
+
+
+def list_match(address: str, lists: list[tuple[str, str]]) -> str | None:
+    """The header that names `address` as the list's own address, or None.
+
+    A List-Id names the list ``local.domain`` by convention (RFC 2919 §3: Mailman writes
+    ``exmh-workers.example.com`` for exmh-workers@example.com), and the domain part often differs
+    (an alias, the list host): the local part followed by a dot is enough."""
+    low = address.lower()
+    local = low.rpartition("@")[0]
+    for header, value in lists:
+        if header == "List-Id":
+            if local and (value == local or value.startswith(local + ".")):
+                return header
+        elif value == low:
+            return header
+    return None
+
+
+def _forwarding(timed: list[TimedHop], by_name: dict[str, list[Field]]) -> list[Finding]:
+    """``forwarded`` findings: a ``for`` that changes between hops, SRS, ARC.
+
+    Not forwarding: a change at or after a mailbox download hop (fetchmail writes its own local
+    ``for``), and a change to the list's own address (an alias of the list). A change from the
+    list's address to a subscriber is the list expansion: one finding at that hop naming the list
+    header that explains it, instead of a bare "recipient changed"."""
+    out: list[Finding] = []
+    lists = list_addresses(by_name)
+    name = _list_name(by_name, lists)
+    prev: TimedHop | None = None
+    fetched: TimedHop | None = None
+    expanded = False
+    for t in timed:
+        if fetched is None and download_protocol(t.hop) is not None:
+            fetched = t
+        rcpt, old = t.hop.for_, prev.hop.for_ if prev else None
+        if rcpt and old and prev and rcpt.lower() != old.lower() and fetched is None:
+            by = t.hop.by_host or "the next server"
+            header = list_match(old, lists)
+            if list_match(rcpt, lists) is not None:
+                pass  # addressed to an alias of the list (exmh-workers@example.com -> @lists.example.com)
+            elif header is not None:
+                expanded = True
+                out.append(Finding("forwarded", t.index, f"list expansion: the mailing list {name} "
+                                   f"({header} header) re-sent the message for <{old}> at hop {prev.index} to the "
+                                   f"subscriber <{rcpt}> at hop {t.index} ({by})"))
+            else:
+                out.append(Finding("forwarded", t.index, f"for changed from <{old}> at hop {prev.index} to <{rcpt}> "
+                                   f"at hop {t.index} ({by}): the message was forwarded"))
+        if rcpt:
+            prev = t
+    if lists and not expanded:
+        out.append(Finding("forwarded", None, f"the message went through the mailing list {name} "
+                           f"({lists[0][0]} header); no hop's `for` shows where the list re-sent it"))
     srs = [t for t in timed if t.hop.for_ and "srs0=" in t.hop.for_.lower()]
     return_path = by_name.get("return-path", [])
-    if srs or any("srs0=" in f.value.lower() or "srs1=" in f.value.lower() for f in return_path):
-        where = return_path[0].value if return_path else srs[0].hop.for_
+    rewritten = [f for f in return_path if "srs0=" in f.value.lower() or "srs1=" in f.value.lower()]
+    if srs or rewritten:
+        where = f"Return-Path: {rewritten[0].value}" if rewritten else f"for <{srs[0].hop.for_}> at hop {srs[0].index}"
         out.append(Finding("forwarded", srs[0].index if srs else None, f"the envelope sender was rewritten with SRS "
                            f"({where}): a forwarder re-sent the message under its own domain"))
     seals = by_name.get("arc-seal", [])
     if seals:
-        out.append(Finding("forwarded", None, f"{len(seals)} ARC set(s) present: intermediaries re-sent the message "
-                           "and recorded the authentication results they saw"))
+        out.append(Finding("forwarded", None, f"{len(seals)} ARC set(s) present (ARC-Seal headers): intermediaries "
+                           "re-sent the message and recorded the authentication results they saw"))
     return out
+
+
+def _list_name(by_name: dict[str, list[Field]], lists: list[tuple[str, str]]) -> str:
+    """The list as a person knows it: the List-Id as written, else the list's address."""
+    for f in by_name.get("list-id", [])[:1]:
+        return f.value
+    return f"<{lists[0][1]}>" if lists else "?"
 
 
 def _dkim_findings(
