@@ -2,7 +2,8 @@
 
 Logger names under "mailboat." name the service: logging.getLogger("mailboat.smtpd") logs as
 `mailboat/smtpd[PID]`. `safe()` strips control bytes from anything a client sent before it is
-logged, so no one can forge a log line (CR/LF injection).
+logged, so no one can forge a log line (CR/LF injection). `said()` renders a reply for a
+`NOQUEUE: reject:` line.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def safe(value: object, limit: int = 300) -> str:
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() < "\u0100" else f"\\u{ord(m.group()):04x}",
                         text)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def said(reply) -> str:
+    """An SMTP reply as Postfix logs what a client was told: "550 5.1.1 <x@y>: Recipient address
+    rejected: ..." (code, enhanced status, text; pflogsumm groups rejects by this text)."""
+    status = f" {reply.status_text}" if reply.status_text else ""
+    return safe(f"{reply.code}{status} {' '.join(reply.lines)}".rstrip())
 
 
 class PostfixFormatter(logging.Formatter):
