@@ -190,3 +190,24 @@ def test_lmtp_deliveries_log_as_lmtp(tmp_path, sinks):
                      rf"{target.port}, .*dsn=2\.\d\.\d, status=sent \(250 2\.", log), log
     assert counts(pflogsumm(log_file)) == {"received": 1, "delivered": 1, "deferred": 0, "bounced": 0,
                                            "rejected": 0}, log
+
+
+def test_a_mail_refused_for_disk_space_counts_as_a_reject(tmp_path):
+    """MAIL refused for want of queue space (limits.queue_minfree above any disk): one warning
+    line with the figures, and one `NOQUEUE: reject: MAIL` line pflogsumm counts as a reject (a
+    "warning: NOQUEUE: reject:" line would be counted as a warning instead)."""
+    log_file = tmp_path / "mailboat.log"
+    server = start_server(tmp_path, extra=f'[log]\nfile = "{log_file}"\n[limits]\nqueue_minfree = {10**18}\n')
+    try:
+        with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as client:
+            client.ehlo("client.example")
+            assert client.mail("sender@example.org")[0] == 452
+    finally:
+        server.stop()
+    log = log_file.read_text()
+    assert re.search(r" mailboat/smtpd\[\d+\]: NOQUEUE: reject: MAIL from localhost\[127\.0\.0\.1\]: 452 4\.3\.1 "
+                     r"Insufficient system storage; from=<sender@example\.org> proto=ESMTP helo=<client\.example>$",
+                     log, re.MULTILINE), log
+    assert re.search(r" mailboat/smtpd\[\d+\]: warning: not enough free space in mail queue: ", log), log
+    report = pflogsumm(log_file)
+    assert counts(report)["rejected"] == 1, report + "\n" + log
