@@ -38,8 +38,12 @@ def said(reply) -> str:
     return safe(f"{reply.code}{status} {' '.join(reply.lines)}".rstrip())
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # not the locale's
+
+
 class PostfixFormatter(logging.Formatter):
-    """`Nov 24 01:17:00 host mailboat/smtpd[123]: message` (syslog layout, local time)."""
+    """`Nov 24 01:17:00 host mailboat/smtpd[123]: message` (syslog layout, local time; the day is
+    padded with a space, "Nov  4", as syslog writes it and pflogsumm -d matches it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,7 +60,9 @@ class PostfixFormatter(logging.Formatter):
             prefix = self._prefixes[record.name] = f" {self._host} mailboat/{service}[{self._pid}]: "
         second = int(record.created)
         if second != self._second:
-            self._second, self._stamp = second, time.strftime("%b %d %H:%M:%S", time.localtime(second))
+            t = time.localtime(second)  # syslog's "Nov  4", space-padded: what pflogsumm -d looks for
+            self._second = second
+            self._stamp = f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
         message = record.getMessage()
         if record.levelno >= logging.WARNING and not message.startswith(("warning:", "error:", "fatal:")):
             message = f"{record.levelname.lower()}: {message}"

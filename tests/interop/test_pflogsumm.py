@@ -10,14 +10,16 @@ One run of `mailboat serve` logging to a file (`log.file`), real traffic over so
 - 2 recipients rejected at RCPT: unknown local user (550 5.1.1), relay denied (554 5.7.1).
 
 Then the real pflogsumm: `pflogsumm --syslog-name=mailboat LOG`. pflogsumm keeps only the
-lines of one day with `-d today`; the test does not use it, so the date of the log (and the
-machine's clock and timezone) plays no part. A second test delivers over LMTP (to smtp-sink -L):
+lines of one day with `-d today`; that test does not use it, so the date of the log (and the
+machine's clock and timezone) plays no part. `-d` is tested on its own, on lines stamped by
+mailboat's formatter for a fixed single-digit day, with pflogsumm's clock pinned to that day. A second test delivers over LMTP (to smtp-sink -L):
 those lines are `mailboat/lmtp[PID]`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import smtplib
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import pytest
 from mbtest import need_tool, start_server
+
+from mailboat.log import PostfixFormatter
 
 pytestmark = pytest.mark.interop
 
@@ -156,6 +160,9 @@ smarthost = "127.0.0.1:{refusing.port}"
     assert "554 5.7.1 <someone@elsewhere.test>: Relay access denied" in detail, verbose
     bounces = verbose[verbose.index("message bounce detail"):]
     assert "delivery time expired" in bounces, verbose
+    # --smtpd-stats pairs "connect from" and "disconnect from" lines by PID: one session here.
+    stats = pflogsumm(log_file, "--smtpd-stats")
+    assert re.search(r"^\s*1\s+connections$", stats, re.MULTILINE), stats
 
     # The agents, as Postfix names them.
     assert re.search(r" mailboat/local\[\d+\]: \w+: to=<bob@example\.com>, relay=local, .*status=sent ", log), log
@@ -211,3 +218,28 @@ def test_a_mail_refused_for_disk_space_counts_as_a_reject(tmp_path):
     assert re.search(r" mailboat/smtpd\[\d+\]: warning: not enough free space in mail queue: ", log), log
     report = pflogsumm(log_file)
     assert counts(report)["rejected"] == 1, report + "\n" + log
+
+
+def test_pflogsumm_day_filter_matches_mailboat_stamps(tmp_path):
+    """pflogsumm -d today/yesterday keeps the lines whose stamp starts "Nov  4" (syslog pads the
+    day with a space). Lines stamped by mailboat's formatter for Nov 3 and Nov 4 (local time);
+    pflogsumm runs with Perl's time() pinned to Nov 4, 13:00, so neither the date nor the
+    timezone of the machine matters."""
+    binary = need_tool("pflogsumm")
+    formatter = PostfixFormatter()
+
+    def line(day: int, queue_id: str) -> str:
+        record = logging.LogRecord("mailboat.smtpd", logging.INFO, "", 0, "%s: client=x.example[192.0.2.1]",
+                                   (queue_id,), None)
+        record.created = time.mktime((2026, 11, day, 12, 0, 0, 0, 0, -1))
+        return formatter.format(record) + "\n"
+
+    log_file = tmp_path / "mailboat.log"
+    log_file.write_text(line(3, "A1") + line(3, "A2") + line(4, "B1"))
+    now = int(time.mktime((2026, 11, 4, 13, 0, 0, 0, 0, -1)))
+    pinned = 'BEGIN { my $t = shift @ARGV; *CORE::GLOBAL::time = sub { $t } } $0 = shift @ARGV; do $0; die $@ if $@'
+    for day, expected in (("today", 1), ("yesterday", 2)):
+        result = subprocess.run(["perl", "-e", pinned, str(now), binary, "--syslog-name=mailboat", "-d", day,
+                                 str(log_file)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert counts(result.stdout)["received"] == expected, day + "\n" + log_file.read_text() + result.stdout
