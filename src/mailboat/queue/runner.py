@@ -464,7 +464,6 @@ class QueueRunner:
         events = []
         first_wait = claimed - item.arrival
         a, b = (first_wait, 0.0) if item.attempts == 0 else (0.0, first_wait)
-        returned = False
         for o in outcomes:
             d, agent = timing.get(o.recipient, (0.0, "qmgr"))
             delays = "/".join(_fmt(x) for x in (a, max(0.0, o.at - claimed - d) + b, 0.0, d))
@@ -475,7 +474,7 @@ class QueueRunner:
                 reason = f"{o.reply_code} {o.reply_text}"
             status, word, dsn = _STATUS_WORD[o.state], _STATUS_WORD[o.state], o.enhanced_status
             if expired and o.state is RecipientState.FAILED and o.reply_code < 500:
-                status, dsn, reason, returned = "expired", "4.4.7", f"delivery time expired: {reason}", True
+                status, dsn, reason = "expired", "4.4.7", f"delivery time expired: {reason}"
             orig = f"orig_to=<{o.original}>, " if o.original and o.original != o.recipient else ""
             log = self.log if agent == "qmgr" else logging.getLogger(f"mailboat.{agent}")
             log.info("%s: to=<%s>, %srelay=%s, delay=%s, delays=%s, dsn=%s, status=%s (%s)",
@@ -486,9 +485,10 @@ class QueueRunner:
             if o.state is RecipientState.DEFERRED and next_time is not None:
                 event["next_attempt"] = next_time
             events.append(event)
-        if returned:  # Postfix qmgr's words for a message past its lifetime
+        if any(e["status"] == "expired" for e in events):  # Postfix qmgr's words for a message past its lifetime
             self.log.info("%s: from=<%s>, status=expired, returned to sender", item.queue_id, item.envelope.sender)
         return events
+
 
 def _fmt(seconds: float) -> str:
     """Postfix-style delay figures: "0", "0.12", "1.2", "35"."""
