@@ -5,7 +5,8 @@ import os
 import re
 import time
 
-from mailboat.log import PostfixFormatter, safe
+from mailboat.log import PostfixFormatter, safe, said
+from mailboat.smtp import Reply
 
 LINE = re.compile(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ mailboat/(\w+)\[(\d+)\]: (.*)$", re.S)
 
@@ -42,6 +43,14 @@ def test_stamp_follows_each_records_own_second():
     assert stamps == ["Nov 24 10:00:59", "Nov 24 10:00:59", "Nov 24 10:01:00", "Nov 24 10:00:59"]
 
 
+def test_stamp_pads_the_day_with_a_space_as_syslog_does():
+    """"Nov  4", not "Nov 04": pflogsumm -d today/yesterday looks for the former."""
+    created = time.mktime((2026, 11, 4, 9, 5, 7, 0, 0, -1))
+    line = PostfixFormatter().format(_record("mailboat.smtpd", logging.INFO, "m", created=created))
+    assert line.startswith("Nov  4 09:05:07 "), line
+    assert LINE.match(line), line
+
+
 def test_exception_text_follows_the_line():
     try:
         raise ValueError("boom")
@@ -57,3 +66,11 @@ def test_exception_text_follows_the_line():
 def test_safe_escapes_line_breaks_and_bounds_length():
     assert safe("a\r\nb\x85c\u2028") == "a\\x0d\\x0ab\\x85c\\u2028"
     assert safe("x" * 400) == "x" * 300 + "..."
+
+
+def test_said_renders_a_reply_as_postfix_logs_it():
+    """Code, enhanced status, text: pflogsumm's reject detail groups by this text."""
+    assert said(Reply.make(550, "5.1.1", "<x@y>: Recipient address rejected: User unknown")) == \
+        "550 5.1.1 <x@y>: Recipient address rejected: User unknown"
+    assert said(Reply.make(421, None, "closing", "now")) == "421 closing now"
+    assert said(Reply.make(554, "5.7.1", "<a\x85b>")) == "554 5.7.1 <a\\x85b>"  # escaped like any client text

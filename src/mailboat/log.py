@@ -2,7 +2,8 @@
 
 Logger names under "mailboat." name the service: logging.getLogger("mailboat.smtpd") logs as
 `mailboat/smtpd[PID]`. `safe()` strips control bytes from anything a client sent before it is
-logged, so no one can forge a log line (CR/LF injection).
+logged, so no one can forge a log line (CR/LF injection). `said()` renders a reply for a
+`NOQUEUE: reject:` line.
 """
 
 from __future__ import annotations
@@ -30,8 +31,19 @@ def safe(value: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def said(reply) -> str:
+    """An SMTP reply as Postfix logs what a client was told: "550 5.1.1 <x@y>: Recipient address
+    rejected: ..." (code, enhanced status, text; pflogsumm groups rejects by this text)."""
+    status = f" {reply.status_text}" if reply.status_text else ""
+    return safe(f"{reply.code}{status} {' '.join(reply.lines)}".rstrip())
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # not the locale's
+
+
 class PostfixFormatter(logging.Formatter):
-    """`Nov 24 01:17:00 host mailboat/smtpd[123]: message` (syslog layout, local time)."""
+    """`Nov 24 01:17:00 host mailboat/smtpd[123]: message` (syslog layout, local time; the day is
+    padded with a space, "Nov  4", as syslog writes it and pflogsumm -d matches it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,7 +60,9 @@ class PostfixFormatter(logging.Formatter):
             prefix = self._prefixes[record.name] = f" {self._host} mailboat/{service}[{self._pid}]: "
         second = int(record.created)
         if second != self._second:
-            self._second, self._stamp = second, time.strftime("%b %d %H:%M:%S", time.localtime(second))
+            t = time.localtime(second)  # syslog's "Nov  4", space-padded: what pflogsumm -d looks for
+            self._second = second
+            self._stamp = f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
         message = record.getMessage()
         if record.levelno >= logging.WARNING and not message.startswith(("warning:", "error:", "fatal:")):
             message = f"{record.levelname.lower()}: {message}"

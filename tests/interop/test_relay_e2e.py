@@ -193,7 +193,9 @@ def test_lifetime_expiry_bounces(tmp_path, servers) -> None:
     assert re.search(r"(?i)refused|connect", rcpt["Diagnostic-Code"] or ""), rcpt["Diagnostic-Code"]
     final = journey(a, queue_id)
     assert final["status"] == "failed", final["status"]
-    assert re.search(rf"{queue_id}: to=<dave@example\.net>, .*status=expired", a.log), a.log[-3000:]
+    assert re.search(rf"mailboat/smtp\[\d+\]: {queue_id}: to=<dave@example\.net>, .*dsn=4\.4\.7, status=bounced "
+                     r"\(delivery time expired: ", a.log), a.log[-3000:]
+    assert f"{queue_id}: from=<alice@example.com>, status=expired, returned to sender" in a.log, a.log[-3000:]
 
 
 def test_4xx_to_one_recipient_2xx_to_the_other(tmp_path, servers) -> None:

@@ -46,11 +46,16 @@ finished). Otherwise the session queues it as usual and `record_first` records t
 its first run, so delivered recipients are not delivered again. A crash before the 250 leaves
 delivered copies that the client sends again: a duplicate, never a loss (RFC 5321 §6.1).
 
-Log lines (logger "mailboat.queue"; the formatter adds "mailboat/queue[PID]: "):
+Log lines carry the Postfix agent that made the outcome, so pflogsumm reads them: logger
+"mailboat.local" (Maildir), "mailboat.lmtp", "mailboat.smtp" (relay, MX), "mailboat.discard",
+"mailboat.error" (refusals), "mailboat.qmgr" (failed before any transport; "QUEUEID: removed"):
   QUEUEID: to=<rcpt>, [orig_to=<alias>, ]relay=local, delay=0.12, delays=a/b/c/d, dsn=2.0.0,
   status=sent (delivered to maildir)
 delays: a = arrival to first claim, b = time deferred in the queue plus routing, c = connection
-set-up (0 until remote transports report it), d = the transport's delivery time.
+set-up (0 until remote transports report it), d = the transport's delivery time. An expired
+recipient is returned to its sender: "dsn=4.4.7, status=bounced (delivery time expired: ...)"
+(pflogsumm counts no other word as a bounce; its journey says "expired"), then qmgr's
+"QUEUEID: from=<sender>, status=expired, returned to sender".
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ DelayHook = Callable[[QueueItem, list[RecipientOutcome], float], Awaitable[None]
 _REMOTE_KINDS = frozenset({"lmtp", "relay", "mx"})
 _STATUS_WORD = {RecipientState.DELIVERED: "sent", RecipientState.DEFERRED: "deferred",
                 RecipientState.FAILED: "bounced"}
+# The Postfix delivery agent whose name a transport's log lines carry (mailboat/smtp[PID]).
+_AGENTS = {"maildir": "local", "lmtp": "lmtp", "relay": "smtp", "mx": "smtp"}
 # Messages of this size and larger go to local mailboxes before they are queued (deliver_first).
 # Measured side by side (20 sessions into Maildir, every worker delivering its own): 100 KB
 # messages +15 to +40 % per second with 15-30 % less CPU each, since their bytes are no longer
@@ -85,6 +92,7 @@ _STATUS_WORD = {RecipientState.DELIVERED: "sent", RecipientState.DEFERRED: "defe
 DELIVER_FIRST_MIN = 64 * 1024
 _LOCAL_ROUTES = (Maildir, Discard)
 Groups = dict[Route, dict[str, tuple[Recipient, list[str | None]]]]
+Timing = dict[str, tuple[float, str]]  # final address -> (transport time, agent that logs it)
 
 
 @dataclass(slots=True)
@@ -93,7 +101,7 @@ class FirstAttempt:
 
     item: QueueItem
     outcomes: list[RecipientOutcome]
-    timing: dict[str, float]
+    timing: Timing
     message: bytes = field(repr=False)
 
     @property
@@ -116,7 +124,7 @@ class QueueRunner:
         transports: Transport per route kind ("maildir", "lmtp", "relay", "mx").
         clock: Unix time; tests pass a fake.
         retry_schedule, max_lifetime: the retry policy in seconds (queue.retry).
-        logger: defaults to logging.getLogger("mailboat.queue").
+        logger: the queue manager's logger; defaults to logging.getLogger("mailboat.qmgr").
         on_final_failure: awaited with the item and its newly failed outcomes (DSN hook).
         on_success: awaited with the item and its newly delivered outcomes (success DSNs).
         delay_warning: seconds after arrival at which `on_delay` is called once for a message
@@ -141,7 +149,7 @@ class QueueRunner:
                  handoff_bytes: int = 64 << 20) -> None:
         self.store, self.router, self.transports = store, router, dict(transports)
         self.clock, self.schedule, self.max_lifetime = clock, tuple(retry_schedule), max_lifetime
-        self.log = logger or logging.getLogger("mailboat.queue")
+        self.log = logger or logging.getLogger("mailboat.qmgr")
         self.on_final_failure = on_final_failure
         self.concurrency, self.batch_size = concurrency, batch_size
         self.poll_interval, self.delivery_timeout = poll_interval, delivery_timeout
@@ -298,9 +306,9 @@ class QueueRunner:
             self.log.exception("%s: delivery run failed; it will be retried after the lease", item.queue_id)
 
     async def _deliver_all(self, item: QueueItem, message: bytes, claimed: float
-                           ) -> tuple[list[RecipientOutcome], dict[str, float]]:
+                           ) -> tuple[list[RecipientOutcome], Timing]:
         """Expand, route, group and deliver every open recipient. Returns outcomes and, per final
-        address, the transport time (for the delays= field)."""
+        address, the transport time (for the delays= field) and the agent that logs it."""
         early, groups = await self._plan(item)
         outcomes, timing = await self._deliver_groups(item, message, groups)
         return early + outcomes, timing
@@ -340,8 +348,8 @@ class QueueRunner:
         return outcomes, groups
 
     async def _deliver_groups(self, item: QueueItem, message: bytes, groups: Groups
-                              ) -> tuple[list[RecipientOutcome], dict[str, float]]:
-        timing: dict[str, float] = {}
+                              ) -> tuple[list[RecipientOutcome], Timing]:
+        timing: Timing = {}
         if len(groups) == 1:  # the usual case: no task and gathering future for one group
             (route, members), = groups.items()
             return await self._deliver_group(item, message, route, members, timing), timing
@@ -351,15 +359,18 @@ class QueueRunner:
 
     async def _deliver_group(self, item: QueueItem, message: bytes, route: Route,
                              members: dict[str, tuple[Recipient, list[str | None]]],
-                             timing: dict[str, float]) -> list[RecipientOutcome]:
+                             timing: Timing) -> list[RecipientOutcome]:
         start = self.clock()
         recipients = [rcpt for rcpt, _ in members.values()]
+        transport = self.transports.get(route.kind)
+        agent = "error" if isinstance(route, Refuse) else "discard" if isinstance(route, Discard) \
+            else "qmgr" if transport is None else _AGENTS.get(route.kind, route.kind)
         if isinstance(route, Refuse):
             text = f"{route.status} {route.text}"
             got = [outcome(r.address, route.code, text, "none", start) for r in recipients]
         elif isinstance(route, Discard):
             got = [outcome(r.address, 250, "2.0.0 discarded", "local", start) for r in recipients]
-        elif (transport := self.transports.get(route.kind)) is None:
+        elif transport is None:
             text = ("4.4.0 remote delivery not available yet" if route.kind in _REMOTE_KINDS
                     else f"4.3.5 no transport configured for {route.kind}")
             got = [outcome(r.address, 451, text, "none", start) for r in recipients]
@@ -375,13 +386,13 @@ class QueueRunner:
         results: list[RecipientOutcome] = []
         for address, (_, originals) in members.items():
             result = by_address.get(address) or outcome(address, 451, "4.3.0 internal delivery error", "none", end)
-            timing[address] = end - start
+            timing[address] = (end - start, agent)
             results.extend(result if original == result.original else replace(result, original=original)
                            for original in originals)
         return results
 
     async def _record(self, item: QueueItem, outcomes: list[RecipientOutcome], claimed: float,
-                      timing: dict[str, float], *, queued: bool = True) -> None:
+                      timing: Timing, *, queued: bool = True) -> None:
         """Steps 4-6 for one run. queued=False: a message delivered to every recipient before it
         was queued (finish_first): its journey ends with a "finished" event, no record to update."""
         now = self.clock()
@@ -448,30 +459,34 @@ class QueueRunner:
         return next_time
 
     def _log_outcomes(self, item: QueueItem, outcomes: list[RecipientOutcome], claimed: float,
-                      timing: dict[str, float], expired: bool, next_time: float | None = None) -> list[dict]:
-        """One log line per outcome; returns the matching journey event details."""
+                      timing: Timing, expired: bool, next_time: float | None = None) -> list[dict]:
+        """One log line per outcome, by the agent that made it; returns the journey event details."""
         events = []
         first_wait = claimed - item.arrival
         a, b = (first_wait, 0.0) if item.attempts == 0 else (0.0, first_wait)
         for o in outcomes:
-            d = timing.get(o.recipient, 0.0)
+            d, agent = timing.get(o.recipient, (0.0, "qmgr"))
             delays = "/".join(_fmt(x) for x in (a, max(0.0, o.at - claimed - d) + b, 0.0, d))
-            status = "expired" if expired and o.state is RecipientState.FAILED and o.reply_code < 500 \
-                else _STATUS_WORD[o.state]
             if o.host in ("local", "none"):
                 reason = o.reply_text.split(" ", 1)[1] if o.reply_text.startswith(o.enhanced_status + " ") \
                     else o.reply_text
             else:
                 reason = f"{o.reply_code} {o.reply_text}"
+            status, word, dsn = _STATUS_WORD[o.state], _STATUS_WORD[o.state], o.enhanced_status
+            if expired and o.state is RecipientState.FAILED and o.reply_code < 500:
+                status, dsn, reason = "expired", "4.4.7", f"delivery time expired: {reason}"
             orig = f"orig_to=<{o.original}>, " if o.original and o.original != o.recipient else ""
-            self.log.info("%s: to=<%s>, %srelay=%s, delay=%s, delays=%s, dsn=%s, status=%s (%s)",
-                          item.queue_id, o.recipient, orig, o.host, _fmt(o.at - item.arrival), delays,
-                          o.enhanced_status, status, reason)
+            log = self.log if agent == "qmgr" else logging.getLogger(f"mailboat.{agent}")
+            log.info("%s: to=<%s>, %srelay=%s, delay=%s, delays=%s, dsn=%s, status=%s (%s)",
+                     item.queue_id, o.recipient, orig, o.host, _fmt(o.at - item.arrival), delays,
+                     dsn, word, reason)
             event = {"at": o.at, "to": o.recipient, "orig_to": o.original, "relay": o.host,
                      "dsn": o.enhanced_status, "status": status, "reply": f"{o.reply_code} {o.reply_text}"}
             if o.state is RecipientState.DEFERRED and next_time is not None:
                 event["next_attempt"] = next_time
             events.append(event)
+        if any(e["status"] == "expired" for e in events):  # Postfix qmgr's words for a message past its lifetime
+            self.log.info("%s: from=<%s>, status=expired, returned to sender", item.queue_id, item.envelope.sender)
         return events
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailboat import smtp
-from mailboat.log import safe
+from mailboat.log import said, safe
 from mailboat.auth.results import remove_fields
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.headers import get_first
@@ -464,16 +464,19 @@ class Session:
                              multiplier=limits.space_multiplier)
         if full is not None:
             reply, reason = full
-            log.warning("NOQUEUE: reject: MAIL from %s: %d %s; %s", self.client, reply.code,
-                        " ".join(reply.lines), reason)
+            log.warning("not enough free space in mail queue: %s", reason)  # a warning line, as Postfix's
+            log.info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>", self.client, said(reply),
+                     safe(event.path.address), "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
             self.conn.send(reply)
             return
         txn = TransactionInfo(sender=event.path.address, smtputf8=params.smtputf8, body=params.body,
                               ret=params.ret, envid=params.envid)
         try:  # the envelope model refuses control bytes; the parser should have already
             Envelope(sender=txn.sender, recipients=(), envid=txn.envid)
-        except ValueError as exc:
-            log.info("NOQUEUE: reject: MAIL from %s: %s", self.client, safe(exc))
+        except ValueError:
+            log.info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>", self.client,
+                     said(smtp.replies.BAD_SENDER_SYNTAX), safe(txn.sender), "ESMTP" if self.info.esmtp else "SMTP",
+                     safe(self.info.helo))
             self.conn.send(smtp.replies.BAD_SENDER_SYNTAX)
             return
         verdict = await self.ctx.pipeline.on_mail(self.info, txn)
@@ -483,8 +486,9 @@ class Session:
                 self._coming = True
                 self.ctx.counter.transactions += 1
         else:
-            log.info("NOQUEUE: reject: MAIL from %s: %d %s; from=<%s>", self.client, verdict.reply.code,
-                     safe(" ".join(verdict.reply.lines)), safe(txn.sender))
+            log.info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>", self.client,
+                     said(verdict.reply), safe(txn.sender), "ESMTP" if self.info.esmtp else "SMTP",
+                     safe(self.info.helo))
         self._answer(verdict.reply)
 
     async def _on_rcpt(self, event: smtp.RcptTo) -> None:
@@ -493,18 +497,19 @@ class Session:
         orcpt = f"{event.params.orcpt[0]};{event.params.orcpt[1]}" if event.params.orcpt else None
         try:  # as at MAIL: a value the model refuses is a syntax error, never a crash
             recipient = Recipient(address, orcpt=orcpt, notify=event.params.notify)
-        except ValueError as exc:
-            log.info("NOQUEUE: reject: RCPT from %s: %s", self.client, safe(exc))
+        except ValueError:
+            log.info("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>", self.client,
+                     said(smtp.replies.BAD_RECIPIENT_SYNTAX), safe(self.txn.sender), safe(address),
+                     "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
             self.conn.send(smtp.replies.BAD_RECIPIENT_SYNTAX)
             return
         verdict = await self.ctx.pipeline.on_rcpt(self.info, self.txn, address)
         if verdict.reply is None:
             self.txn.recipients.append(recipient)
         else:
-            log.info("NOQUEUE: reject: RCPT from %s: %d %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-                     self.client, verdict.reply.code, safe(" ".join(verdict.reply.lines)),
-                     safe(self.txn.sender), safe(address), "ESMTP" if self.info.esmtp else "SMTP",
-                     safe(self.info.helo))
+            log.info("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                     self.client, said(verdict.reply), safe(self.txn.sender), safe(address),
+                     "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
         self._answer(verdict.reply)
 
     def _end_transaction(self) -> None:
@@ -533,8 +538,9 @@ class Session:
         self.chunks = []
         verdict = await self.ctx.pipeline.on_data(self.info, txn, message)
         if verdict.reply is not None:
-            log.info("NOQUEUE: reject: END-OF-MESSAGE from %s: %d %s; from=<%s>", self.client,
-                     verdict.reply.code, safe(" ".join(verdict.reply.lines)), safe(txn.sender))
+            log.info("NOQUEUE: reject: END-OF-MESSAGE from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                     self.client, said(verdict.reply), safe(txn.sender), safe(txn.recipients[0].address),
+                     "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
             self._reply_all(verdict.reply, count)
             self._end_transaction()
             return
