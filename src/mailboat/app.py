@@ -127,7 +127,9 @@ class Server:
         # syncfs: two syncs per delivery batch instead of one fsync per file (maildir.py).
         transports = {"maildir": MaildirTransport(hostname=config.hostname, sync="syncfs"),
                       "mx": self.smtp_out, "relay": self.smtp_out, "lmtp": self.lmtp_out}
-        bouncer = Bouncer(self.store, config.hostname)
+        # SPEC: a report that cannot itself be delivered goes to postmaster of the first local domain.
+        first_domain = config.local_domains[0] if config.local_domains else config.hostname
+        bouncer = Bouncer(self.store, config.hostname, postmaster=f"postmaster@{first_domain}")
         self.runner = QueueRunner(
             self.store, router, transports, delivery_timeout=DELIVERY_TIMEOUT,
             retry_schedule=list(config.queue.retry), max_lifetime=config.queue.max_lifetime,

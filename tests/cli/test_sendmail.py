@@ -1,14 +1,19 @@
-"""`mailboat sendmail` and `mailboat-sendmail` as real subprocesses writing a real SQLite queue."""
+"""`mailboat sendmail` and `mailboat-sendmail` as real subprocesses writing a real SQLite queue,
+with the server stopped and with a real `mailboat serve` running on loopback ports."""
 
 import email
 import email.policy
 import json
 import os
+import pwd
+import smtplib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mbtest import start_server
 
 MAILBOAT = [sys.executable, "-m", "mailboat"]
 ENTRY_POINT = Path(sys.executable).with_name("mailboat-sendmail")
@@ -39,11 +44,11 @@ def stored(config, queue_id):
 
 
 def test_recipients_from_arguments_and_defaults_added(config):
-    result = sendmail(config, "-oi", "-oem", "-odb", "-bm", "-fbob@example.org", "-F", "Bob B", "alice@example.net, carol")
+    result = sendmail(config, "-oi", "-oem", "-odb", "-bm", "-fbob@example.org", "-F", "Bob B", "alice@example.net, postmaster")
     assert result.returncode == 0 and result.stderr == b"" and result.stdout == b""
     [item] = queue(config)
     assert item["sender"] == "bob@example.org" and item["protocol"] == "local"
-    assert [r["address"] for r in item["recipients"]] == ["alice@example.net", "carol@mx.example.com"]
+    assert [r["address"] for r in item["recipients"]] == ["alice@example.net", "postmaster@mx.example.com"]
     headers = dict(stored(config, item["queue_id"])["headers"])
     assert " ".join(headers["Received"].split()).startswith(f"by mx.example.com (mailboat, from userid {os.getuid()}) id {item['queue_id']};")
     assert headers["From"] == '"Bob B" <bob@example.org>' and headers["Date"]
@@ -81,10 +86,22 @@ def test_dsn_options_and_null_sender(config):
     assert item["recipients"][0]["notify"] == ["SUCCESS", "FAILURE"]
 
 
+USER = pwd.getpwuid(os.getuid()).pw_name
+
+
 def test_default_sender_is_invoking_user(config):
-    import pwd
     assert sendmail(config, "a@example.net").returncode == 0
-    assert queue(config)[0]["sender"] == f"{pwd.getpwuid(os.getuid()).pw_name}@mx.example.com"
+    assert queue(config)[0]["sender"] == f"{USER}@mx.example.com"  # the hostname is a local domain
+
+
+def test_default_sender_is_at_a_local_domain_when_the_hostname_is_not_one(tmp_path):
+    """Its bounces must be deliverable here: user@first local domain, not user@hostname."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'hostname = "mx.example.com"\ndata_dir = "{tmp_path / "data"}"\n'
+                      '[domains]\nlocal = ["example.org", "example.com"]\n')
+    assert sendmail(config, "a@example.net", "-f", "root").returncode == 0
+    assert sendmail(config, "a@example.net").returncode == 0
+    assert [item["sender"] for item in queue(config)] == ["root@example.org", f"{USER}@example.org"]
 
 
 @pytest.mark.parametrize("args, code, text", [
@@ -122,3 +139,63 @@ def test_entry_point_and_bp(config):
     assert sendmail(config, "-ti", input=b"To: z@example.net\n\nhi\n", command=[str(ENTRY_POINT)]).returncode == 0
     listing = sendmail(config, "-bp", command=[str(ENTRY_POINT)])
     assert listing.returncode == 0 and b"z@example.net" in listing.stdout and b"in 1 Request." in listing.stdout
+
+
+def local_config(tmp_path, *users):
+    """Local domain example.com (not the hostname), one alias, the given accounts; no server."""
+    config = tmp_path / "local.toml"
+    config.write_text(f'hostname = "mx.example.com"\ndata_dir = "{tmp_path / "data"}"\n'
+                      '[domains]\nlocal = ["example.com"]\n[aliases]\n"sales@example.com" = ["alice@example.com"]\n')
+    for user in users:
+        subprocess.run([*MAILBOAT, "user", "add", user, "--password-stdin", "--config", str(config)],
+                       input=b"password123\n", check=True, capture_output=True, timeout=60)
+    return config
+
+
+def nothing_stored(data_dir: Path, config) -> bool:
+    return (not (data_dir / "queue.db").exists() or queue(config) == []) and not (data_dir / "mail").exists()
+
+
+def test_unknown_local_recipient_is_ex_nouser_and_nothing_is_stored(tmp_path):
+    config = local_config(tmp_path, "alice@example.com")
+    result = sendmail(config, "nobody@example.com")
+    assert result.returncode == 67, result.stderr
+    assert result.stderr.splitlines() == [
+        b"mailboat: sendmail: 550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown; "
+        b"nothing was queued"]
+    assert nothing_stored(tmp_path / "data", config)
+
+
+def test_one_line_per_refused_recipient_and_none_of_the_others_queued(tmp_path):
+    config = local_config(tmp_path, "alice@example.com")
+    result = sendmail(config, "-t", "alice@example.com", "nobody@example.com", "sales@example.com",
+                      "friend@example.net", input=b"To: Ghost <ghost@example.com>, postmaster@example.com\n\nhi\n")
+    assert result.returncode == 67 and b"Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and b"<nobody@example.com>" in lines[0] and b"<ghost@example.com>" in lines[1]
+    assert all(b" 550 5.1.1 " in line for line in lines)
+    assert not any(a in result.stderr for a in (b"alice@", b"sales@", b"friend@", b"postmaster@"))
+    assert nothing_stored(tmp_path / "data", config)
+    # The same recipients without the unknown ones are queued.
+    assert sendmail(config, "alice@example.com", "sales@example.com", "friend@example.net").returncode == 0
+    assert len(queue(config)) == 1
+
+
+def test_running_server_refuses_what_smtp_refuses_and_delivers_the_rest(tmp_path):
+    server = start_server(tmp_path)
+    try:
+        with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as client:
+            client.ehlo("client.example.org")
+            client.mail("sender@example.org")
+            code, text = client.rcpt("nobody@example.com")
+        assert (code, text[:5]) == (550, b"5.1.1")
+        refused = sendmail(server.config, "nobody@example.com", input=b"Subject: lost?\n\nhi\n")
+        assert refused.returncode == 67 and b"<nobody@example.com>" in refused.stderr, refused.stderr
+        sent = sendmail(server.config, "alice@example.com", input=b"Subject: found\n\nhi\n")
+        assert sent.returncode == 0, sent.stderr
+        [delivered] = server.wait_messages("alice@example.com", 1)
+        assert b"Subject: found" in delivered
+        assert not server.maildir("nobody@example.com").exists() and b"lost?" not in delivered
+        assert queue(server.config) == []
+    finally:
+        server.stop()

@@ -45,7 +45,9 @@ def test_lmtp_server_down_defers_everyone(tmp_path) -> None:
     got = asyncio.run(transport.deliver(Envelope("s@x", tuple(rcpts)), b"x\r\n", rcpts,
                                         Lmtp(f"unix:{tmp_path}/missing.sock")))
     assert [(o.state, o.enhanced_status) for o in got] == [(RecipientState.DEFERRED, "4.4.1")] * 2
-    assert got[0].host == f"lmtp[{tmp_path}/missing.sock]"
+    # Nobody answered (Postfix relay=none); the text says where and why, in the system's words.
+    assert got[0].host == "none" and not got[0].remote
+    assert got[0].reply_text == f"4.4.1 connect to lmtp[{tmp_path}/missing.sock]: No such file or directory"
 
 
 def test_targets_and_wrong_route() -> None:

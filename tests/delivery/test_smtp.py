@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 
 import pytest
 from test_smtp_sink import Sink
@@ -131,6 +132,9 @@ def test_dns_verdicts_are_final(dns, domain: str, code: int, status: str) -> Non
     transport = SmtpTransport(dns, "relay.test", mx_port=1)
     got = run(deliver(transport, Mx(domain), f"b@{domain}"))[f"b@{domain}"]
     assert (got.state, got.reply_code, got.enhanced_status) == (RecipientState.FAILED, code, status)
+    # Nobody was connected to: relay=none, and the text is ours, not a server's reply.
+    assert got.host == "none" and not got.remote
+    assert got.reply_text.startswith(f"{status} connect to {domain}: ")
 
 
 def test_dns_timeout_defers(nsd) -> None:
@@ -192,6 +196,7 @@ def test_one_recipient_4xx_another_2xx_and_a_5xx_is_not_retried_elsewhere(dns) -
     assert got["grey@equal.example.net"].reply_text == "4.7.1 greylisted, come back later"
     assert got["gone@equal.example.net"].state is RecipientState.FAILED
     assert got["gone@equal.example.net"].reply_code == 550
+    assert all(o.remote for o in got.values())  # every reply came from a server
     # The greylisted recipient was offered to the other MX as well, the unknown one was not.
     assert connections == 2 and len(messages) == 1
 
@@ -270,5 +275,22 @@ def test_size_refused_locally_and_bare_lf_normalised() -> None:
 
     big, lf, messages = run(main())
     assert (big.state, big.reply_code, big.enhanced_status) == (RecipientState.FAILED, 552, "5.3.4")
+    assert not big.remote  # we refused it (the server's SIZE), the server never saw it
     assert lf.state is RecipientState.DELIVERED
     assert messages[0].data == b"Subject: lf\r\n\r\nline\r\n.\r\nend\r\n"
+
+
+def closed_port(host: str = "127.0.0.1") -> int:
+    """A loopback port where nothing listens (bound, then closed: the kernel refuses connects)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def test_connection_refused_is_told_in_our_words_with_no_remote_host() -> None:
+    port = closed_port()
+    transport = SmtpTransport(None, "relay.test", timeouts=FAST)  # type: ignore[arg-type]
+    got = run(deliver(transport, Relay(f"127.0.0.1:{port}"), "b@example.org"))["b@example.org"]
+    assert (got.state, got.reply_code, got.host, got.remote) == (RecipientState.DEFERRED, 451, "none", False)
+    # Postfix's words; never a Python exception's ("Connect call failed ('127.0.0.1', ...)", "[Errno 111]").
+    assert got.reply_text == f"4.4.1 connect to 127.0.0.1[127.0.0.1]:{port}: Connection refused"

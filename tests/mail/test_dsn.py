@@ -137,3 +137,32 @@ def test_never_bounce_null_sender_or_a_bounce():
     dsn = build_dsn(report(FAILED), ORIGINAL, message_id="<d@x>")
     assert is_delivery_report(dsn) and not may_report(env, dsn)
     assert not is_delivery_report(b"Content-Type: multipart/report; report-type=disposition-notification\r\n\r\n")
+
+
+def test_our_own_findings_are_ours_not_a_servers():
+    refused = RecipientReport("dave@example.net", "failed", "4.4.7", last_attempt=T0 + 5,
+                              local_diagnostic="connect to mx.example.net[192.0.2.1]:25: Connection refused")
+    lost = RecipientReport("erin@example.net", "delayed", "4.4.2", remote_mta="mx.example.net",
+                           local_diagnostic="lost connection with mx.example.net[192.0.2.1]:25 while awaiting "
+                                            "reply to DATA")
+    msg = parse(build_dsn(report(refused, lost), ORIGINAL, message_id="<d@mx.example.com>", at=T0 + 6))
+    text, status, _ = msg.get_payload()
+    human = " ".join(text.get_content().split())
+    assert "mailboat could not connect to mx.example.net[192.0.2.1]:25: Connection refused." in human
+    assert ("mailboat could not deliver it to mx.example.net: lost connection with mx.example.net[192.0.2.1]:25 "
+            "while awaiting reply to DATA.") in human
+    assert "said" not in human
+    _, first, second = status.get_payload()
+    assert first["Remote-MTA"] is None
+    assert first["Diagnostic-Code"] == "X-mailboat; connect to mx.example.net[192.0.2.1]:25: Connection refused"
+    assert second["Remote-MTA"] == "dns; mx.example.net" and second["Diagnostic-Code"].startswith("X-mailboat; lost")
+
+
+def test_postmaster_copy_is_addressed_to_the_postmaster_and_says_why():
+    bounce = DeliveryReport("mx.example.com", "0AbCdEfGhIjKlM", "", T0, (FAILED,), to="postmaster@example.com",
+                            why="the message has no return address")
+    msg = parse(build_dsn(bounce, ORIGINAL, message_id="<d@mx.example.com>", at=T0 + 6))
+    assert msg["To"] == "postmaster@example.com"
+    human = " ".join(msg.get_payload()[0].get_content().split())
+    assert "Postmaster copy: this report is for the null sender <>, who cannot receive it (the message has no " \
+           "return address)." in human

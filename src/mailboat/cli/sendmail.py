@@ -4,7 +4,7 @@ Reads one message on stdin and writes it straight into `{data_dir}/queue.db`, so
 even while the server is stopped; a running server's runner finds it within its poll interval.
 Options follow Postfix's sendmail(1): -t takes recipients from To/Cc/Bcc (added to those on the
 command line), -i/-oi: a line with a single dot does not end the message, -f/-r the envelope
-sender (default: the invoking user @ hostname; `-f '<>'` is the null sender), -F the full name
+sender (default: the invoking user @ the origin domain, below; `-f '<>'` is the null sender), -F the full name
 for a From: we add, -N/-R/-V the RFC 3461 NOTIFY/RET/ENVID, -bp lists the queue. Harmless
 historic options (-oem, -odb, -oee, -bm, -v, -U, -h N, ...) are accepted and ignored.
 
@@ -13,9 +13,20 @@ Resent-Bcc fields are removed (they must never reach a recipient); From, Date an
 added when missing; our Received field (`mail.received.format_local_received`) goes on top.
 A first line that is not a header field starts the body (a blank line is inserted).
 
+The origin domain (Postfix myorigin) qualifies the default sender and every address without a
+domain: the hostname when it is a local domain, else the first local domain, so bounces to the
+default sender can be delivered here.
+
+Recipients are checked before anything is stored, with the RCPT rules of the SMTP server
+(`policy.filters.relay.RelayFilter` over the same `routing.Router`, as an authenticated local
+user may relay): an unknown local recipient is refused as SMTP refuses it with 550 5.1.1, one
+stderr line per refused recipient, exit 67, and nothing is queued, not even for the recipients
+that were valid (SPEC; Postfix's sendmail would queue and bounce later).
+
 Exit codes are sysexits(3), which scripts calling sendmail test: 64 usage or no recipients,
-65 bad data (an address with control characters), 66 stdin unreadable, 70 internal error,
-75 the queue could not be written (try again), 78 configuration error.
+65 bad data (an address with control characters), 66 stdin unreadable, 67 a recipient refused
+(unknown local user), 70 internal error, 75 the queue could not be written (try again),
+78 configuration error.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import logging
 import os
 import pwd
 import re
+import sqlite3
 import sys
 from datetime import datetime
 from email.utils import format_datetime, getaddresses
@@ -39,7 +51,7 @@ from mailboat.mail.received import format_local_received
 from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.queue.store import QueueError
 
-EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 64, 65, 66, 70, 75, 78
+EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 64, 65, 66, 67, 70, 75, 78
 _FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _IGNORED_WITH_ARG = {"-h", "-L", "-X", "-C", "-O", "-B"}  # historic options that take a value
@@ -122,13 +134,13 @@ def _name(field: bytes) -> str:
     return field.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
 
 
-def _addresses(values: list[str], hostname: str) -> list[str]:
-    """Addresses of header values or arguments; unqualified ones get @hostname (Postfix myorigin)."""
+def _addresses(values: list[str], origin: str) -> list[str]:
+    """Addresses of header values or arguments; unqualified ones get @origin (Postfix myorigin)."""
     found = []
     for _, address in getaddresses(values):
         address = address.strip()
         if address:
-            found.append(address if "@" in address else f"{address}@{hostname}")
+            found.append(address if "@" in address else f"{address}@{origin}")
     return found
 
 
@@ -147,11 +159,11 @@ def read_message(stream, dot_ends: bool) -> bytes:
 
 
 def build_message(data: bytes, *, sender: str, full_name: str | None, hostname: str, queue_id: str,
-                  uid: int, now: datetime) -> tuple[bytes, list[str]]:
-    """(the message to queue, To/Cc/Bcc addresses). See the module docstring for the edits."""
+                  uid: int, now: datetime, origin: str | None = None) -> tuple[bytes, list[str]]:
+    """(the message to queue, To/Cc/Bcc addresses qualified with `origin`). See the module docstring."""
     fields, body = split_header(data)
     header_rcpts = _addresses([unfold(f.split(b":", 1)[1]) for f in fields if _name(f) in ("to", "cc", "bcc")],
-                              hostname)
+                              origin or hostname)
     kept = [f if f.endswith(b"\n") else f + b"\r\n" for f in fields if _name(f) not in ("bcc", "resent-bcc")]
     names = {_name(f) for f in kept}
     if "from" not in names:
@@ -199,15 +211,17 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError("sendmail: -V: an ENVID is at most 100 printable ASCII characters", EX_USAGE)
     notify = _notify(opts.N)
     user = pwd.getpwuid(os.getuid()).pw_name
-    sender = (opts.f if opts.f is not None else f"{user}@{config.hostname}").strip()
+    origin = origin_domain(config)
+    sender = (opts.f if opts.f is not None else f"{user}@{origin}").strip()
     sender = "" if sender in ("<>", "") else sender.strip("<>")
     if sender and "@" not in sender:
-        sender = f"{sender}@{config.hostname}"
+        sender = f"{sender}@{origin}"
     data = read_message(sys.stdin.buffer, dot_ends=not opts.i)
     queue_id = new_queue_id()
     message, header_rcpts = build_message(data, sender=sender, full_name=opts.F, hostname=config.hostname,
-                                          queue_id=queue_id, uid=os.getuid(), now=datetime.now().astimezone())
-    wanted = _addresses(opts.recipients, config.hostname) + (header_rcpts if opts.t else [])
+                                          queue_id=queue_id, uid=os.getuid(), now=datetime.now().astimezone(),
+                                          origin=origin)
+    wanted = _addresses(opts.recipients, origin) + (header_rcpts if opts.t else [])
     unique = list({a.lower(): a for a in reversed(wanted)}.values())[::-1]
     if not unique:
         raise CliError("sendmail: no recipients: name them as arguments or use -t", EX_USAGE)
@@ -219,8 +233,70 @@ def _run(args: argparse.Namespace) -> int:
                             protocol="local")
     except ValueError as exc:
         raise CliError(f"sendmail: bad address: {exc}", EX_DATAERR) from None
+    refused = asyncio.run(_refusals(config, envelope, user))
+    if refused:
+        for reply in refused[:-1]:  # one line each; main() prints the last one and exits 67
+            print(f"mailboat: {_refusal_line(reply)}", file=sys.stderr)
+        raise CliError(_refusal_line(refused[-1]), EX_NOUSER)
     _enqueue(config, queue_id, envelope, message, user)
     return 0
+
+
+def origin_domain(config) -> str:
+    """The domain of the default sender and of unqualified addresses (Postfix myorigin): the
+    hostname when it is a local domain, else the first local domain; bounces to it land here."""
+    local = [d.lower().rstrip(".") for d in config.local_domains]
+    if not local or config.hostname.lower().rstrip(".") in local:
+        return config.hostname
+    return local[0]
+
+
+class _NoAccounts:
+    """The user database before its first account: nobody exists (and the file is not created)."""
+
+    def exists(self, address: str) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+async def _refusals(config, envelope: Envelope, user: str) -> list:
+    """The SMTP server's RCPT replies refusing recipients of `envelope` ([] when all pass).
+
+    The same RelayFilter and Router as the server's RCPT check, for a client that authenticated
+    as the local user (so remote recipients may be relayed to, as for any submission).
+    """
+    from mailboat.accounts import UserStore
+    from mailboat.app import build_router, users_path
+    from mailboat.policy.context import SessionInfo, TransactionInfo
+    from mailboat.policy.filters.relay import RelayFilter
+
+    path = users_path(config)
+    try:
+        users = UserStore(path) if os.path.exists(path) else _NoAccounts()
+    except (OSError, sqlite3.Error) as exc:
+        raise CliError(f"sendmail: cannot read the user database {path}: {exc}; nothing was queued, "
+                       "try again", EX_TEMPFAIL) from None
+    try:
+        relay = RelayFilter(build_router(config, users))  # type: ignore[arg-type]
+        session = SessionInfo(listener="local", peer_ip="", peer_port=0, auth_user=user, is_local=True)
+        txn = TransactionInfo(sender=envelope.sender)
+        refused = []
+        for rcpt in envelope.recipients:
+            verdict = await relay.on_rcpt(session, txn, rcpt.address)
+            if verdict.reply is not None and verdict.reply.code >= 500:
+                refused.append(verdict.reply)
+        return refused
+    except sqlite3.Error as exc:
+        raise CliError(f"sendmail: cannot read the user database {path}: {exc}; nothing was queued, "
+                       "try again", EX_TEMPFAIL) from None
+    finally:
+        users.close()
+
+
+def _refusal_line(reply) -> str:
+    return f"sendmail: {reply}; nothing was queued"
 
 
 def _enqueue(config, queue_id: str, envelope: Envelope, message: bytes, user: str) -> None:

@@ -5,12 +5,17 @@ says EHLO/LHLO and, by policy, upgrades with STARTTLS (RFC 3207); `send()` runs 
 transaction; `SessionPool` keeps idle sessions for reuse and bounds concurrent deliveries per
 destination. Timeouts are the RFC 5321 §4.5.3.2 client minimums unless configured shorter.
 Every network failure becomes a `SessionError` carrying a locally made 4yz reply; the engine's
-RemoteProtocolError never leaves this module (STYLE "translate at the boundary").
+RemoteProtocolError never leaves this module (STYLE "translate at the boundary"). Its texts are
+ours, in Postfix's words, and never a Python exception's: a failed connect is
+"connect to mx.example.net[192.0.2.1]:25: Connection refused" (also "Connection timed out",
+"No route to host", "Network is unreachable": the system's words for the errno).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import ssl
 import time
@@ -59,12 +64,28 @@ class SessionError(Exception):
     Attributes:
         reply: a locally made reply for the recipients (4yz: another host or a later try may work).
         tls_failed: the STARTTLS handshake failed (opportunistic TLS then retries in plaintext).
+        connected: a connection was made (False: nobody answered, the outcome's host is "none").
     """
 
-    def __init__(self, reply: Reply, *, tls_failed: bool = False) -> None:
+    def __init__(self, reply: Reply, *, tls_failed: bool = False, connected: bool = True) -> None:
         super().__init__(str(reply))
         self.reply = reply
         self.tls_failed = tls_failed
+        self.connected = connected
+
+
+def connect_error(exc: BaseException) -> str:
+    """Why a connect failed, in the system's words ("Connection refused"), never Python's."""
+    if isinstance(exc, TimeoutError) or getattr(exc, "errno", None) == errno.ETIMEDOUT:
+        return "Connection timed out"
+    if isinstance(exc, socket.gaierror):
+        return "host name not found"
+    code = getattr(exc, "errno", None)
+    if not code:  # asyncio's "Multiple exceptions: ..." (several addresses): the first one's errno
+        code = next((e.errno for e in getattr(exc, "exceptions", ()) if getattr(e, "errno", None)), None)
+    if not code and exc.__cause__ is not None:
+        code = getattr(exc.__cause__, "errno", None)
+    return os.strerror(code) if code and code > 0 else "connection failed"
 
 
 def reply_text(reply: Reply) -> str:
@@ -106,8 +127,10 @@ class ClientSession:
                 else:
                     transport, stream = await loop.create_connection(StreamProtocol, host, port)
         except (OSError, TimeoutError) as exc:
-            why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-            raise SessionError(Reply.make(451, "4.4.1", f"connect to {label} ({where}): {why}")) from None
+            # Postfix: "connect to mx.example.net[192.0.2.1]:25: Connection refused"
+            name = label if path is None or path in label else f"{label} ({where})"
+            raise SessionError(Reply.make(451, "4.4.1", f"connect to {name}: {connect_error(exc)}"),
+                               connected=False) from None
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # commands are small writes

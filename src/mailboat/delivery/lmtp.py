@@ -68,9 +68,11 @@ class LmtpTransport:
                 result, _, _ = await self.pool.transact((target,), open_session, txn)
             except SessionError as exc:
                 now = self.clock()
-                return [make_outcome(r.address, exc.reply, label, now) for r in recipients]
+                host = label if exc.connected else "none"
+                return [make_outcome(r.address, exc.reply, host, now) for r in recipients]
             now = self.clock()
-            return [make_outcome(r.address, reply, label, now) for r, reply in zip(recipients, result.replies)]
+            return [make_outcome(r.address, reply, label, now, remote=remote)
+                    for r, reply, remote in zip(recipients, result.replies, result.remote)]
 
         return await self.pool.limit(target, work)  # type: ignore[return-value]
 

@@ -22,8 +22,10 @@ TLS policy (`tls_policy`):
   less defers (4.7.4 / 4.7.5), never plaintext.
 - "none": never STARTTLS.
 
-Each outcome's `host` is Postfix's relay= notation `mx.example.net[192.0.2.1]:25`; its reply
-text is the remote reply as received (status first). The TLS protocol and cipher are logged
+Each outcome's `host` is Postfix's relay= notation `mx.example.net[192.0.2.1]:25`, or "none"
+when no connection was made (refused, timed out, no route, no MX or address: the text says which,
+"connect to HOST: Connection refused"); its reply text is the remote reply as received (status
+first, `remote` True) or, for what we decided ourselves, our own text (`remote` False). The TLS protocol and cipher are logged
 once per new session, as Postfix does ("Untrusted TLS connection established to ...").
 """
 
@@ -59,8 +61,10 @@ def build_transaction(envelope: Envelope, message: OutgoingMessage, recipients: 
                        message, smtputf8=envelope.smtputf8, ret=envelope.ret, envid=envelope.envid)
 
 
-def make_outcome(rcpt: str, reply: Reply, host: str, at: float, tls: str | None = None) -> RecipientOutcome:
-    result = outcome(rcpt, reply.code, reply_text(reply), host, at)
+def make_outcome(rcpt: str, reply: Reply, host: str, at: float, tls: str | None = None,
+                 remote: bool = False) -> RecipientOutcome:
+    """`remote`: the reply came from the server (else it is ours; see RecipientOutcome.remote)."""
+    result = outcome(rcpt, reply.code, reply_text(reply), host, at, remote=remote)
     return replace(result, tls=tls) if _HAS_TLS_FIELD and tls else result  # type: ignore[call-arg]
 
 
@@ -114,8 +118,9 @@ class SmtpTransport:
             try:
                 destinations = await find()
             except DestinationError as exc:
-                now = self.clock()
-                return [outcome(r.address, exc.code, exc.reply_text, "none", now) for r in recipients]
+                now = self.clock()  # nobody to connect to: said in the words of a failed connect
+                text = f"{exc.status} connect to {destination}: {exc.text}"
+                return [outcome(r.address, exc.code, text, "none", now) for r in recipients]
             return await self._try(destinations, envelope, prepare_message(message), recipients)
 
         return await self.pool.limit(destination, work)  # type: ignore[return-value]
@@ -134,13 +139,14 @@ class SmtpTransport:
                     (dest.ip, dest.port, self.tls_policy, dest.host), lambda d=dest: self._open(d), txn)
             except SessionError as exc:  # no session at all: every recipient moves on
                 now = self.clock()
-                results.update((r.address, make_outcome(r.address, exc.reply, dest.label, now)) for r in pending)
+                host = dest.label if exc.connected else "none"  # Postfix: relay=none when not connected
+                results.update((r.address, make_outcome(r.address, exc.reply, host, now)) for r in pending)
                 continue
             sessions += 1
             now = self.clock()
             still: list[Recipient] = []
-            for rcpt, reply in zip(pending, result.replies):
-                results[rcpt.address] = make_outcome(rcpt.address, reply, dest.label, now, session.tls)
+            for rcpt, reply, remote in zip(pending, result.replies, result.remote):
+                results[rcpt.address] = make_outcome(rcpt.address, reply, dest.label, now, session.tls, remote)
                 if reply.is_transient:
                     still.append(rcpt)
             if error is not None:

@@ -24,8 +24,9 @@ class Transport(Protocol):
     Contract:
     - Return exactly one RecipientOutcome per recipient, in any order, with state DELIVERED,
       DEFERRED (4xx: try again later) or FAILED (5xx: never try again), the reply code and text
-      (the remote reply as received, or a local "2.0.0 ..." text), the host that answered and
-      the time.
+      (the remote reply as received, with `remote` True, or a text of ours such as "2.0.0 ..."
+      or "4.4.1 connect to mx.example.net[192.0.2.1]:25: Connection refused"), the host that
+      answered ("none" when no connection was made) and the time.
     - Report DELIVERED only once the message is on the destination's stable storage (or the
       next hop said 250): the queue forgets a delivered recipient, so an early "delivered" is
       a lost message.
@@ -47,12 +48,16 @@ class Transport(Protocol):
     ) -> list[RecipientOutcome]: ...
 
 
-def outcome(recipient: str, code: int, text: str, host: str, at: float) -> RecipientOutcome:
-    """Build an outcome whose state follows the reply code (2xx, 4xx, 5xx)."""
+def outcome(recipient: str, code: int, text: str, host: str, at: float, *, remote: bool = False) -> RecipientOutcome:
+    """Build an outcome whose state follows the reply code (2xx, 4xx, 5xx).
+
+    `remote`: the code and text are the peer's reply as received (see RecipientOutcome.remote);
+    `host` is "none" when no server answered (Postfix relay=none), "local" for local delivery.
+    """
     if 200 <= code < 300:
         state = RecipientState.DELIVERED
     elif 400 <= code < 500:
         state = RecipientState.DEFERRED
     else:
         state = RecipientState.FAILED
-    return RecipientOutcome(recipient, state, code, text, host, at)
+    return RecipientOutcome(recipient, state, code, text, host, at, remote=remote)

@@ -17,6 +17,15 @@ original message is attached as the bytes we queued, never parsed and re-seriali
 show what was sent, and a re-serialised copy could change the very bytes a DKIM check covers.
 Every value that came from outside (reply texts, ENVID, ORCPT) is stripped of control characters
 and bounded, so no peer can forge fields inside the report (Exim CVE-2020-28026 class).
+
+Whose words (RFC 3464 §2.3.5 and §2.3.6): `Remote-MTA: dns; HOST` only when a server answered;
+`Diagnostic-Code: smtp; ...` only for a reply a server really sent; what mailboat found itself
+(a refused connection, a time-out, no MX or address, a local refusal) is `Diagnostic-Code:
+X-mailboat; ...`, as Postfix writes `X-Postfix;`, and the text part says "mailboat could not
+connect to ..." or "mailboat could not deliver it ...", never that a server said it.
+
+A report that cannot reach its sender (a double bounce) is addressed to the postmaster
+(`DeliveryReport.to`); its text part says so and why.
 """
 
 from __future__ import annotations
@@ -57,8 +66,10 @@ class RecipientReport:
         original_recipient: RFC 3461 ORCPT as "type;address"; RFC 3464 §2.3.1 allows the
             Original-Recipient field only when the client gave ORCPT.
         alias: the envelope recipient this address was expanded from (text part only).
-        remote_mta: the host that answered, when it was a remote one.
-        diagnostic: the reply as received, "550 5.1.1 User unknown" (Diagnostic-Code: smtp;).
+        remote_mta: the host name of the server that answered, when one did ("mx.example.net").
+        diagnostic: a server's reply as received, "550 5.1.1 User unknown" (Diagnostic-Code: smtp;).
+        local_diagnostic: what mailboat itself found, when no server replied: "connect to
+            mx.example.net[192.0.2.1]:25: Connection refused" (Diagnostic-Code: X-mailboat;).
         last_attempt: Unix time of the last attempt; will_retry_until: for "delayed" only.
     """
 
@@ -70,6 +81,7 @@ class RecipientReport:
     remote_mta: str | None = None
     diagnostic: str | None = None
     last_attempt: float | None = None
+    local_diagnostic: str | None = None
     will_retry_until: float | None = None
 
     def __post_init__(self) -> None:
@@ -88,6 +100,14 @@ class DeliveryReport:
     recipients: tuple[RecipientReport, ...]
     envid: str | None = None  # RFC 3461 ENVID -> Original-Envelope-Id
     ret: str | None = None  # "FULL" (default) or "HDRS"
+    # The report's recipient when it is not `sender`: the postmaster, for a message whose sender
+    # cannot get a report (a null sender, or the message is itself a report); `why` says which.
+    to: str | None = None
+    why: str | None = None
+
+    @property
+    def recipient(self) -> str:
+        return self.to or self.sender
 
     @property
     def action(self) -> str:
@@ -156,6 +176,8 @@ def delivery_status(report: DeliveryReport) -> str:
             text += _fold_field("Remote-MTA", f"dns; {_clean(r.remote_mta, 255)}")
         if r.diagnostic:
             text += _fold_field("Diagnostic-Code", f"smtp; {_clean(r.diagnostic)}")
+        elif r.local_diagnostic:
+            text += _fold_field("Diagnostic-Code", f"X-mailboat; {_clean(r.local_diagnostic)}")
         if r.last_attempt is not None:
             text += _fold_field("Last-Attempt-Date", _date(r.last_attempt))
         if r.action == "delayed" and r.will_retry_until is not None:
@@ -179,11 +201,27 @@ def _advice(r: RecipientReport) -> str:
     if r.status.startswith("5.7."):
         return ("The receiving system refused the message by policy; the text above says why. "
                 "Contact the recipient another way or their postmaster.")
-    return "The reply above gives the reason. Contact the recipient's postmaster if it is unclear."
+    return "The reason is given above. Contact the recipient's postmaster if it is unclear."
+
+
+def _what_happened(r: RecipientReport) -> str | None:
+    """One sentence in our voice: a server's reply is quoted as its own, our findings as ours."""
+    if r.diagnostic:
+        who = f"The remote server {_clean(r.remote_mta, 255)}" if r.remote_mta else "The remote server"
+        return f"{who} said: {_clean(r.diagnostic)}"
+    if not r.local_diagnostic:
+        return None
+    found = _clean(r.local_diagnostic).rstrip(".")
+    if r.action not in ("failed", "delayed"):
+        return f"mailboat: {found}."
+    if not r.remote_mta and found.startswith("connect to "):
+        return f"mailboat could not connect to {found[len('connect to '):]}."
+    where = f" to {_clean(r.remote_mta, 255)}" if r.remote_mta else ""
+    return f"mailboat could not deliver it{where}: {found}."
 
 
 def explanation(report: DeliveryReport) -> str:
-    """The first part: what happened, to whom, what the remote server said, what to do."""
+    """The first part: what happened, to whom, who said what (see `_what_happened`), what to do."""
     until = next((r.will_retry_until for r in report.recipients if r.will_retry_until), None)
     opening = {
         "failed": "Your message could not be delivered to one or more recipients. It is attached "
@@ -197,14 +235,18 @@ def explanation(report: DeliveryReport) -> str:
     paragraphs = [f"This is the mail system at host {_clean(report.reporting_mta, 255)}.",
                   opening.format(what=what, until=more),
                   f"The message arrived on {_date(report.arrival)} with queue id {_clean(report.queue_id, 64)}."]
+    if report.to and report.to != report.sender:
+        sender = f"<{_clean(report.sender, 500)}>" if report.sender else "the null sender <>"
+        paragraphs.insert(1, f"Postmaster copy: this report is for {sender}, who cannot receive it "
+                             f"({_clean(report.why or 'its delivery failed', 200)}). It comes to you so that "
+                             "no report is lost; nothing will be sent about this one if it fails.")
     lines = [textwrap.fill(p, 76) + "\n" for p in paragraphs]
     for r in report.recipients:
         via = f" (sent to <{_clean(r.alias, 500)}>)" if r.alias and r.alias != r.final_recipient else ""
         entry = [f"<{_clean(r.final_recipient, 500)}>{via}: {r.action}, status {r.status}"]
-        if r.diagnostic:
-            who = f"The remote server {_clean(r.remote_mta, 255)}" if r.remote_mta else "Our mail system"
-            entry.append(textwrap.fill(f"{who} said: {_clean(r.diagnostic)}", 76, initial_indent="    ",
-                                       subsequent_indent="      ", break_on_hyphens=False))
+        if said := _what_happened(r):
+            entry.append(textwrap.fill(said, 76, initial_indent="    ", subsequent_indent="      ",
+                                       break_on_hyphens=False))
         if advice := _advice(r):
             entry.append(textwrap.fill(f"What you can do: {advice}", 76, initial_indent="    ",
                                        subsequent_indent="      "))
@@ -215,14 +257,14 @@ def explanation(report: DeliveryReport) -> str:
 
 
 def build_dsn(report: DeliveryReport, original: bytes, *, message_id: str, at: float | None = None) -> bytes:
-    """The complete DSN message (CRLF line ends) to send from <> to `report.sender`.
+    """The complete DSN message (CRLF line ends) to send from <> to `report.recipient`.
 
     `original` is the queued message; it is attached byte for byte (RET=FULL, unless larger than
     MAX_RETURNED) or cut to its header section (RET=HDRS). `message_id` is "<...@host>".
     """
     headers = EmailMessage(policy=SMTP)
     headers["From"] = f"Mail Delivery System <MAILER-DAEMON@{_clean(report.reporting_mta, 255)}>"
-    headers["To"] = f"<{_clean(report.sender, 500)}>"
+    headers["To"] = f"<{_clean(report.recipient, 500)}>"
     headers["Subject"] = _SUBJECTS[report.action]
     headers["Date"] = format_datetime(datetime.fromtimestamp(at, timezone.utc).astimezone()) if at \
         else format_datetime(datetime.now().astimezone())

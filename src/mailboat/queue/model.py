@@ -52,6 +52,10 @@ class RecipientOutcome:
         original: the envelope recipient this address was expanded from, or None when the
             address is the envelope recipient itself. (Addition to the brief: alias expansion
             happens in the runner, and the queue must remember which expansions are done.)
+        remote: the code and text are a reply the peer (SMTP or LMTP server) sent, as received;
+            False for every text we made ourselves (a refused connection, a time-out, a local
+            delivery), so a bounce never presents our words as a remote server's (RFC 3464
+            Diagnostic-Code type "smtp" only for a real reply). Not stored with the attempt.
     """
 
     recipient: str
@@ -61,6 +65,7 @@ class RecipientOutcome:
     host: str
     at: float
     original: str | None = None
+    remote: bool = False
 
     @property
     def enhanced_status(self) -> str:
