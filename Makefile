@@ -58,7 +58,7 @@ native: $(BIN)/.installed native-deps
 test: $(BIN)/.installed test-deps native
 	$(BIN)/python -m pytest
 
-# Everything issue 7 lists, in one run (about 8 minutes): throughput vs Postfix and smtp-sink,
+# Every benchmark, in one run (about 8 minutes): throughput vs Postfix and smtp-sink,
 # latency, idle-connection memory, trace and DKIM micro-benchmarks, and bench/relay.sh when it
 # exists (run by accept.sh). uvloop (the optional extra "speed") is installed first.
 bench: $(BIN)/.installed test-deps native

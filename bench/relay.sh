@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Relay benchmark (issue 3, "Figures to report"): Postfix's smtp-source into mailboat relaying to
+# Relay benchmark: Postfix's smtp-source into mailboat relaying to
 # Postfix's smtp-sink on another loopback address, and the same through a private Postfix
 # instance relaying to the same smtp-sink, in one run. End-to-end messages per second (until the
 # sink has every message and the relay's queue is empty), 1 KB, 1 and 20 sessions, medians of 3,

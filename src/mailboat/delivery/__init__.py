@@ -1,1 +1,1 @@
-"""Transports: how a message leaves the queue (Maildir now; LMTP, relay and MX with issue 3)."""
+"""Transports: how a message leaves the queue (Maildir, LMTP, smarthost relay and MX)."""

@@ -1,6 +1,6 @@
 """The Transport protocol: one small interface for every way a message leaves the queue.
 
-Maildir today; LMTP, smarthost relay and MX delivery with issue 3. The queue runner picks the
+Maildir, LMTP, smarthost relay and MX delivery. The queue runner picks the
 transport registered under a route's `kind` ("maildir", "lmtp", "relay", "mx") and hands it a
 group of recipients that share one Route. `delivery` never imports `queue`: transports get plain
 values and return plain outcomes (STYLE "Dependency direction").

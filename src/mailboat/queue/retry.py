@@ -2,7 +2,7 @@
 
 SPEC `[queue]`: retry = ["1m", "5m", "15m", "30m", "1h", "2h", "4h"], then every last step,
 max_lifetime = "5d" (Postfix maximal_queue_lifetime), after which the open recipients fail
-(and, with issue 3, bounce). RFC 5321 §4.5.4.1 asks for retries spread over at least 4-5 days.
+(and bounce). RFC 5321 §4.5.4.1 asks for retries spread over at least 4-5 days.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Authenticated senders may send only as themselves (issue 6; Postfix reject_sender_login_mismatch).
+"""Authenticated senders may send only as themselves (Postfix reject_sender_login_mismatch).
 
 The envelope sender (MAIL FROM) and the From: header must be an address the account owns: the
 account itself, the account with a +detail, or an alias that delivers to the account. Anything
