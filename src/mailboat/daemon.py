@@ -65,18 +65,22 @@ def _as_server_user(config: Config, who: privileges.Identity) -> tuple[list[list
     the data directory (and a log file made as root) to the user, then become it for good."""
     from mailboat.server.listener import bind
 
-    os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
-    secrets = load_secrets(config)  # (the self-signed pair is made here, then taken over below)
+    if not os.path.isdir(config.data_dir):
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        os.chown(config.data_dir, who.uid, who.gid)
+    taken = privileges.take_over(config.data_dir, who)  # what a run as root (or as another user) left
+    if taken:
+        log.info("data_dir %s: took over %d entries left by another owner (now %s)",
+                 config.data_dir, taken, who.label)
+    secrets = load_secrets(config)
+    if not config.tls.cert:  # the self-signed pair load_secrets may just have made
+        privileges.take_over(os.path.join(config.data_dir, "tls"), who)
     sockets = [bind(item.endpoint) for item in config.listener]
     for item in config.listener:
         if isinstance(item.endpoint, str):  # a unix socket: the user's, to remove it on the next start
             os.chown(item.endpoint, who.uid, who.gid)
     if config.log.file:
         privileges.own_log_file(config.log.file, who)
-    taken = privileges.take_over(config.data_dir, who)
-    if taken:
-        log.info("data_dir %s: took over %d entries left by another owner (now %s)",
-                 config.data_dir, taken, who.label)
     privileges.drop(who)
     privileges.check_reachable(config.data_dir, who)
     if config.log.file and not os.access(config.log.file, os.W_OK):

@@ -45,6 +45,7 @@ def config_from(args: argparse.Namespace):
             os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
             privileges.take_over(config.data_dir, who, skip=("mail",))
             privileges.act_as(who)
+            privileges.check_reachable(config.data_dir, who)
     except (privileges.PrivilegeError, OSError) as exc:
         raise CliError(f"server.user: {exc}", USAGE) from None
     return config

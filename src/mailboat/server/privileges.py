@@ -165,7 +165,12 @@ def act_as(who: Identity) -> None:
 
 
 def check_reachable(path: str, who: Identity) -> None:
-    """After the drop: `path` (the data directory) must be usable by this process."""
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+    """After the change: `path` (the data directory) and Python's own library must be usable by
+    this process (a module imported later, on first use, would fail far from here)."""
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK, effective_ids=True):
         raise PrivilegeError(f"{path} is not usable by {who.label}: a parent directory is closed to it "
                              "(chmod o+x the parents, or move data_dir, e.g. to /var/lib/mailboat)")
+    library = os.path.dirname(os.__file__)
+    if not os.access(library, os.R_OK | os.X_OK, effective_ids=True):
+        raise PrivilegeError(f"Python's library {library} is closed to {who.label}: install Python and "
+                             "mailboat where that user can read them (e.g. /usr or a venv under /opt)")
