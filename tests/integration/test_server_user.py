@@ -17,6 +17,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -261,3 +262,22 @@ def test_not_root_it_must_already_be_that_user(mail_user):
     os.waitpid(pid, 0)
     assert answers == ["None", f"server.user is 'nobody', but mailboat runs as {mail_user.pw_name!r}, "
                                "not root: start it as root or as nobody"]
+
+
+def test_a_log_file_made_as_root_is_written_by_every_worker(mail_user, top):
+    # The workers open log.file again after the fork, as the user: it must be theirs.
+    log_file = top / "mailboat.log"
+    config, data_dir = write_config(top, f'[server]\nuser = "{mail_user.pw_name}"\nworkers = 2\n'
+                                         f'[log]\nfile = "{log_file}"\n')
+    server = start_config(config, data_dir)
+    try:
+        deadline = time.monotonic() + 20
+        while log_file.read_text().count("daemon started") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = log_file.read_text()
+        pids = {int(pid) for pid in re.findall(r"mailboat/master\[(\d+)\]: daemon started", text)}
+        assert pids == {server.proc.pid, *children(server.proc.pid)}, text
+        assert (log_file.stat().st_uid, log_file.stat().st_gid) == (mail_user.pw_uid, mail_user.pw_gid)
+    finally:
+        server.stop()
+    assert "Traceback" not in log_file.read_text()
