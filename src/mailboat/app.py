@@ -1,5 +1,6 @@
 """Composition root: builds resolver, stores, pipeline, router, transports, runner and listeners
-from a Config, and runs them until SIGTERM/SIGINT.
+from a Config, and runs them until SIGTERM/SIGINT (one server process; daemon.py decides which
+processes run, and as which user).
 
 This is the only place (with `cli`) that reads the configuration models; everything it builds
 receives plain constructor arguments.
@@ -12,6 +13,7 @@ import gc
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from mailboat.queue.runner import QueueRunner
 from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.queue.store import QueueError, QueueStore
 from mailboat.resolver.dnspython import DnspythonResolver
+from mailboat.routing.route import Lmtp, Maildir
 from mailboat.routing.router import Router
 from mailboat.server.listener import Listener
 from mailboat.server.session import Limits, ListenerSettings, ServerContext
@@ -89,6 +92,32 @@ class StartupError(Exception):
 
 
 @dataclass
+class Secrets:
+    """What is read before root is dropped ([server] user): the listeners' TLS context and the
+    DKIM keys, so key files may stay readable by root alone (as Postfix reads them)."""
+
+    ssl_context: ssl.SSLContext
+    dkim_keys: list[DkimKey]
+
+
+def load_secrets(config: Config) -> Secrets:
+    cert, key = config.tls.cert, config.tls.key
+    if not cert:
+        cert, key = ensure_self_signed(os.path.join(config.data_dir, "tls"), config.hostname)
+    try:
+        context = server_context(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise StartupError(f"tls: cannot load the pair {cert} and {key}: {exc}") from None
+    keys = []
+    for index, entry in enumerate(config.dkim.sign):
+        try:
+            keys.append(load_key(entry.domain, entry.selector, entry.key))
+        except DkimKeyError as exc:
+            raise StartupError(f"dkim.sign[{index}].key: {exc}") from None
+    return Secrets(context, keys)
+
+
+@dataclass
 class Server:
     """A running mailboat: listeners, queue store and runner."""
 
@@ -109,16 +138,22 @@ class Server:
     # In the process that runs the queue, with other workers: whether one of them still runs
     # (the listeners pause only while another process accepts; see _balance_accepts).
     peers_alive: Callable[[], bool] | None = None
+    # Other processes share the queue ([server] workers > 1).
+    shared: bool = False
+    # Read before dropping root (run()); None: read in start().
+    secrets: Secrets | None = None
+    source: str = "embedded default"  # the configuration file, for the start line of the log
+    router: Router | None = None
 
     async def start(self) -> None:
         config = self.config
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         self.users = UserStore(users_path(config))
-        router = build_router(config, self.users)
+        router = self.router = build_router(config, self.users)
         # Only the process that runs the queue drops old leases: another worker doing so would
         # release the runner's live claims.
         self.store = SqliteQueueStore(queue_path(config), release_leases=self.run_queue, lease=QUEUE_LEASE,
-                                      shared=self.sockets is not None,
+                                      shared=self.shared,
                                       checkpoint="background" if self.run_queue else "elsewhere")
         resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
         self.smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port,
@@ -137,15 +172,8 @@ class Server:
             on_delay=bouncer.on_delay, delay_warning=config.queue.delay_warning,
         )
         bouncer.on_enqueued = self.runner.wake
-        cert, key = config.tls.cert, config.tls.key
-        if not cert:
-            cert, key = ensure_self_signed(os.path.join(config.data_dir, "tls"), config.hostname)
-        self.dkim_keys = []
-        for index, entry in enumerate(config.dkim.sign):
-            try:
-                self.dkim_keys.append(load_key(entry.domain, entry.selector, entry.key))
-            except DkimKeyError as exc:
-                raise StartupError(f"dkim.sign[{index}].key: {exc}") from None
+        secrets = self.secrets or load_secrets(config)
+        self.dkim_keys = secrets.dkim_keys
         ledger = AuthLedger()
         pipeline = Pipeline([
             ListenerRequirementsFilter(),
@@ -179,7 +207,7 @@ class Server:
             bouncer.on_enqueued = self._wake_runner_process  # a DSN queued here is the poller's
         ctx = ServerContext(
             hostname=config.hostname, pipeline=pipeline, store=self.store, limits=limits,
-            ssl_context=server_context(cert, key), resolver=resolver, on_enqueued=on_enqueued,
+            ssl_context=secrets.ssl_context, resolver=resolver, on_enqueued=on_enqueued,
             # The process that runs the queue delivers what it accepts at once, from memory
             # (runner.deliver_now); the other workers' messages reach it through claims, in
             # batches. (Every worker delivering its own was measured slower: twice the Maildir
@@ -206,7 +234,7 @@ class Server:
             self._sweeper = loop.create_task(sweep_bodies(self.store))
             if self.sockets is not None and self.peers_alive is not None:
                 self._balancer = loop.create_task(self._balance_accepts())
-        log.info("daemon started -- version %s, configuration %s", __version__, config.data_dir)
+        log.info("daemon started -- version %s, configuration %s", __version__, self.source)
 
     _wake_pending = False
     _pruner: asyncio.Task | None = None
@@ -288,11 +316,28 @@ class Server:
         smtp_listener = next((l for l in self.listeners if l.settings.kind == "smtp"), None)
         if smtp_listener is not None and not smtp_listener.bound.startswith("unix:"):
             host, _, port = smtp_listener.bound.rpartition(":")
-            domain = self.config.local_domains[0]
+            address = f"postmaster@{self.config.local_domains[0]}"
             lines.append("send a test message:")
-            lines.append(f"  swaks --server {host.strip('[]')}:{port} --to postmaster@{domain}")
-            lines.append(f"  then look in {self.config.data_dir}/mail/{domain}/postmaster/new/")
+            lines.append(f"  swaks --server {host.strip('[]')}:{port} --to {address}")
+            lines.extend(f"  {line}" for line in self._where_it_lands(address))
         return "\n".join(lines)
+
+    def _where_it_lands(self, address: str) -> list[str]:
+        """Where mail to `address` ends up, by the router's own alias expansion and routes."""
+        if self.router is None:
+            return []
+        lines: list[str] = []
+        for final in self.router.expand(address):
+            route = self.router.route(final)
+            if isinstance(route, Maildir):
+                line = f"then look in {route.path}/new/"
+            elif isinstance(route, Lmtp):
+                line = f"then it is delivered over LMTP to {route.target}"
+            else:
+                line = f"then it is relayed to {final}"
+            if line not in lines:
+                lines.append(line)
+        return lines
 
 
 PRUNE_EVERY = 3600.0  # seconds between journey prunes
@@ -335,9 +380,11 @@ async def sweep_bodies(store: SqliteQueueStore, *, every: float = PRUNE_EVERY) -
 
 async def serve(config: Config, ready: asyncio.Event | None = None, *, sockets: list[list] | None = None,
                 run_queue: bool = True, wake_fd: int | None = None, quiet: bool = False,
-                peers_alive: Callable[[], bool] | None = None) -> None:
+                peers_alive: Callable[[], bool] | None = None, shared: bool = False,
+                secrets: Secrets | None = None, source: str = "embedded default") -> None:
     """Run until SIGTERM or SIGINT."""
-    server = Server(config, sockets=sockets, run_queue=run_queue, wake_fd=wake_fd, peers_alive=peers_alive)
+    server = Server(config, sockets=sockets, run_queue=run_queue, wake_fd=wake_fd, peers_alive=peers_alive,
+                    shared=shared, secrets=secrets, source=source)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -367,110 +414,3 @@ def _settle_heap() -> None:
     gc.freeze()
     gen0, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(max(gen0, 7000), gen1, gen2)
-
-
-def _run_loop(main) -> None:
-    try:
-        import uvloop  # optional extra "speed"
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
-def worker_count(config: Config) -> int:
-    workers = config.server.workers
-    if workers == 0:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, workers)
-
-
-def run(config: Config) -> None:
-    """Serve until SIGTERM/SIGINT, in `[server] workers` processes.
-
-    With more than one: the listening sockets are bound here, then the workers are forked (before
-    any event loop or queue thread exists in this process) and all accept on the same sockets.
-    Every worker opens the queue (SQLite in WAL mode: one writer at a time across processes, each
-    worker group-commits its own sessions' messages; a 250 still means on disk). This process
-    runs the queue runner; the others wake it through a pipe after each enqueue. SIGTERM or SIGINT
-    here stops the workers too; a worker that dies is logged and not restarted.
-    """
-    try:
-        _run_workers(config)
-    except BaseException:
-        # The last log lines ("daemon stopped") before the CLI's one-line error, not after it.
-        from mailboat.log import flush_logging
-        flush_logging()
-        raise
-
-
-def _run_workers(config: Config) -> None:
-    workers = worker_count(config)
-    if workers <= 1:
-        _run_loop(serve(config))
-        return
-    from mailboat import log as mblog
-    from mailboat.server.listener import bind
-
-    os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
-    # Created once here, so the workers never race to create the schema or the certificate.
-    SqliteQueueStore.prepare(queue_path(config))
-    UserStore(users_path(config)).close()
-    if not config.tls.cert:
-        ensure_self_signed(os.path.join(config.data_dir, "tls"), config.hostname)
-    sockets = [bind(item.endpoint) for item in config.listener]
-    # No thread may live across fork() (a lock it holds would stay held in the child): stop the
-    # log writer thread, fork, then every process starts its own (with its own PID in the lines).
-    mblog.flush_logging()
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    children: list[int] = []
-    for _ in range(workers - 1):
-        pid = os.fork()
-        if pid == 0:  # a worker
-            code = 1
-            try:
-                os.close(wake_r)
-                mblog.reopen_after_fork()
-                _run_loop(serve(config, sockets=sockets, run_queue=False, wake_fd=wake_w, quiet=True))
-                code = 0
-            except KeyboardInterrupt:
-                code = 0
-            except BaseException:
-                log.exception("worker %d failed", os.getpid())
-            finally:
-                mblog.flush_logging()
-                os._exit(code)
-        children.append(pid)
-    os.close(wake_w)
-    mblog.reopen_after_fork()
-    log.info("started %d worker processes: %s", len(children), " ".join(map(str, children)))
-    alive = list(children)
-
-    def peers_alive() -> bool:
-        for pid in list(alive):
-            try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = pid, 0
-            if done:
-                alive.remove(pid)
-                log.warning("worker %d exited with status %d; it is not restarted", pid, status)
-        return bool(alive)
-
-    try:
-        _run_loop(serve(config, sockets=sockets, run_queue=True, wake_fd=wake_r, peers_alive=peers_alive))
-    finally:
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for pid in alive:
-            try:
-                _, status = os.waitpid(pid, 0)
-            except ChildProcessError:
-                continue
-            if status != 0:
-                log.warning("worker %d exited with status %d", pid, status)

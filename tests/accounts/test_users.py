@@ -45,3 +45,34 @@ def test_bad_addresses(tmp_path, address):
 def test_short_password(tmp_path):
     with pytest.raises(UserError, match="at least 8"):
         UserStore(str(tmp_path / "u.db")).add("bob@example.com", "short")
+
+
+def test_database_and_its_wal_and_shm_are_private(tmp_path):
+    # The -wal holds fresh password hashes until a checkpoint: it must be as private as users.db.
+    path = str(tmp_path / "users.db")
+    umask = os.umask(0o022)  # the usual one, which lets new files be read by everyone
+    try:
+        store = UserStore(path)
+    finally:
+        os.umask(umask)
+    try:
+        store.add("alice@example.com", "s3cret-pass")
+        modes = {suffix: stat.S_IMODE(os.stat(path + suffix).st_mode) for suffix in ("", "-wal", "-shm")}
+    finally:
+        store.close()
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def test_files_an_older_version_left_readable_are_closed(tmp_path):
+    path = str(tmp_path / "users.db")
+    UserStore(path).close()
+    os.chmod(path, 0o644)
+    other = UserStore(path)  # a second connection keeps the -wal and -shm of the first alive
+    try:
+        for suffix in ("-wal", "-shm"):
+            os.chmod(path + suffix, 0o644)
+        UserStore(path).close()
+        modes = {suffix: stat.S_IMODE(os.stat(path + suffix).st_mode) for suffix in ("", "-wal", "-shm")}
+    finally:
+        other.close()
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}

@@ -126,3 +126,46 @@ def test_embedded_default_starts_and_prints_how_to_send(tmp_path):
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_an_unknown_server_user_is_one_line_from_check_config_and_serve(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('data_dir = "data"\n[server]\nuser = "no-such-user-here"\n')
+    checked = run("check-config", str(path))
+    assert checked.returncode == 2
+    assert checked.stderr == (f"{path}: server.user: no such user 'no-such-user-here': create it "
+                              "(useradd --system no-such-user-here) or name an existing one\n")
+    served = run("serve", "--config", str(path))
+    assert served.returncode == 2
+    assert served.stderr.count("\n") == 1 and "server.user: no such user 'no-such-user-here'" in served.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def _banner_and_log(tmp_path, extra: str, config_arg: str | None = None):
+    """Start `mailboat serve` with `extra`, return (the whole banner, the log up to the start line)."""
+    from mbtest import NO_DNS, start_config
+
+    config = tmp_path / "mailboat.toml"
+    config.write_text(f'hostname = "mx.test.example"\ndata_dir = "data"\n[[listener]]\nkind = "smtp"\n'
+                      f'address = "127.0.0.1:0"\n[domains]\nlocal = ["example.com"]\n{extra}\n{NO_DNS}')
+    server = start_config(config, tmp_path / "data")
+    try:
+        log = server.wait_log("daemon started")
+        banner = server.banner + "".join(server.proc.stdout.readline() for _ in range(3))
+    finally:
+        server.stop()
+    return banner, log
+
+
+def test_banner_follows_postmaster_through_its_alias(tmp_path):
+    banner, log = _banner_and_log(tmp_path, '[aliases]\n"postmaster@example.com" = ["alice@example.com"]\n')
+    assert "--to postmaster@example.com\n" in banner
+    assert f"  then look in {tmp_path / 'data' / 'mail' / 'example.com' / 'alice'}/new/\n" in banner
+    assert "/postmaster/" not in banner
+    assert f"configuration {tmp_path / 'mailboat.toml'}\n" in log
+
+
+def test_banner_with_lmtp_delivery_names_the_lmtp_target(tmp_path):
+    banner, _ = _banner_and_log(tmp_path, '[delivery]\nlmtp = "127.0.0.1:24"\n')
+    assert "  then it is delivered over LMTP to 127.0.0.1:24\n" in banner
+    assert "look in" not in banner

@@ -54,13 +54,21 @@ class UserStore:
     def __init__(self, path: str) -> None:
         self.path = path
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files it creates the
+        # database's mode, so the hashes never sit in a file others can read, not even briefly.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS users (address TEXT PRIMARY KEY, password TEXT NOT NULL,"
             " created REAL NOT NULL)"
         )
-        os.chmod(path, 0o600)
+        for name in (path, path + "-wal", path + "-shm"):  # (files an older version left 0644)
+            try:
+                if os.stat(name).st_mode & 0o777 != 0o600:
+                    os.chmod(name, 0o600)
+            except FileNotFoundError:
+                pass
 
     def close(self) -> None:
         self._db.close()

@@ -8,6 +8,7 @@ and `cli` read these models: everything else receives plain constructor argument
 from __future__ import annotations
 
 import ipaddress
+import pwd
 import re
 import socket
 from typing import Annotated, Literal
@@ -226,6 +227,19 @@ class Timeouts(_Section):
 
 class Server(_Section):
     workers: int = Field(1, ge=0, le=64)  # processes accepting on the listeners (the queue runner in the first); 0 = one per CPU
+    user: str = ""  # started as root: run as this user (and its group) once the listeners are open; "" = stay as started
+
+    @field_validator("user")
+    @classmethod
+    def _known_user(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                pwd.getpwuid(int(value)) if value.isdigit() else pwd.getpwnam(value)
+            except (KeyError, OverflowError):
+                raise ValueError(f"no such user {value!r}: create it (useradd --system {value}) "
+                                 "or name an existing one") from None
+        return value
 
 
 class Log(_Section):
