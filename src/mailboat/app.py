@@ -40,9 +40,8 @@ from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.queue.store import QueueError, QueueStore
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.router import Router
-from mailboat.server.context import ListenerSettings, ServerContext
-from mailboat.server.limits import Limits
 from mailboat.server.listener import Listener
+from mailboat.server.session import Limits, ListenerSettings, ServerContext
 from mailboat.server.tls import ensure_self_signed, server_context
 
 log = logging.getLogger("mailboat.master")

@@ -7,8 +7,7 @@ import socket
 from mailboat.policy.pipeline import Pipeline
 from mailboat.queue.memory import MemoryQueueStore
 from mailboat.server.listener import Listener
-from mailboat.server.context import ListenerSettings, ServerContext
-from mailboat.server.limits import Limits
+from mailboat.server.session import Limits, ListenerSettings, ServerContext
 
 
 def smtp_listener(sockets: list[socket.socket] | None = None) -> Listener:

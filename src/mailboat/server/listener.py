@@ -8,8 +8,7 @@ import os
 import socket
 import ssl
 
-from mailboat.server.context import ListenerSettings, ServerContext
-from mailboat.server.session import Session
+from mailboat.server.session import ListenerSettings, ServerContext, Session
 from mailboat.stream import StreamProtocol
 
 log = logging.getLogger("mailboat.master")

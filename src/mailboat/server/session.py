@@ -32,9 +32,13 @@ from mailboat.resolver.base import forward_confirmed_rdns
 from mailboat.accounts.users import normalize_address
 from mailboat.server import auth
 from mailboat.server.context import ListenerSettings, ServerContext, is_loopback, peer_address
-from mailboat.server.limits import ErrorPacer, ReadDeadline
+from mailboat.server.limits import ErrorPacer, Limits, ReadDeadline
 from mailboat.server.storage import space_refusal
 from mailboat.stream import StreamProtocol
+
+# Limits, ListenerSettings and ServerContext live in limits.py and context.py; importing them
+# from here, as app.py and listener.py do, keeps working.
+__all__ = ["SHUTTING_DOWN", "Limits", "ListenerSettings", "ServerContext", "Session"]
 
 log = logging.getLogger("mailboat.smtpd")
 SHUTTING_DOWN = smtp.Reply.make(421, "4.3.2", "Service shutting down, closing connection")
