@@ -191,7 +191,9 @@ class Server:
         ])
         limits = Limits(
             message_size=config.limits.message_size, recipients=config.limits.recipients,
-            errors=config.limits.errors, connections=config.limits.connections,
+            errors=config.limits.errors, soft_errors=config.limits.soft_errors,
+            error_sleep=config.limits.error_sleep, junk_commands=config.limits.junk_commands,
+            connections=config.limits.connections,
             connections_per_ip=config.limits.connections_per_ip,
             command_timeout=config.timeouts.command, data_timeout=config.timeouts.data,
             tls_handshake_timeout=config.timeouts.tls_handshake, rdns_timeout=config.dns.timeout,
@@ -218,6 +220,7 @@ class Server:
             deliver_first=self.runner,
             authenticate=self.users.check, check_local_clients=config.auth.check_local_clients,
             spool_dir=config.data_dir,
+            postmaster=f"postmaster@{(config.domains.local or [config.hostname])[0]}",
         )
         counter = ctx.counter  # its SMTP transactions still to be queued: the group commit waits for them
         self.store.expect_company(lambda: counter.transactions)

@@ -61,17 +61,21 @@ def test_overlong_command_line_is_refused_with_bounded_memory(server):
     before = rss_kb(server)
     with Raw(server.ports["smtp"]) as raw:
         raw.hello()
+        # RFC 5321 §4.5.3.1.4: 512 octets for ordinary commands, more for MAIL/RCPT parameters.
+        assert raw.command(b"HELP " + b"x" * 600).startswith(b"500 5.5.2 Error: line too long")
+        assert raw.command(b"NOOP").startswith(b"250 ")  # in sync: one reply for one line
+        assert raw.command(b"MAIL FROM:<s@example.org> " + b"X" * 1100).startswith(b"500 5.5.2")
+    with Raw(server.ports["smtp"]) as raw:
+        raw.hello()
         raw.send(b"NOOP ")
         chunk = b"A" * (1 << 20)
-        for _ in range(16):  # 16 MiB of one line, no CRLF yet
-            raw.send(chunk)
-        assert_bystander_served(server, "during-long-line")
-        raw.send(b"\r\n")
-        assert raw.reply().startswith(b"500 5.5.2 Error: line too long")
-        assert raw.command(b"NOOP").startswith(b"250 ")  # in sync: one reply for one line
-        # RFC 5321 §4.5.3.1.4: 512 octets for ordinary commands, more for MAIL/RCPT parameters.
-        assert raw.command(b"HELP " + b"x" * 600).startswith(b"500 5.5.2")
-        assert raw.command(b"MAIL FROM:<s@example.org> " + b"X" * 1100).startswith(b"500 5.5.2")
+        try:
+            for _ in range(16):  # 16 MiB of one line: closed 4 KiB past the limit, not read on
+                raw.send(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert raw.closed_by_server()
+        assert_bystander_served(server, "after-long-line")
     assert_memory_bounded(server, before, "16 MiB command line")
 
 
@@ -150,9 +154,9 @@ def test_too_many_bad_commands_disconnect_at_the_limit(server):
     (b"NOOP\x00", b"500 5.5.2"),                                    # NUL
     (b"\x00\x00\x00\x00", b"500 5.5.2"),
     (b"MAIL FROM:<s@exa\x00mple.org>", b"500 5.5.2"),
-    (b"GET / HTTP/1.1", b"500 5.5.2"),                              # cross-protocol (ALPACA class)
 ])
 def test_8bit_and_nul_in_commands(server, line, expected):
+    # (An HTTP request line ends the session instead: test_protocol_abuse.py.)
     with Raw(server.ports["smtp"]) as raw:
         raw.hello()
         reply = raw.command(line)

@@ -95,13 +95,14 @@ def test_max_errors_closes_with_421() -> None:
     assert conv.conn.next_event() == smtp.ConnectionClosed()
 
 
-def test_application_refusals_do_not_count_as_errors() -> None:
+def test_application_refusals_count_as_errors() -> None:
     conv = converse(
         b"EHLO c\r\n" + b"MAIL FROM:<a@b.example>\r\n" * 5,
         hooks={smtp.MailFrom: lambda e: smtp.Reply.make(450, "4.7.1", "Later")},
         max_errors=3,
     )
-    assert not conv.conn.closed and conv.last == "450 4.7.1 Later"
+    assert conv.lines[-4:] == ["450 4.7.1 Later"] * 3 + ["421 4.7.0 Error: too many errors, closing connection"]
+    assert conv.conn.closed
 
 
 def test_too_many_recipients_is_not_an_error_event_that_closes() -> None:
@@ -162,10 +163,9 @@ def test_custom_greeting_and_banner() -> None:
 def test_overlong_line_is_discarded_while_streaming() -> None:
     conn = smtp.ServerConnection("mx")
     conn.start()
-    for _ in range(64):  # 4 MiB without a CRLF
-        conn.receive_data(b"x" * 65536)
-        assert conn.next_event() is smtp.NEED_DATA
-        assert len(conn._buf) - conn._pos <= 1  # nothing kept (white-box: memory stays bounded)
+    conn.receive_data(b"x" * 4000)  # over the 512 limit, under the 4 KiB slack: still read
+    assert conn.next_event() is smtp.NEED_DATA
+    assert len(conn._buf) - conn._pos == 4000  # (white-box: memory stays bounded by MAX_LINE)
     conn.receive_data(b"x\r")
     assert conn.next_event() is smtp.NEED_DATA
     conn.receive_data(b"\nNOOP\r\n")
@@ -174,6 +174,20 @@ def test_overlong_line_is_discarded_while_streaming() -> None:
     assert event.command.startswith("xxxx")
     assert conn.next_event() is smtp.NEED_DATA
     assert conn.data_to_send().endswith(b"500 5.5.2 Error: line too long\r\n250 2.0.0 Ok\r\n")
+
+
+def test_endless_line_closes_without_waiting_for_its_end() -> None:
+    conn = smtp.ServerConnection("mx")
+    conn.start()
+    conn.data_to_send()
+    for _ in range(64):  # 4 MiB without a CRLF, as it streams in
+        conn.receive_data(b"x" * 65536)
+        event = conn.next_event()
+        if event is not smtp.NEED_DATA:
+            break
+    assert isinstance(event, smtp.CommandRejected) and event.reply == replies.LINE_TOO_LONG
+    assert conn.closed and conn.next_event() == smtp.ConnectionClosed()
+    assert conn.data_to_send() == b"500 5.5.2 Error: line too long\r\n"
 
 
 def test_state_properties() -> None:

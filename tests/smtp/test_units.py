@@ -8,6 +8,9 @@ from dialog import converse
 from mailboat import smtp
 from mailboat.smtp import replies, sasl
 from mailboat.smtp.commands import (
+    ENDLESS_SLACK,
+    MAX_AUTH_LINE,
+    MAX_COMMAND_LINE,
     MAX_LINE,
     LineReader,
     LineTooLong,
@@ -28,7 +31,10 @@ def read_all(pieces: list[bytes]) -> list[bytes | str]:
             buf = buf[pos:]
             if line is None:
                 break
-            out.append("TOO LONG" if isinstance(line, LineTooLong) else line)
+            if isinstance(line, LineTooLong):
+                out.append("ENDLESS" if line.endless else "TOO LONG")
+            else:
+                out.append(line)
     return out
 
 
@@ -45,9 +51,31 @@ def test_line_reader_splits_only_on_crlf(pieces: list[bytes]) -> None:
 
 
 def test_line_reader_long_lines() -> None:
-    assert read_all([b"x" * (MAX_LINE + 10), b"\r", b"\nNOOP\r\n"]) == ["TOO LONG", b"NOOP"]
+    assert read_all([b"x" * 600, b"\r", b"\nNOOP\r\n"]) == ["TOO LONG", b"NOOP"]
     assert read_all([b"NOOP " + b"x" * 600 + b"\r\nNOOP\r\n"]) == ["TOO LONG", b"NOOP"]
     assert read_all([b"AUTH PLAIN " + b"x" * 5000 + b"\r\n"]) == [b"AUTH PLAIN " + b"x" * 5000]
+    # AUTH may be 12288 octets: a longer one is skipped past MAX_LINE, and the session goes on.
+    assert read_all([b"AUTH PLAIN " + b"x" * (MAX_LINE + 10), b"\r", b"\nNOOP\r\n"]) == ["TOO LONG", b"NOOP"]
+
+
+@pytest.mark.parametrize(
+    ("pieces", "expected"),
+    [
+        # 512 + ENDLESS_SLACK octets without CRLF: endless, whether or not a CRLF would follow.
+        ([b"x" * (MAX_COMMAND_LINE + ENDLESS_SLACK)], ["ENDLESS"]),
+        ([b"x" * (MAX_COMMAND_LINE + ENDLESS_SLACK - 1) + b"\r\nNOOP\r\n"], ["TOO LONG", b"NOOP"]),
+        ([b"x" * (MAX_COMMAND_LINE + ENDLESS_SLACK) + b"\r\nNOOP\r\n"], ["ENDLESS"]),
+        ([b"x" * (MAX_COMMAND_LINE + ENDLESS_SLACK - 1)], []),  # one octet short: still waiting
+        ([b"x" * (MAX_COMMAND_LINE + ENDLESS_SLACK - 1) + b"\r"], []),  # the CR may start the CRLF
+        # AUTH's bound is its own 12288 + ENDLESS_SLACK; nothing is read after an endless line.
+        ([b"AUTH " + b"x" * (MAX_AUTH_LINE + ENDLESS_SLACK), b"\r\nNOOP\r\n"], ["ENDLESS"]),
+        ([b"GET /"] + [b"x" * 65536] * 4 + [b"\r\nNOOP\r\n"], ["ENDLESS"]),
+    ],
+)
+def test_line_reader_endless_lines(pieces: list[bytes], expected: list) -> None:
+    assert read_all(pieces) == expected
+    joined = b"".join(pieces)
+    assert read_all([joined[i : i + 1000] for i in range(0, len(joined), 1000)]) == expected
 
 
 @pytest.mark.parametrize(

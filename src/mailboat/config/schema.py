@@ -213,7 +213,10 @@ class Limits(_Section):
     hops: int = Field(50, ge=1)  # Received headers before 554 5.4.6 (loop)
     connections: int = Field(1000, ge=1)  # simultaneous connections in total; 421 4.7.0 past it
     connections_per_ip: int = Field(50, ge=1)  # simultaneous connections per client IP
-    errors: int = Field(20, ge=1)  # protocol errors in one session before 421 4.7.0
+    errors: int = Field(20, ge=1)  # 4xx/5xx replies in one session (unknown recipients too) before 421 4.7.0
+    soft_errors: int = Field(10, ge=0)  # past this many errors each error reply waits error_sleep; 0 = never
+    error_sleep: Duration = 1.0  # the wait before each error reply past soft_errors (Postfix smtpd_error_sleep_time)
+    junk_commands: int = Field(100, ge=0)  # NOOP/RSET/VRFY/EXPN/HELP per session before 421 4.7.0; 0 = unlimited
     greet_delay: Duration = 0.0  # smtp listeners: silence before the 220; a client talking first gets 554 5.5.1 and is dropped; 0 = off
     queue_minfree: int = Field(0, ge=0)  # bytes; MAIL gets 452 4.3.1 with less than max(this, 1.5 x SIZE or message_size) free
 

@@ -14,16 +14,9 @@ no clock). Client-supplied strings reach logs only through `log.safe`.
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import logging
-import os
 import ssl
 import time
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from mailboat import smtp
 from mailboat.log import said, safe
@@ -32,148 +25,26 @@ from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.headers import get_first
 from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
-from mailboat.policy import Pipeline, SessionInfo, TransactionInfo
-from mailboat.queue.model import QueueItem
+from mailboat.policy import SessionInfo, TransactionInfo
 from mailboat.queue.runner import DELIVER_FIRST_MIN, FirstAttempt
-from mailboat.queue.store import QueueError, QueueFullError, QueueStore
-from mailboat.resolver.base import Resolver, forward_confirmed_rdns
+from mailboat.queue.store import QueueError, QueueFullError
+from mailboat.resolver.base import forward_confirmed_rdns
 from mailboat.accounts.users import normalize_address
 from mailboat.server import auth
+from mailboat.server.context import ListenerSettings, ServerContext, is_loopback, peer_address
+from mailboat.server.limits import ErrorPacer, Limits, ReadDeadline
 from mailboat.server.storage import space_refusal
 from mailboat.stream import StreamProtocol
+
+# Limits, ListenerSettings and ServerContext live in limits.py and context.py; importing them
+# from here, as app.py and listener.py do, keeps working.
+__all__ = ["SHUTTING_DOWN", "Limits", "ListenerSettings", "ServerContext", "Session"]
 
 log = logging.getLogger("mailboat.smtpd")
 SHUTTING_DOWN = smtp.Reply.make(421, "4.3.2", "Service shutting down, closing connection")
 # pflogsumm reads sizes and senders from the qmgr line and message ids from cleanup, as Postfix writes them.
 qmgr_log = logging.getLogger("mailboat.qmgr")
 cleanup_log = logging.getLogger("mailboat.cleanup")
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerSettings:
-    kind: str  # smtp | submission | submissions | lmtp
-    tls: str  # none | optional | required | implicit
-    auth: str  # none | optional | required
-
-
-@dataclass(slots=True)
-class Limits:
-    message_size: int = 10_240_000
-    recipients: int = 1000
-    errors: int = 20
-    connections: int = 1000
-    connections_per_ip: int = 50
-    command_timeout: float = 300.0
-    data_timeout: float = 180.0
-    tls_handshake_timeout: float = 30.0
-    rdns_timeout: float = 5.0
-    # Anti-trickle (Postfix smtpd_min_data_rate): during DATA/BDAT the deadline is
-    # data_timeout + bytes received / min_data_rate after the data phase began, instead of a
-    # timer each read restarts, so one byte a minute cannot hold a session open. 0 = off.
-    min_data_rate: int = 500
-    # Postscreen-style pregreet test on `smtp` listeners: stay silent this long before the 220;
-    # a client that talks first is refused (554 5.5.1) and dropped. 0 = off (greet at once).
-    greet_delay: float = 0.0
-    # Free-space admission at MAIL (Postfix queue_minfree / smtpd_space_multf): 452 4.3.1 when
-    # the spool has less than max(queue_minfree, space_multiplier x SIZE-or-message_size) free.
-    queue_minfree: int = 0
-    space_multiplier: float = 1.5
-
-
-@dataclass(slots=True)
-class ConnectionCounter:
-    """Simultaneous connections, in total and per client address (421 4.7.0 past the limits)."""
-
-    total: int = 0
-    per_ip: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    # Transactions under way (MAIL accepted) whose message is not handed to the queue yet: the
-    # queue's group commit waits a few milliseconds for them (queue/groupcommit.py).
-    transactions: int = 0
-
-    def admit(self, ip: str, limits: Limits) -> smtp.Reply | None:
-        if self.total >= limits.connections:
-            return smtp.Reply.make(421, "4.7.0", "Too many connections, try again later")
-        if ip and self.per_ip[ip] >= limits.connections_per_ip:
-            return smtp.Reply.make(421, "4.7.0", f"Too many connections from {ip}")
-        self.total += 1
-        self.per_ip[ip] += 1
-        return None
-
-    def release(self, ip: str) -> None:
-        self.total -= 1
-        self.per_ip[ip] -= 1
-        if self.per_ip[ip] <= 0:
-            del self.per_ip[ip]
-
-
-class Handoff(Protocol):
-    """Who delivers a message the moment it is queued (QueueRunner): see `ServerContext.handoff`."""
-
-    def has_room(self, size: int = 0) -> bool: ...
-
-    def deliver_now(self, item: QueueItem, message: bytes) -> None: ...
-
-
-class DeliverFirst(Protocol):
-    """Who delivers a large message to local mailboxes before it is queued (QueueRunner): see
-    `ServerContext.deliver_first` and queue/runner.py."""
-
-    async def deliver_first(self, queue_id: str, envelope: Envelope, message: bytes) -> FirstAttempt | None: ...
-
-    async def finish_first(self, attempt: FirstAttempt) -> None: ...
-
-    def record_first(self, item: QueueItem, attempt: FirstAttempt) -> None: ...
-
-
-@dataclass(slots=True)
-class ServerContext:
-    """Everything the sessions of one server share (built by mailboat.app)."""
-
-    hostname: str
-    pipeline: Pipeline
-    store: QueueStore
-    limits: Limits
-    ssl_context: ssl.SSLContext | None = None
-    resolver: Resolver | None = None
-    on_enqueued: Callable[[], None] | None = None  # e.g. QueueRunner.wake, after each enqueue
-    # This process's runner: a message is enqueued already claimed and handed to it with its
-    # bytes after the 250 (no claim query, no re-read); on_enqueued is then not called.
-    handoff: Handoff | None = None
-    # A message of runner.DELIVER_FIRST_MIN bytes or more whose recipients are all local
-    # mailboxes is delivered before it is queued, and queued only if some copy is not delivered.
-    deliver_first: DeliverFirst | None = None
-    authenticate: Callable[[str, str], bool] | None = None  # (account, password) -> ok; blocking
-    auth_limiter: auth.AuthLimiter = field(default_factory=auth.AuthLimiter)
-    check_local_clients: bool = False  # check SPF/DKIM/DMARC for loopback clients too
-    counter: ConnectionCounter = field(default_factory=ConnectionCounter)
-    spool_dir: str | None = None  # where the queue lives, for the free-space check at MAIL
-
-    def spool_path(self) -> str | None:
-        """The directory whose file system holds the queue (default: the store's file's)."""
-        if self.spool_dir:
-            return self.spool_dir
-        path = getattr(self.store, "path", None)
-        return os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else None
-
-
-@functools.lru_cache(maxsize=1024)  # the same clients connect again and again
-def _is_local(ip: str) -> bool:
-    if not ip:
-        return True  # a unix socket
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
-def _peer(stream: StreamProtocol) -> tuple[str, int]:
-    peer = stream.peername
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return str(peer[0]), int(peer[1])
-    return "", 0  # unix socket
 
 
 class Session:
@@ -183,12 +54,12 @@ class Session:
         self.ctx = ctx
         self.listener = listener
         self.stream = stream
-        ip, port = _peer(stream)
+        ip, port = peer_address(stream)
         self.info = SessionInfo(
             listener=listener.kind, peer_ip=ip, peer_port=port,
             auth_required=listener.auth == "required", tls_required=listener.tls == "required",
         )
-        self.info.is_local = not ctx.check_local_clients and _is_local(ip)
+        self.info.is_local = not ctx.check_local_clients and is_loopback(ip)
         tls_usable = ctx.ssl_context is not None
         self.conn = smtp.ServerConnection(
             hostname=ctx.hostname,
@@ -196,6 +67,7 @@ class Session:
             max_message_size=ctx.limits.message_size,
             max_recipients=ctx.limits.recipients,
             max_errors=ctx.limits.errors,
+            max_junk_commands=ctx.limits.junk_commands,
             starttls_available=tls_usable and listener.tls in ("optional", "required"),
             tls_active=listener.tls == "implicit",
             auth_mechanisms=("PLAIN", "LOGIN") if listener.auth != "none" and ctx.authenticate else (),
@@ -210,9 +82,8 @@ class Session:
         self._auth_failures = 0
         self._idle = False  # waiting for the client's next command (see shutdown())
         self.messages = 0
-        self._command_deadline: float | None = None  # per-request deadline (monotonic)
-        self._data_started: float | None = None  # when the current DATA/BDAT phase began
-        self._data_bytes = 0  # octets received since then
+        self._deadline = ReadDeadline(ctx.limits)
+        self._pacer = ErrorPacer(ctx.limits.soft_errors, ctx.limits.error_sleep)
         if listener.tls == "implicit":
             self._note_tls()
 
@@ -287,25 +158,6 @@ class Session:
         await self.stream.drain()
         return False
 
-    def _deadline(self) -> float:
-        """When the current read must have delivered, on the monotonic clock.
-
-        Commands: one deadline per request (set when we start waiting for a command, kept
-        across partial reads), so a line sent a byte at a time still times out. DATA/BDAT:
-        data_timeout plus bytes received / min_data_rate since the data phase began.
-        """
-        limits = self.ctx.limits
-        now = time.monotonic()
-        if self.in_data:
-            if self._data_started is None:
-                self._data_started, self._data_bytes = now, 0
-            if limits.min_data_rate > 0:
-                return self._data_started + limits.data_timeout + self._data_bytes / limits.min_data_rate
-            return now + limits.data_timeout
-        if self._command_deadline is None:
-            self._command_deadline = now + limits.command_timeout
-        return self._command_deadline
-
     def shutdown(self) -> None:
         """The server is stopping: a client waiting between commands gets 421 4.3.2 and is closed
         (RFC 5321 §3.8); one in the middle of a message is left to finish it."""
@@ -320,9 +172,9 @@ class Session:
                 data = await stream.read()
             else:
                 loop = stream._loop
-                data = await stream.read(loop.time() + (self._deadline() - time.monotonic()))
+                data = await stream.read(loop.time() + (self._deadline.due(self.in_data) - time.monotonic()))
             if self.in_data:
-                self._data_bytes += len(data)
+                self._deadline.data_bytes += len(data)
             return data
         except TimeoutError:
             log.info("timeout after %s from %s", "DATA" if self.in_data else "command", self.client)
@@ -335,7 +187,7 @@ class Session:
             await self._flush()
             event = conn.next_event()
             if event is not smtp.NEED_DATA and not isinstance(event, smtp.DataChunk):
-                self._command_deadline = None  # a whole request arrived: the next one gets its own
+                self._deadline.command_due = None  # a whole request arrived: the next one gets its own
             if event is smtp.NEED_DATA:
                 # Replies the engine makes on its own (NOOP, RSET, refusals) were queued by the
                 # next_event() call that returned NEED_DATA: send them before waiting.
@@ -380,11 +232,23 @@ class Session:
                 case smtp.CommandRejected(command=command, reply=reply):
                     log.info("%s: rejected %s: %d %s", self.client, safe(command, 80), reply.code,
                              safe(" ".join(reply.lines)))
+                case smtp.NonSmtpCommand(command=command):  # Postfix's wording (fail2ban knows it)
+                    log.warning("non-SMTP command from %s: %s", self.client, safe(command, 100))
                 case smtp.Quit() | smtp.ConnectionClosed():
-                    self.stream.write(conn.data_to_send())
+                    if conn.max_errors and conn.errors >= conn.max_errors:
+                        log.warning("too many errors from %s", self.client)
+                    await self._flush()
                     return
 
     async def _flush(self) -> None:
+        # Past limits.soft_errors, each error reply waits limits.error_sleep (Postfix
+        # smtpd_error_sleep_time): probing recipients or passwords costs time, not only connections.
+        slowed, delay = self._pacer.slowed, self._pacer.delay(self.conn.errors)
+        if delay:
+            if not slowed:
+                log.warning("%s: %d errors, slowing down error replies (limits.soft_errors)", self.client,
+                            self.conn.errors)
+            await asyncio.sleep(delay)
         out = self.conn.data_to_send()
         if out:
             self.stream.write(out)
@@ -451,7 +315,7 @@ class Session:
         # fail2ban's postfix filter matches this wording.
         log.warning("%s: SASL %s authentication failed: user=%s", self.client, exchange.mechanism, safe(account))
         self.conn.send(auth.AUTH_FAILED)
-        if self._auth_failures >= auth.PER_SESSION:
+        if self._auth_failures >= auth.PER_SESSION and not self.conn.closed:
             await self._flush()
             self.stream.write(auth.TOO_MANY_FAILURES.to_bytes())
             raise ConnectionAbortedError("too many failed authentications")
@@ -493,7 +357,7 @@ class Session:
 
     async def _on_rcpt(self, event: smtp.RcptTo) -> None:
         assert self.txn is not None, "the engine emits RCPT only inside a transaction"
-        address = event.path.address
+        address = self.ctx.postmaster if event.path.is_postmaster and self.ctx.postmaster else event.path.address
         orcpt = f"{event.params.orcpt[0]};{event.params.orcpt[1]}" if event.params.orcpt else None
         try:  # as at MAIL: a value the model refuses is a syntax error, never a crash
             recipient = Recipient(address, orcpt=orcpt, notify=event.params.notify)
@@ -517,7 +381,7 @@ class Session:
         self.txn = None
         self.chunks = []
         self.in_data = False
-        self._data_started = None
+        self._deadline.data_started = None
 
     def _arrived(self) -> None:
         """This transaction no longer counts among those the queue's group commit waits for."""

@@ -12,6 +12,8 @@ Line limits (octets, CRLF included):
   NOTIFY make lines longer (RFC 5321 §4.5.3.1.4 "SMTP extensions may be used to increase
   this limit"; RFC 1869 §4.1.2 reserves room per extension);
 * 12288 for AUTH and for SASL responses (RFC 4954 §4).
+
+A line :data:`ENDLESS_SLACK` octets past its limit, CRLF or not, ends the session.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "MAX_COMMAND_LINE",
     "MAX_PARAM_LINE",
     "MAX_AUTH_LINE",
+    "ENDLESS_SLACK",
     "line_limit",
     "LineReader",
     "LineTooLong",
@@ -43,6 +46,10 @@ MAX_COMMAND_LINE = 512
 MAX_PARAM_LINE = 512 + 500
 MAX_AUTH_LINE = 12288
 MAX_LINE = MAX_AUTH_LINE  # the longest line the engine ever buffers
+# A line this much longer than its limit is not an SMTP command that went wrong but a client
+# holding the session open (or not speaking SMTP): 500 5.5.2 and close, at once.
+ENDLESS_SLACK = 4096
+_MIN_ENDLESS = MAX_COMMAND_LINE + ENDLESS_SLACK  # no line shorter than this is endless
 
 _BAD_COMMAND_BYTE = re.compile(rb"[\r\n\x00]")
 _VERB = re.compile(rb"[A-Za-z]{1,12}")
@@ -67,12 +74,18 @@ def line_limit(raw_verb: bytes) -> int:
 
 
 class LineTooLong:
-    """Returned by :meth:`LineReader.read` once an over-long line was skipped up to its CRLF."""
+    """Returned by :meth:`LineReader.read` for a line longer than its limit.
 
-    __slots__ = ("head",)
+    ``endless`` marks a line that went past its limit plus :data:`ENDLESS_SLACK` octets (with
+    or without a CRLF yet): the client is not speaking SMTP, or is only holding the session
+    open, and the engine closes the connection instead of reading on to the command timeout.
+    """
 
-    def __init__(self, head: bytes) -> None:
+    __slots__ = ("head", "endless")
+
+    def __init__(self, head: bytes, endless: bool = False) -> None:
         self.head = head  # the first octets of the line, for logs
+        self.endless = endless
 
 
 class LineReader:
@@ -81,41 +94,70 @@ class LineReader:
     Only CRLF ends a line (RFC 5321 §2.3.8). A line longer than its limit is skipped while
     it streams in, so at most :data:`MAX_LINE` octets of one line are ever kept; the caller
     gets a :class:`LineTooLong` marker when its CRLF finally arrives, i.e. one reply per
-    over-long line, in order with the other replies.
+    over-long line, in order with the other replies. A line that reaches its limit plus
+    :data:`ENDLESS_SLACK` octets gets an ``endless`` marker at once; the reader then
+    consumes everything and returns nothing more (the engine closes the session).
     """
 
-    __slots__ = ("_discarding",)
+    __slots__ = ("_discarding", "_length", "_bound", "_dead")
 
     def __init__(self) -> None:
         self._discarding: bytes | None = None  # head of the over-long line being skipped
+        self._length = 0  # octets of that line skipped so far (its CRLF excluded)
+        self._bound = 0  # its length at which it counts as endless
+        self._dead = False  # an endless line was reported: nothing more is read
 
     def read(self, buf: bytes, pos: int, limit: int | None = None) -> tuple[int, bytes | LineTooLong | None]:
         """Return ``(new_pos, line)``: the line without CRLF, a LineTooLong, or None (need more).
 
         ``limit`` overrides the per-verb limit of :func:`line_limit` (SASL responses).
         """
-        end = len(buf)
+        if self._dead:
+            return len(buf), None
         if self._discarding is not None:
-            crlf = buf.find(b"\r\n", pos)
-            if crlf < 0:
-                # Drop what we have, keeping a final CR that may pair with the next LF.
-                return max(end - 1 if buf.endswith(b"\r") else end, pos), None
-            head, self._discarding = self._discarding, None
-            return crlf + 2, LineTooLong(head)
+            return self._skip(buf, pos)
         crlf = buf.find(b"\r\n", pos, pos + MAX_LINE)
         if crlf < 0:
-            if end - pos >= MAX_LINE:
-                self._discarding = buf[pos : pos + 80]
-                return self.read(buf, pos, limit)
-            return pos, None
+            held = len(buf) - pos
+            if held < _MIN_ENDLESS:  # the usual case: a line still arriving
+                return pos, None
+            bound = (limit or line_limit(buf[pos : pos + 4])) + ENDLESS_SLACK
+            known = held - 1 if buf.endswith(b"\r") else held  # a final CR may start the CRLF
+            if held < MAX_LINE and known < bound:
+                return pos, None
+            # Too long for any command, or already endless: skip it while it streams in.
+            self._discarding, self._length, self._bound = buf[pos : pos + 80], 0, bound
+            return self._skip(buf, pos)
         line = buf[pos:crlf]
         # Every per-verb limit is at least MAX_COMMAND_LINE, so only longer lines (or an
         # explicit limit) need the verb looked at.
-        if (crlf - pos + 2 > MAX_COMMAND_LINE or limit is not None) and len(line) + 2 > (
-            limit or line_limit(line[:4])
-        ):
-            return crlf + 2, LineTooLong(line[:80])
+        if crlf - pos + 2 > MAX_COMMAND_LINE or limit is not None:
+            allowed = limit or line_limit(line[:4])
+            if len(line) + 2 > allowed:
+                if len(line) >= allowed + ENDLESS_SLACK:
+                    return self._endless(buf, line[:80])
+                return crlf + 2, LineTooLong(line[:80])
         return crlf + 2, line
+
+    def _skip(self, buf: bytes, pos: int) -> tuple[int, LineTooLong | None]:
+        """Consume the over-long line being discarded, up to its CRLF or the buffer's end."""
+        end = len(buf)
+        crlf = buf.find(b"\r\n", pos)
+        # Without a CRLF, keep a final CR that may pair with the next LF.
+        stop = crlf if crlf >= 0 else max(end - 1 if buf.endswith(b"\r") else end, pos)
+        self._length += stop - pos
+        head = self._discarding
+        assert head is not None
+        if self._length >= self._bound:
+            return self._endless(buf, head)
+        if crlf < 0:
+            return stop, None
+        self._discarding = None
+        return crlf + 2, LineTooLong(head)
+
+    def _endless(self, buf: bytes, head: bytes) -> tuple[int, LineTooLong]:
+        self._discarding, self._dead = None, True
+        return len(buf), LineTooLong(head, endless=True)
 
 
 def decode_line(raw: bytes) -> str:

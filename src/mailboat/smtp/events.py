@@ -34,6 +34,7 @@ __all__ = [
     "StartTls",
     "Quit",
     "CommandRejected",
+    "NonSmtpCommand",
     "ConnectionClosed",
     "NeedData",
     "NEED_DATA",
@@ -168,6 +169,23 @@ class CommandRejected(Event):
     Attributes:
         command: the command line, decoded leniently and truncated; AUTH arguments are
             replaced by the mechanism name so credentials never reach logs.
+        reply: the reply sent.
+    """
+
+    command: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class NonSmtpCommand(Event):
+    """A line that is not SMTP at all (an HTTP request line, a header) was sent as a command.
+
+    The engine already queued ``reply`` (521 5.7.0) and closed: the rest of the input,
+    e.g. SMTP commands hidden in the body of an HTTP POST, is never run (cross-protocol
+    attacks; Postfix smtpd_forbidden_commands). A ConnectionClosed follows.
+
+    Attributes:
+        command: the line, decoded leniently and truncated, for the log.
         reply: the reply sent.
     """
 

@@ -66,6 +66,10 @@ SESSION_REFUSED = R(503, "5.5.1", "Error: service refused, only QUIT is accepted
 TOO_MANY_RECIPIENTS = R(452, "4.5.3", "Error: too many recipients")
 MESSAGE_TOO_BIG = R(552, "5.3.4", "Error: message exceeds fixed maximum message size")
 TOO_MANY_ERRORS = R(421, "4.7.0", "Error: too many errors, closing connection")
+TOO_MANY_JUNK = R(421, "4.7.0", "Error: too many NOOP/RSET/VRFY/HELP commands, closing connection")
+# An HTTP request line or a header line in command position (Postfix smtpd_forbidden_commands):
+# a browser or proxy was made to talk to us, and what follows must never run as SMTP.
+NON_SMTP_COMMAND = R(521, "5.7.0", "Error: non-SMTP command, closing connection")
 BDAT_UNSYNCHRONISED = R(421, "4.5.0", "Error: cannot resynchronise after invalid BDAT, closing")
 
 # -- message content (end of DATA / BDAT LAST) ---------------------------------------------------

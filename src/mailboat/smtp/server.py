@@ -30,7 +30,8 @@ Bytes go in with :meth:`ServerConnection.receive_data`, events come out of
 #     COMMAND      lines cut at CRLF only (RFC 5321 §2.3.8). A line holding a bare CR, a
 #                  bare LF or a NUL is refused whole; it is never split into two commands.
 #                  A line longer than its limit is discarded up to the next CRLF while it
-#                  streams in (memory stays bounded by commands.MAX_LINE), then refused.
+#                  streams in (memory stays bounded by commands.MAX_LINE), then refused;
+#                  4 KiB past its limit it is "endless": 500 5.5.2 and close at once.
 #     DATA         data.DataReceiver: bulk search for CRLF.CRLF, dot-unstuffing, content
 #                  checks; ends only at the real CRLF.CRLF, even when the message is
 #                  already known to be refused (SMTP smuggling, security.md §1).
@@ -57,9 +58,10 @@ Bytes go in with :meth:`ServerConnection.receive_data`, events come out of
 # (CVE-2011-0411) and, once TLS is up, everything learnt before it (helo, auth).
 #
 # Errors. Client bytes never raise: parsers raise ReplyError subclasses carrying a Reply,
-# which the dispatcher turns into that reply. Syntax and sequence errors are counted; at
-# `max_errors` the engine sends 421 4.7.0 and closes. API misuse by the driver raises
-# LocalProtocolError.
+# which the dispatcher turns into that reply. Every 4yz/5yz reply is counted, the
+# application's too; at `max_errors` the engine sends 421 4.7.0 and closes. Junk commands
+# and non-SMTP lines (HTTP requests) have limits of their own (limits.py). API misuse by
+# the driver raises LocalProtocolError.
 # ---------------------------------------------------------------------------------------------
 
 from __future__ import annotations
@@ -77,7 +79,6 @@ from .events import (
     NEED_DATA,
     Auth,
     AuthResponse,
-    CommandRejected,
     Data,
     DataChunk,
     DecisionEvent,
@@ -88,6 +89,7 @@ from .events import (
     NeedData,
     RcptTo,
 )
+from .limits import SessionLimits, is_non_smtp
 from .reply import Reply
 from .verbs import (
     _AUTH,
@@ -120,7 +122,7 @@ def _helo_reply(hostname: str) -> Reply:
 _cached_ehlo_reply = lru_cache(maxsize=64)(ehlo_reply)
 
 
-class ServerConnection(VerbHandlers):
+class ServerConnection(SessionLimits, VerbHandlers):
     """One inbound SMTP or LMTP session, without I/O.
 
     Args:
@@ -130,7 +132,10 @@ class ServerConnection(VerbHandlers):
         max_message_size: octets after dot-unstuffing; 0 = unlimited. Advertised as SIZE.
         max_recipients: accepted recipients per transaction; past it 452 4.5.3
             (RFC 5321 §4.5.3.1.10). 0 = unlimited.
-        max_errors: syntax/sequence errors before 421 4.7.0 and close. 0 = unlimited.
+        max_errors: 4yz/5yz replies (the engine's and the application's) before 421 4.7.0
+            and close; counted afresh after each accepted message. 0 = unlimited.
+        max_junk_commands: NOOP/RSET/VRFY/EXPN/HELP served before the next gets 421 4.7.0
+            and the session closes; counted afresh after each accepted message. 0 = unlimited.
         starttls_available: offer STARTTLS while TLS is not active.
         tls_active: the connection is already encrypted (implicit TLS, port 465).
         auth_mechanisms: SASL mechanisms to offer, e.g. ``("PLAIN", "LOGIN")``.
@@ -146,6 +151,7 @@ class ServerConnection(VerbHandlers):
         max_message_size: int = 10_240_000,
         max_recipients: int = 1000,
         max_errors: int = 20,
+        max_junk_commands: int = 100,
         starttls_available: bool = False,
         tls_active: bool = False,
         auth_mechanisms: tuple[str, ...] = (),
@@ -157,6 +163,7 @@ class ServerConnection(VerbHandlers):
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
         self.max_errors = max_errors
+        self.max_junk_commands = max_junk_commands
         self.starttls_available = starttls_available
         self.auth_mechanisms = tuple(m.upper() for m in auth_mechanisms)
         self.auth_requires_tls = auth_requires_tls
@@ -174,6 +181,7 @@ class ServerConnection(VerbHandlers):
         self._started = False
         self._refused_session = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
         self._errors = 0
+        self._junk = 0  # junk commands (NOOP, RSET, ...) since the last accepted message
         self._final_replies_left = 0  # replies still owed for the pending MessageComplete
         # session state (public, read-only for the driver)
         self.tls_active = tls_active
@@ -389,6 +397,8 @@ class ServerConnection(VerbHandlers):
                 self._awaiting = event  # LMTP: one reply per accepted recipient
             else:
                 self._reset_transaction()
+                if positive:
+                    self._message_accepted()
         elif kind is Helo:
             if positive:
                 self.helo_name, self.esmtp = event.domain, event.kind != "HELO"
@@ -401,6 +411,8 @@ class ServerConnection(VerbHandlers):
                 self._pending_identity = None
         if code == 421:  # RFC 5321 §3.8: the server closes after 421
             self._close()
+        elif not positive and self._awaiting is None:  # (LMTP: once per message)
+            self._count_error()
 
     # -- internals: reading ------------------------------------------------------------------
 
@@ -410,7 +422,13 @@ class ServerConnection(VerbHandlers):
         if line is None:
             return False
         if type(line) is not bytes:
-            self._reject(line.head, replies.LINE_TOO_LONG)
+            if is_non_smtp(line.head.decode("latin-1")):
+                self._non_smtp(line.head)  # e.g. an HTTP GET with a long URL
+            elif line.endless:
+                self._reject(line.head, replies.LINE_TOO_LONG, count=False)
+                self._close()
+            else:
+                self._reject(line.head, replies.LINE_TOO_LONG)
             return True
         try:
             text = decode_line(line)
@@ -449,24 +467,6 @@ class ServerConnection(VerbHandlers):
 
     def _reply(self, reply: Reply) -> None:
         self._out.append(reply.to_bytes())
-
-    def _reject(self, command: bytes | str, reply: Reply, *, count: bool = True) -> None:
-        """Send an engine refusal, report it, and enforce max_errors."""
-        if isinstance(command, bytes):
-            command = command.decode("utf-8", "backslashreplace")
-        if command[:4].upper() == "AUTH":
-            command = " ".join(command.split()[:2])  # never log SASL initial responses
-        self._out.append(reply.to_bytes())
-        self._pending.append(CommandRejected(command[:200], reply))
-        if count:
-            self._errors += 1
-            if self.max_errors and self._errors >= self.max_errors:
-                self._out.append(replies.TOO_MANY_ERRORS.to_bytes())
-                self._close()
-
-    def _require(self, ok: bool, reply: Reply, event: Event) -> None:
-        if not ok:
-            raise LocalProtocolError(f"reply code {reply.code} is not valid for {type(event).__name__}")
 
     def _capabilities(self) -> Reply:
         return _cached_ehlo_reply(

@@ -44,6 +44,7 @@ from .events import (
     Reset,
     StartTls,
 )
+from .limits import is_non_smtp
 from .reply import Reply
 
 if TYPE_CHECKING:
@@ -126,6 +127,9 @@ class VerbHandlers:
         def _reply(self, reply: Reply) -> None: ...
         def _read_line(self, limit: int | None = None) -> bytes | LineTooLong | None: ...
         def _reject(self, command: bytes | str, reply: Reply, *, count: bool = True) -> None: ...
+        def _count_error(self) -> None: ...
+        def _junk_command(self, line: str) -> bool: ...
+        def _non_smtp(self, line: bytes | str) -> None: ...
         def _reset_transaction(self) -> None: ...
         def _auth_allowed(self) -> bool: ...
         def _close(self) -> None: ...
@@ -141,6 +145,9 @@ class VerbHandlers:
         verb, _, arg = line.partition(" ")
         handler = _VERBS.get(verb)
         if handler is None:
+            if is_non_smtp(line):  # HTTP or a header: end the session before anything else runs
+                self._non_smtp(line)
+                return
             verb, arg = split_command(line)
             handler = _VERBS.get(verb, VerbHandlers._unknown)
         if not line.isascii() and verb not in ("MAIL", "RCPT"):
@@ -278,12 +285,16 @@ class VerbHandlers:
         self._pending.append(Auth(mechanism, initial))
 
     def _rset(self, verb: str, arg: str, line: str) -> None:
+        if self._junk_command(line):
+            return
         self._no_argument(verb, arg)
         self._reset_transaction()
         self._pending.append(_RESET)
         self._reply(replies.RESET_OK)
 
     def _noop(self, verb: str, arg: str, line: str) -> None:
+        if self._junk_command(line):
+            return
         self._reply(replies.NOOP_OK)  # RFC 5321 §4.1.1.9: an argument is allowed
 
     def _quit(self, verb: str, arg: str, line: str) -> None:
@@ -293,14 +304,20 @@ class VerbHandlers:
         self._close()
 
     def _vrfy(self, verb: str, arg: str, line: str) -> None:
+        if self._junk_command(line):
+            return
         if not arg.strip():
             raise ReplyError(_SYNTAX["VRFY"], "VRFY without argument")
         self._reply(replies.VRFY_CANNOT)  # RFC 5321 §3.5.3: 252, never disclose
 
     def _expn(self, verb: str, arg: str, line: str) -> None:
+        if self._junk_command(line):
+            return
         self._reply(replies.EXPN_DISABLED)  # RFC 5321 §7.3: lists are not exposed
 
     def _help(self, verb: str, arg: str, line: str) -> None:
+        if self._junk_command(line):
+            return
         self._reply(replies.HELP)
 
     def _unknown(self, verb: str, arg: str, line: str) -> None:
@@ -319,6 +336,7 @@ class VerbHandlers:
         self._out.append(reply.to_bytes() * count)  # LMTP: one reply per accepted recipient
         self._pending.append(MessageAborted(reply, reason))
         self._reset_transaction()
+        self._count_error()
 
     def _read_auth_line(self) -> bool:
         """One client line of a SASL exchange (RFC 4954 §4), after the application sent 334."""
@@ -327,7 +345,9 @@ class VerbHandlers:
             return False
         self._mode = _COMMAND  # the exchange ends unless the application sends 334
         if isinstance(line, LineTooLong):
-            self._reject(b"<SASL response>", replies.AUTH_LINE_TOO_LONG)
+            self._reject(b"<SASL response>", replies.AUTH_LINE_TOO_LONG, count=not line.endless)
+            if line.endless:
+                self._close()
         elif line == b"*":  # RFC 4954 §4: the client cancels
             self._reject(b"*", replies.AUTH_CANCELLED, count=False)
         elif not line.isascii() or not is_base64(line.decode("ascii")):
