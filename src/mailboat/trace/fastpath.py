@@ -75,7 +75,7 @@ def _fast_pattern(ascii_only: bool) -> re.Pattern[str]:
     tcp_info = rf"\({ws}*(?P<rdns>[^{sp}@\[\]()]++){ws}++\[(?:IPv6:)?(?P<ip>{IP})\]{ws}*\)"
 
     def one(name: str, first: str = comment) -> str:
-        return (rf"(?:{kw(name)}(?P<{name}>{word})(?:{ws}*(?P<{name}c>{first}))?(?P<{name}x>{comments}){ws}*)?+")
+        return (rf"(?:{kw(name)}(?P<{name}>{not_kw})(?:{ws}*(?P<{name}c>{first}))?(?P<{name}x>{comments}){ws}*)?+")
 
     return re.compile(
         rf"(?P<pre>(?:{comment}{ws}*)*+)"
@@ -112,6 +112,7 @@ def _postfix_pattern() -> re.Pattern[str]:
     c1 = r"\((?:[^()]++|\([^()]*+\))*+\)"
     comments = rf"(?:[ \t]++{c1})*+"
     keyword = "(?:" + "|".join("".join(f"[{c.upper()}{c}]" for c in k) for k in sorted(KEYWORDS)) + ")"
+    word = rf"(?!{keyword}[{sp}();]){word}"  # a keyword starts the next clause, even right after one
     return re.compile(
         rf"from (?P<helo>{word}) (?P<fromc>\((?P<rdns>[^{sp}@\[\]()=]++) \[(?:IPv6:)?(?P<ip>{IP})\]\))"
         rf"(?P<fx>{comments})"
@@ -179,6 +180,8 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
      wday, day, mon, year, hour, minute, sec, zone, zone_comment) = m.groups()
     if via_body is not None and via2_body is not None:
         return None
+    if from_word is None and pre and "network[" in pre:
+        return None  # qmail's "invoked from network[IP/rDNS]": the general path reads it
     comments: list[str] = _split_comments(pre, []) if pre else []
     warnings: list[str] = []
     helo = rdns = ip = None

@@ -40,7 +40,17 @@ from datetime import datetime
 from mailboat.mail.headers import unfold
 from mailboat.trace.dates import date_value
 from mailboat.trace.fastpath import FAST, FAST_ASCII, KEYWORDS, POSTFIX, read_fast, read_postfix
-from mailboat.trace.hop import NO_HOST, TOKEN, Building, Hop, make_hop, one_space, read_from, read_tls
+from mailboat.trace.hop import (
+    NO_HOST,
+    TOKEN,
+    Building,
+    Hop,
+    make_hop,
+    one_space,
+    qmail_network,
+    read_from,
+    read_tls,
+)
 
 __all__ = ["Hop", "parse_received"]
 
@@ -178,7 +188,7 @@ def _parse(text: str) -> Hop:
             current.words.append(tok)
         else:
             low = tok.lower()
-            if low in KEYWORDS and (current.words or current.keyword not in KEYWORDS):
+            if low in KEYWORDS:  # even right after a keyword: "from ([IP]) by", "by (Postfix) with"
                 current = _Clause(low)
                 if low in clauses:
                     warnings.append(f"second '{low}' clause kept as an extra clause")
@@ -233,6 +243,8 @@ def _build(
     if "from" in clauses:
         frm = clauses["from"]
         helo, rdns, ip = read_from(frm.words, frm.comments, text, warnings)
+    elif comments and "network[" in text:
+        rdns, ip = qmail_network(comments)
     by = clauses.get("by")
     by_host = by.words[0] if by and by.words else None
     if by and len(by.words) > 1:
