@@ -43,6 +43,7 @@ pub struct Fields<'a> {
 struct Patterns {
     nested: Regex,
     date_start: Regex,
+    qmail_network: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -53,6 +54,9 @@ fn patterns() -> &'static Patterns {
         let months = ci(&["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]);
         Patterns {
             nested: Regex::new(r"\([^()]*\)").unwrap(),
+            qmail_network: Regex::new(&format!(
+                r"invoked from network\[((?:[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_]+)?))(?:/([^\]\t\n\x0B\x0C\r\x1C-\x1F ]*))?\]"
+            )).unwrap(),
             date_start: Regex::new(&format!(
                 r"(?:(?:(?i:{weekdays})[A-Za-z]*{S}*,{S}*)?[0-9]{{1,2}}{S}+(?i:{months})[A-Za-z]*\.?{S}+[0-9]{{2,4}}{S}+[0-9]{{1,2}}:[0-9]{{2}}|[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[Tt ][0-9]{{2}}:[0-9]{{2}})"
             )).unwrap(),
@@ -219,7 +223,7 @@ pub fn parse(text: &str) -> Fields<'_> {
             _ => {
                 let keyword = KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(tok)).copied();
                 let cur = &arena[current];
-                if let Some(low) = keyword.filter(|_| !cur.words.is_empty() || !KEYWORDS.contains(&cur.keyword.as_ref())) {
+                if let Some(low) = keyword {
                     arena.push(Clause::new(Cow::Borrowed(low)));
                     current = arena.len() - 1;
                     if clauses.iter().any(|(k, _)| *k == low) {
@@ -305,6 +309,8 @@ fn build<'a>(
     if let Some(frm) = frm {
         let own: Vec<&str> = frm.comments.iter().map(|&i| comments[i].as_ref()).collect();
         (helo, rdns, ip) = read_from(&frm.words, &own, text, &mut warnings);
+    } else if !comments.is_empty() && text.contains("network[") {
+        (rdns, ip) = qmail_network(&comments);
     }
     let by = clause(arena, clauses, "by");
     let by_host = by.and_then(|c| c.words.first()).copied();
@@ -433,13 +439,84 @@ fn as_ip(token: &str) -> Option<String> {
     bracketed_ip(token).filter(|ip| ip.contains(':') || ip.contains('.')).map(str::to_string)
 }
 
-/// `hop._IDENT_IP.match(inner)`'s address: ``(?:[^\s@]+@)?\[?(?:IPv6:)?(IP)\]?\Z`` (re.I).
-/// The ident, when there is one, ends at the first "@" (IP cannot contain one).
+/// `hop._IDENT_IP.match(inner)`'s address:
+/// ``(?:[^\s@]+@)*\[?(?:IPv6:)?(IP)\]?(?:\s+with\s+(?:login|plain))?\Z`` (re.I). IP holds no
+/// space and no "@": a " with login" suffix is Yahoo's, and the idents end at the last "@", each non-empty and
+/// free of space.
 fn ident_ip(inner: &str) -> Option<&str> {
-    match inner.find('@') {
-        Some(at) if at > 0 && !inner.as_bytes()[..at].iter().any(|&c| is_space(c)) => bracketed_ip(&inner[at + 1..]),
-        _ => bracketed_ip(inner),
+    let body = without_login(inner);
+    match body.rfind('@') {
+        Some(at) if body[..at].split('@').all(|s| !s.is_empty() && !s.bytes().any(is_space)) => {
+            bracketed_ip(&body[at + 1..])
+        }
+        Some(_) => None,
+        None => bracketed_ip(body),
     }
+}
+
+/// `s` less a final ``\s+with\s+(?:login|plain)`` (any case), or `s`.
+fn without_login(s: &str) -> &str {
+    let b = s.as_bytes();
+    if b.len() < 11 || !(b[b.len() - 5..].eq_ignore_ascii_case(b"login") || b[b.len() - 5..].eq_ignore_ascii_case(b"plain")) {
+        return s;
+    }
+    let end = b.len() - 5;
+    let mut i = end;
+    while i > 0 && is_space(b[i - 1]) {
+        i -= 1;
+    }
+    if i == end || i < 4 || !b[i - 4..i].eq_ignore_ascii_case(b"with") {
+        return s;
+    }
+    let end = i - 4;
+    let mut j = end;
+    while j > 0 && is_space(b[j - 1]) {
+        j -= 1;
+    }
+    if j == end {
+        return s;
+    }
+    &s[..j]
+}
+
+/// `hop._BRACKETED.match(word)`'s address: ``\[(?:IPv6:)?(IP)\]\Z`` (re.I).
+fn bracketed_only(word: &str) -> Option<&str> {
+    let body = word.strip_prefix('[')?.strip_suffix(']')?;
+    if ipv6_tag(body) && is_ip(&body[5..]) {
+        Some(&body[5..])
+    } else if is_ip(body) {
+        Some(body)
+    } else {
+        None
+    }
+}
+
+/// `hop._address_words`: the address in the words after the from word when they are ``[IP]``,
+/// ``user@host [IP]`` or ``- IP``.
+fn address_words<'a>(words: &[&'a str]) -> Option<&'a str> {
+    let ip = match words.len() {
+        2 => bracketed_only(words[1]),
+        3 if words[1] == "-" => is_ip(words[2]).then_some(words[2]),
+        3 if words[1].contains('@') && !words[1].starts_with(['[', '<']) => bracketed_only(words[2]),
+        _ => None,
+    }?;
+    (ip.contains('.') || ip.contains(':')).then_some(ip)
+}
+
+/// `hop.qmail_network`: (rdns, ip) from qmail's "invoked from network[IP/rDNS]".
+fn qmail_network(comments: &[Cow<str>]) -> (Option<String>, Option<String>) {
+    for comment in comments {
+        if comment.contains("network[") {
+            if let Some(m) = patterns().qmail_network.captures(comment) {
+                let ip = m.get(1).map_or("", |x| x.as_str());
+                if ip.contains('.') || ip.contains(':') {
+                    let rdns = m.get(2).map(|x| x.as_str()).filter(|r| !r.is_empty() && !is_unknown(r));
+                    return (rdns.map(str::to_string), Some(ip.to_string()));
+                }
+            }
+        }
+    }
+    (None, None)
 }
 
 /// `hop._QMAIL_HELO.match(inner)`'s name: ``(?:HELO|EHLO)\s+(\S+)\Z`` (re.I).
@@ -511,8 +588,12 @@ fn read_from(words: &[&str], comments: &[&str], text: &str, warnings: &mut Vec<S
 {
     let p = patterns();
     let mut word: Option<&str> = words.first().copied();
+    let mut word_ip_after = None;
     if words.len() > 1 {
-        warnings.push(format!("extra words in the from clause: {}", repr(head(&words[1..].join(" "), 40))));
+        word_ip_after = address_words(words);
+        if word_ip_after.is_none() {
+            warnings.push(format!("extra words in the from clause: {}", repr(head(&words[1..].join(" "), 40))));
+        }
     }
     if word.is_some_and(is_unknown) {
         word = None;
@@ -570,6 +651,9 @@ fn read_from(words: &[&str], comments: &[&str], text: &str, warnings: &mut Vec<S
                 }
             }
         }
+    }
+    if ip.is_none() {
+        ip = word_ip_after.map(str::to_string);
     }
     if let (Some(w), true) = (word, word_is_rdns) {
         match as_ip(w) {

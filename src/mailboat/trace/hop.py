@@ -31,8 +31,8 @@ TCP_INFO = re.compile(rf"(?:[^\s@\[\]]++@)?(\S++)\s+\[(?:[Ii\u0130\u0131][Pp][Vv
 # Exim: [IP]:port helo=HELO, or port=N helo=HELO (the IP then is the from word)
 _EXIM = re.compile(rf"(?:\[(?:IPv6:)?({IP})\](:\d+)?)?\s*(?:port=\d+)?\s*(?:helo=(\S+))?\s*\Z", re.I)
 _QMAIL_HELO = re.compile(r"(?:HELO|EHLO)\s+(\S+)\Z", re.I)
-# "(IP)", "(ident@IP)", Yahoo's "(user@IP with login)", "(user@domain@IP)"
-_IDENT_IP = re.compile(rf"(?:[^\s@]+@)*\[?(?:IPv6:)?({IP})\]?(?:\s+with\s+login)?\Z", re.I)
+# "(IP)", "(ident@IP)", Yahoo's "(user@IP with login)" (or "with plain"), "(user@domain@IP)"
+_IDENT_IP = re.compile(rf"(?:[^\s@]+@)*\[?(?:IPv6:)?({IP})\]?(?:\s+with\s+(?:login|plain))?\Z", re.I)
 # The address written as a word after the from word (no parentheses): "[IP]" (fetchmail, IMail,
 # MDaemon, AltaVista), after "user@host" (Novell NetMail), or "- IP" (old Microsoft SMTPSVC)
 _BRACKETED = re.compile(rf"\[(?:IPv6:)?({IP})\]\Z", re.I)
