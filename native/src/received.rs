@@ -223,7 +223,11 @@ pub fn parse(text: &str) -> Fields<'_> {
             _ => {
                 let keyword = KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(tok)).copied();
                 let cur = &arena[current];
-                if let Some(low) = keyword {
+                let starts = |low: &str| {
+                    FIELDS.contains(&low) || !cur.words.is_empty() || !cur.comments.is_empty()
+                        || !KEYWORDS.contains(&cur.keyword.as_ref())
+                };
+                if let Some(low) = keyword.filter(|low| starts(low)) {
                     arena.push(Clause::new(Cow::Borrowed(low)));
                     current = arena.len() - 1;
                     if clauses.iter().any(|(k, _)| *k == low) {

@@ -188,7 +188,10 @@ def _parse(text: str) -> Hop:
             current.words.append(tok)
         else:
             low = tok.lower()
-            if low in KEYWORDS:  # even right after a keyword: "from ([IP]) by", "by (Postfix) with"
+            # the six clauses of RFC 5321 start even right after an empty one ("from ([IP]) by",
+            # "by (Postfix) with", "with id"); a registered one there is a value ("with TLS")
+            if low in KEYWORDS and (low in _FIELDS or current.words or current.comments
+                                    or current.keyword not in KEYWORDS):
                 current = _Clause(low)
                 if low in clauses:
                     warnings.append(f"second '{low}' clause kept as an extra clause")
