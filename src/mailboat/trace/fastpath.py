@@ -37,6 +37,21 @@ from mailboat.trace.hop import (
 KEYWORDS = frozenset(("from", "by", "via", "with", "id", "for", "tls", "group", "state", "priority"))
 
 
+def _any_case(word: str) -> set[str]:
+    variants = {""}
+    for c in word:
+        variants = {v + x for v in variants for x in (c, c.upper())}
+    return variants
+
+
+# Every spelling `tok.lower() in KEYWORDS` accepts in ASCII: one set lookup instead of lower().
+# The general path starts a clause at a keyword even right after an empty one ("from ([IP]) by",
+# "with id"), so a one-word clause whose word is a keyword is left to it (the readers below
+# decline); testing the few words after the match is cheaper than a lookahead in the regexes.
+# (No non-ASCII word lowers to a keyword: the Kelvin sign gives "k", the dotted I two characters.)
+KEYWORD_SPELLINGS = frozenset(v for k in KEYWORDS for v in _any_case(k))
+
+
 def _fast_pattern(ascii_only: bool) -> re.Pattern[str]:
     r"""The well-formed shape in one regex (used only when the text has no backslash).
 
@@ -75,7 +90,7 @@ def _fast_pattern(ascii_only: bool) -> re.Pattern[str]:
     tcp_info = rf"\({ws}*(?P<rdns>[^{sp}@\[\]()]++){ws}++\[(?:IPv6:)?(?P<ip>{IP})\]{ws}*\)"
 
     def one(name: str, first: str = comment) -> str:
-        return (rf"(?:{kw(name)}(?P<{name}>{not_kw})(?:{ws}*(?P<{name}c>{first}))?(?P<{name}x>{comments}){ws}*)?+")
+        return (rf"(?:{kw(name)}(?P<{name}>{word})(?:{ws}*(?P<{name}c>{first}))?(?P<{name}x>{comments}){ws}*)?+")
 
     return re.compile(
         rf"(?P<pre>(?:{comment}{ws}*)*+)"
@@ -112,7 +127,6 @@ def _postfix_pattern() -> re.Pattern[str]:
     c1 = r"\((?:[^()]++|\([^()]*+\))*+\)"
     comments = rf"(?:[ \t]++{c1})*+"
     keyword = "(?:" + "|".join("".join(f"[{c.upper()}{c}]" for c in k) for k in sorted(KEYWORDS)) + ")"
-    word = rf"(?!{keyword}[{sp}();]){word}"  # a keyword starts the next clause, even right after one
     return re.compile(
         rf"from (?P<helo>{word}) (?P<fromc>\((?P<rdns>[^{sp}@\[\]()=]++) \[(?:IPv6:)?(?P<ip>{IP})\]\))"
         rf"(?P<fx>{comments})"
@@ -180,6 +194,9 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
      wday, day, mon, year, hour, minute, sec, zone, zone_comment) = m.groups()
     if via_body is not None and via2_body is not None:
         return None
+    if (from_word in KEYWORD_SPELLINGS or by_host in KEYWORD_SPELLINGS or hop_id in KEYWORD_SPELLINGS
+            or tls_word in KEYWORD_SPELLINGS or rcpt in KEYWORD_SPELLINGS):
+        return None  # a keyword as a clause's word: the general path starts a clause there
     if from_word is None and pre and "network[" in pre:
         return None  # qmail's "invoked from network[IP/rDNS]": the general path reads it
     comments: list[str] = _split_comments(pre, []) if pre else []
@@ -261,6 +278,9 @@ def read_postfix(text: str, m: re.Match[str]) -> Hop | None:
     comment after the TCP-info one could change the from reading (`FAST` then reads it)."""
     (helo, fromc, rdns, ip, fx, by_host, byc, protocol, withx, hop_id, idx, rcpt, forx, date_text,
      wday, day, mon, year, hour, minute, sec, zone, zone_comment) = m.groups()
+    if helo in KEYWORD_SPELLINGS or by_host in KEYWORD_SPELLINGS or hop_id in KEYWORD_SPELLINGS or (
+            rcpt is not None and rcpt in KEYWORD_SPELLINGS):
+        return None  # a keyword as a clause's word: the general path starts a clause there
     comments = [fromc]
     if fx and not all(map(inert_after_tcp_info, _split_comments(fx, comments))):
         return None
