@@ -6,6 +6,7 @@
 //! All parsing is safe Rust; the only unsafe code is inside pyo3.
 
 mod dates;
+mod fromclause;
 mod oddates;
 mod received;
 mod text;
