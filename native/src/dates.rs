@@ -23,9 +23,18 @@ const NAMED_ZONES: [(&str, i64); 10] = [
     ("ut", 0), ("gmt", 0), ("edt", -240), ("est", -300), ("cdt", -300), ("cst", -360),
     ("mdt", -360), ("mst", -420), ("pdt", -420), ("pst", -480),
 ];
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// `dates.GUESSED_ZONES`: names outside RFC 5322 read with their usual offset, flagged.
+const GUESSED_ZONES: [(&str, i64); 36] = [
+    ("wet", 0), ("west", 60), ("bst", 60), ("cet", 60), ("met", 60), ("mez", 60), ("cest", 120), ("mest", 120),
+    ("mesz", 120), ("eet", 120), ("eest", 180), ("sast", 120), ("msk", 180), ("msd", 240), ("ist", 330), ("ict", 420),
+    ("wib", 420), ("hkt", 480), ("sgt", 480), ("awst", 480), ("pht", 480), ("jst", 540), ("kst", 540), ("acst", 570),
+    ("acdt", 630), ("aest", 600), ("aedt", 660), ("nzst", 720), ("nzdt", 780), ("hst", -600), ("akst", -540),
+    ("akdt", -480), ("ast", -240), ("adt", -180), ("nst", -210), ("ndt", -150),
+];
+const IST: &str = "zone IST is ambiguous (India +0530, Irish Summer Time +0100, Israel +0200); read as India +0530, a guess";
+pub(crate) const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const FAST_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+pub(crate) const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 
 struct Patterns {
     rfc: Regex,
@@ -57,7 +66,7 @@ fn named_zone(name_lower: &str) -> Option<i64> {
     NAMED_ZONES.iter().find(|(n, _)| *n == name_lower).map(|(_, o)| *o)
 }
 
-fn num(s: &str) -> i64 {
+pub(crate) fn num(s: &str) -> i64 {
     s.bytes().fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'))
 }
 
@@ -120,7 +129,7 @@ fn range_error(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<Strin
     None
 }
 
-fn epoch(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> i64 {
+pub(crate) fn epoch(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> i64 {
     days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
 }
 
@@ -130,14 +139,14 @@ fn in_range(t: i64) -> bool {
 }
 
 /// The UTC time of an instant that is `in_range`.
-fn stamp(t: i64) -> Stamp {
+pub(crate) fn stamp(t: i64) -> Stamp {
     let (y, mo, d) = civil_from_days(t.div_euclid(86400));
     let r = t.rem_euclid(86400);
     (y, mo, d, (r / 3600) as u32, (r % 3600 / 60) as u32, (r % 60) as u32)
 }
 
 /// Monday = 0, as `datetime.weekday()`.
-fn weekday(t: i64) -> usize {
+pub(crate) fn weekday(t: i64) -> usize {
     (t.div_euclid(86400) + 3).rem_euclid(7) as usize
 }
 
@@ -246,6 +255,9 @@ fn fast_utc(groups: &[Option<&str>; 10]) -> Option<i64> {
             return None;
         }
     }
+    if g(4).is_some_and(|y| y.starts_with('0')) {
+        return None; // "0102" (a three-digit year printed with %04d): the full path reads it
+    }
     let (y, d, h, mi) = (num(g(4).unwrap_or("0")), num(g(2).unwrap_or("0")), num(g(5).unwrap_or("0")), num(g(6).unwrap_or("0")));
     let mon = g(3).unwrap_or("");
     let mo = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon)).map_or(0, |i| i as i64 + 1);
@@ -302,11 +314,14 @@ fn slow_fields(text: &str) -> DateOut {
                           g(7), offset, &mut warnings);
         return DateOut { value: value.map(stamp), warnings };
     }
+    if let Some(out) = crate::oddates::other_form(&clean, warnings) {
+        return out;
+    }
     unreadable()
 }
 
 /// `dates._zone`: (offset in minutes, known).
-fn zone_offset(text: Option<&str>, warnings: &mut Vec<String>) -> (i64, bool) {
+pub(crate) fn zone_offset(text: Option<&str>, warnings: &mut Vec<String>) -> (i64, bool) {
     let text = match text {
         Some(t) if !t.is_empty() => t,
         _ => {
@@ -326,8 +341,19 @@ fn zone_offset(text: Option<&str>, warnings: &mut Vec<String>) -> (i64, bool) {
         }
         return ((hours * 60 + minutes) * if text.starts_with('-') { -1 } else { 1 }, true);
     }
-    if let Some(o) = named_zone(&text.to_ascii_lowercase()) {
+    let lower = text.to_ascii_lowercase();
+    if let Some(o) = named_zone(&lower) {
         return (o, true);
+    }
+    if let Some(&(_, o)) = GUESSED_ZONES.iter().find(|(n, _)| *n == lower) {
+        warnings.push(if lower == "ist" {
+            IST.to_string()
+        } else {
+            let sign = if o < 0 { '-' } else { '+' };
+            format!("zone {text} is not an RFC 5322 zone; read as {sign}{:02}{:02}, its usual offset (a guess)",
+                    o.abs() / 60, o.abs() % 60)
+        });
+        return (o, false);
     }
     if text.len() == 1 {
         warnings.push(format!("military zone {text} read as -0000 (RFC 5322 §4.3)"));
@@ -339,7 +365,7 @@ fn zone_offset(text: Option<&str>, warnings: &mut Vec<String>) -> (i64, bool) {
 
 /// `dates._build`: the instant, or None (with a warning) when the fields make no date.
 #[allow(clippy::too_many_arguments)]
-fn build(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, frac: Option<&str>, offset: i64,
+pub(crate) fn build(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, frac: Option<&str>, offset: i64,
          warnings: &mut Vec<String>) -> Option<i64> {
     let (s, leap) = if s == 60 { (59, 1) } else { (s, 0) };
     if let Some(err) = range_error(y, mo, d, h, mi, s) {
@@ -378,29 +404,14 @@ fn from_rfc(m: &Captures, clean: &str, comment_zone: Option<&str>, mut warnings:
     if zone.is_some_and(|z| z.eq_ignore_ascii_case("utc")) {
         offset = 0;
     }
-    let year_text = g(4).unwrap_or("0");
-    let mut y = num(year_text);
-    if year_text.len() == 2 {
-        warnings.push(format!("obsolete two-digit year {year_text}"));
-        y += if y < 50 { 2000 } else { 1900 };
-    } else if year_text.len() == 3 {
-        warnings.push(format!("obsolete three-digit year {year_text}"));
-        y += 1900;
-    }
+    let y = year(g(4).unwrap_or("0"), &mut warnings);
     let value = build(y, month as i64 + 1, num(g(2).unwrap_or("0")), num(g(5).unwrap_or("0")),
                       num(g(6).unwrap_or("0")), num(g(7).unwrap_or("0")), g(8), offset, &mut warnings);
     let Some(t) = value else {
         return DateOut { value: None, warnings };
     };
     if let Some(wday) = g(1) {
-        let expected = DAYS[weekday(epoch(y, month as i64 + 1, num(g(2).unwrap_or("0")), 0, 0, 0))];
-        let written = wday[..3].to_ascii_lowercase();
-        if !DAYS.contains(&written.as_str()) {
-            warnings.push(format!("unknown weekday {}", repr(wday)));
-        } else if written != expected {
-            let title = format!("{}{}", expected[..1].to_ascii_uppercase(), &expected[1..]);
-            warnings.push(format!("weekday {wday} does not match the date (it was a {title})"));
-        }
+        check_weekday(wday, y, month as i64 + 1, num(g(2).unwrap_or("0")), &mut warnings);
     }
     if let (Some(name), true, Some(z)) = (comment_zone, known, zone) {
         if z.starts_with('+') || z.starts_with('-') {
@@ -416,4 +427,34 @@ fn from_rfc(m: &Captures, clean: &str, comment_zone: Option<&str>, mut warnings:
         warnings.push(format!("text before the date ignored: {}", repr(head(strip(&clean[..start]), 40))));
     }
     DateOut { value: Some(stamp(t)), warnings }
+}
+
+/// `dates._year`: the year of a 2-4 digit text by the obsolete rules of RFC 5322 §4.3.
+pub(crate) fn year(text: &str, warnings: &mut Vec<String>) -> i64 {
+    let y = num(text);
+    if text.len() == 2 {
+        warnings.push(format!("obsolete two-digit year {text}"));
+        return y + if y < 50 { 2000 } else { 1900 };
+    }
+    if text.len() == 3 {
+        warnings.push(format!("obsolete three-digit year {text}"));
+        return y + 1900;
+    }
+    if text.starts_with('0') && y >= 100 {
+        warnings.push(format!("obsolete three-digit year {text} (with a leading zero)"));
+        return y + 1900;
+    }
+    y
+}
+
+/// `dates._check_weekday`: flag a weekday that is not one, or not the date's.
+pub(crate) fn check_weekday(wday: &str, y: i64, month: i64, day: i64, warnings: &mut Vec<String>) {
+    let expected = DAYS[weekday(epoch(y, month, day, 0, 0, 0))];
+    let written = wday[..3].to_ascii_lowercase();
+    if !DAYS.contains(&written.as_str()) {
+        warnings.push(format!("unknown weekday {}", repr(wday)));
+    } else if written != expected {
+        let title = format!("{}{}", expected[..1].to_ascii_uppercase(), &expected[1..]);
+        warnings.push(format!("weekday {wday} does not match the date (it was a {title})"));
+    }
 }

@@ -6,6 +6,8 @@
 //! All parsing is safe Rust; the only unsafe code is inside pyo3.
 
 mod dates;
+mod fromclause;
+mod oddates;
 mod received;
 mod text;
 
@@ -46,7 +48,9 @@ fn without_name(value: &str) -> &str {
 /// the value to the Python reader.
 #[pyfunction]
 fn parse_received(py: Python<'_>, value: &PyString) -> PyResult<PyObject> {
-    let whole = value.to_str()?;
+    // A str that is not valid UTF-8 (a lone surrogate, as surrogateescape makes from undecodable
+    // bytes) is not ASCII either: the Python reader takes it, like any other non-ASCII value.
+    let Ok(whole) = value.to_str() else { return Ok(py.None()) };
     if !whole.is_ascii() {
         return Ok(py.None());
     }

@@ -141,7 +141,7 @@ DATE_HEAD = "from a (a [192.0.2.1]) by b with ESMTP id X"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 ZONES = ("+0000", "-0000", "+1460", "+0060", "-1400", "+0100", "-0700", "GMT", "UT", "UTC", "EST", "PDT", "Z", "z",
-         "CEST", "A", "+01:00", "")
+         "CEST", "A", "+01:00", "", "IST", "BST", "JST", "AEST", "NZDT", "NST", "XYZ", "pm", "PM +0100")
 ZONE_COMMENTS = ("", "", " (PDT)", " (UTC)", " (+0100)", " (CET)", " (PST)", "(GMT)", " ( CEST )")
 SECONDS = (":00", ":59", ":60", ":61", "", ":58.123", ":5")
 DATES = (
@@ -154,6 +154,15 @@ DATES = (
     "Wed, 31 Feb 2024 15:02:58 +0000", "Thu, 29 Feb 2024 15:02:58 +0000", "29 Feb 2023 15:02:58 +0000",
     "Wednesday, 27 Mar 2024 15:02:58 +0000", "wed, 27 mar 2024 15:02:58 gmt", "27-Mar-2024 15:02:58 +0000",
     "27 Mar. 2024 15:02:58 +0000", "Wed 27 Mar 2024 15:02:58 +0000", "27 Mar 2024 24:00:00 +0000", "yesterday", "",
+    # forms seen in the wild against the rules
+    "Aug, 25 2002 11:17:27 PM +1100", "Aug, 26 2002 12:19:37 AM +0600", "Aug, 26 2002 13:19:37 PM +0600",
+    "Sep, 02 2002 2:35:51 pm -0000", "Mon, Aug 26 02 2:35 PM CEST", "Foo, 25 2002 11:17:27 PM +1100",
+    "22/08/2002 10:25:57", "08/22/2002 10:25:57 +0200", "31/02/2002 10:25:57", "13/13/2002 10:25", "x 1/2/2002 1:02 AM",
+    "Wed Aug 28 10:45:49 2002    +0100", "Fri Sep  6 18:13:52 2002 -0000", "Wed Aug 21 11:17:27 2002",
+    "Thu Aug 21 11:17:27 2002 IST", "Wed Aug 21 11:17 2002 JST", "Wednesday Aug 21 11:17:27 2002",
+    "23 Aug 0102 02:37:19 -0300", "Thu, 22 Aug 0102 23:36:23 -0300", "1 Jan 0099 00:00:00 +0000",
+    "1 Jan 0999 00:00:00 +0000", "Tue, 08 Oct 2002 23:51:52 CEST", "Thu, 22 Aug 2002 12:36:16 IST",
+    "Thu, 22 Aug 2002 12:36:16 +0100 (IST)", "Fri, 06 Sep 2002 11:24:17 bst", "06 Sep 2002 11:24:17 NDT",
 )
 
 
@@ -227,6 +236,10 @@ SYNTAX = st.sampled_from([
     "Wed, 27 Mar 2024 15:02:58 +0000", "31 Dec 9999 23:59:59 -1400", "1 Jan 0001 00:30:00 +0100", "23:59:60",
     "(PST)", "CEST", "2024-03-27 15:02:58.1 +0000 UTC", "Thu,", "99", "124", "-0000", "+1460", "; ",
     "\r\n\t", "\r\n ", "\r\n", "\r", "\n", "\x00", "\x0b", "\x0c", "\x1c", "\x1f", "\x7f", "Received:",
+    " - ", " - 192.0.2.1", "user@host.example", "a@b@", " with login", " WITH plain", "(qmail 1 invoked from network)",
+    "invoked from network[192.0.2.1/host.example]", "network[2001:db8::1/unknown]", "network[", "/unknown]",
+    "Aug, 25 2002 11:17:27 PM +1100", "22/08/2002 10:25:57", "Wed Aug 21 11:17:27 2002", "0102", " PM", " AM",
+    "IST", "JST", "BST", "(Postfix)", "from ()", "by (", "with id",
 ])
 _rng = random.Random(7)
 BASES = sorted({*(raw for raw in CORPUS.values() if raw.isascii()),
@@ -282,6 +295,8 @@ def test_native_answers_all_unfolded_ascii(value: str) -> None:
     "from a by b\nwith ESMTP; Wed, 27 Mar 2024 15:02:58 +0000",
     "from a by b\r\nwith ESMTP; Wed, 27 Mar 2024 15:02:58 +0000",
     "from a\r by b; Wed, 27 Mar 2024 15:02:58 +0000",
+    "from a\udcff by b; Wed, 27 Mar 2024 15:02:58 +0000",  # undecodable bytes kept by surrogateescape
+    "\udcff",
 ])
 def test_native_declines_non_ascii_and_bare_line_breaks(value: str) -> None:
     assert native(value) is None

@@ -5,15 +5,21 @@ year pivot is 68 instead of 49/50, it returns naive datetimes for ``-0000`` and 
 rejects fractional seconds and never checks the weekday. This module implements the RFC rules:
 
 * ``[day-of-week ","] day month year hour ":" minute [":" second] zone [CFWS]``;
-* obs-year (§4.3): 00-49 → 2000-2049, 50-99 → 1900-1999, three digits → +1900;
+* obs-year (§4.3): 00-49 → 2000-2049, 50-99 → 1900-1999, three digits → +1900; a three-digit
+  year written with a leading zero (``0102``: C's ``tm_year`` printed as ``%04d``) is read as
+  three digits (2002) and flagged;
 * obs-zone (§4.3): UT/GMT = +0000, EDT -4, EST -5, CDT -5, CST -6, MDT -6, MST -7, PDT -7, PST -8;
-  military letters and any other alphabetic zone (``CEST``, ``UTC``) are read as ``-0000``
-  ("UTC, no information about the local zone") and flagged;
+  zone names in common use beside them (``CEST``, ``BST``, ``JST``, ``AEST``...) are read with
+  their usual offset and flagged as a guess (``IST`` is ambiguous: India +0530, the most common,
+  and the warning says so); military letters and any other alphabetic zone (``UTC``, ``XYZ``)
+  are read as ``-0000`` ("UTC, no information about the local zone") and flagged;
 * missing seconds are ``:00``; fractional seconds are accepted and flagged;
 * a trailing comment such as ``(PDT)`` is CFWS and ignored, but flagged when it contradicts the
   numeric offset; a weekday that does not match the date keeps the date and is flagged;
-* seen in the wild against the rules: the Go ``time.String()`` form SendGrid writes
-  (``2024-05-14 15:44:18.123456789 +0000 UTC m=+1234.5``) and ISO 8601 timestamps.
+* seen in the wild against the rules, read and flagged: the Go ``time.String()`` form SendGrid
+  writes (``2024-05-14 15:44:18.123456789 +0000 UTC m=+1234.5``), ISO 8601 timestamps, the
+  month before the day with a 12-hour clock (``Aug, 25 2002 11:17:27 PM +1100``), ``DD/MM/YYYY``
+  (``21/08/2002 11:17:27``) and C's ctime (``Wed Aug 21 11:17:27 2002``).
 
 `parse_date` never raises: an unreadable date gives ``DateResult(None, warnings)``.
 """
@@ -31,6 +37,16 @@ _NAMED_ZONES = {
     "edt": -4 * 60, "est": -5 * 60, "cdt": -5 * 60, "cst": -6 * 60,
     "mdt": -6 * 60, "mst": -7 * 60, "pdt": -7 * 60, "pst": -8 * 60,
 }
+# Zone names outside RFC 5322 that servers write, with their usual offset (minutes east of UTC).
+# A name can mean several zones; the one taken is the most common in mail (IST: see _IST).
+GUESSED_ZONES = {
+    "wet": 0, "west": 60, "bst": 60, "cet": 60, "met": 60, "mez": 60, "cest": 120, "mest": 120,
+    "mesz": 120, "eet": 120, "eest": 180, "sast": 120, "msk": 180, "msd": 240, "ist": 330, "ict": 420,
+    "wib": 420, "hkt": 480, "sgt": 480, "awst": 480, "pht": 480, "jst": 540, "kst": 540, "acst": 570,
+    "acdt": 630, "aest": 600, "aedt": 660, "nzst": 720, "nzdt": 780, "hst": -600, "akst": -540,
+    "akdt": -480, "ast": -240, "adt": -180, "nst": -210, "ndt": -150,
+}
+_IST = "zone IST is ambiguous (India +0530, Irish Summer Time +0100, Israel +0200); read as India +0530, a guess"
 
 # RFC 5322 date-time after comments are removed. Groups: weekday, day, month, year, hour,
 # minute, second, fraction, zone.
@@ -44,6 +60,18 @@ _RFC_DATE = re.compile(
 _ISO_DATE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[T\s]+(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
     r"\s*(Z|[+-]\d{2}:?\d{2})?(?:\s+([A-Za-z]{1,5}))?"
+)
+# Forms seen in the wild against the rules (tried after the two above), with named groups wday,
+# mon, day, year, hour, minute, sec, ampm, zone: the month before the day, ctime, DD/MM/YYYY.
+_ZONE = r"[+-]\d{4}|[+-]\d{2}:?\d{2}|[A-Za-z]{1,5}"
+_CLOCK = r"(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<sec>\d{2}))?(?:\s*(?P<ampm>[AaPp][Mm])\b)?"
+_OTHER_FORMS = (
+    (re.compile(rf"(?:(?P<wday>[A-Za-z]{{3,9}}),?\s+)?(?P<mon>[A-Za-z]{{3,9}})\.?,?\s+(?P<day>\d{{1,2}}),?\s+"
+                rf"(?P<year>\d{{2,4}})\s+{_CLOCK}(?:\s*(?P<zone>{_ZONE}))?"), "month before day"),
+    (re.compile(rf"(?:(?P<wday>[A-Za-z]{{3,9}}),?\s+)?(?P<mon>[A-Za-z]{{3,9}})\s+(?P<day>\d{{1,2}})\s+{_CLOCK}\s+"
+                rf"(?P<year>\d{{4}})(?:\s*(?P<zone>{_ZONE}))?"), "ctime"),
+    (re.compile(rf"(?P<day>\d{{1,2}})/(?P<mon>\d{{1,2}})/(?P<year>\d{{4}})\s+{_CLOCK}(?:\s*(?P<zone>{_ZONE}))?"),
+     "DD/MM/YYYY"),
 )
 # The form nearly every server writes (RFC 5322 §3.3 without obsolete parts), read in one match.
 FAST_DATE = (
@@ -84,7 +112,15 @@ def _year(text: str, warnings: list[str]) -> int:
     if len(text) == 3:
         warnings.append(f"obsolete three-digit year {text}")
         return year + 1900
+    if text[0] == "0" and year >= 100:  # "0102": a three-digit year printed with %04d
+        warnings.append(f"obsolete three-digit year {text} (with a leading zero)")
+        return year + 1900
     return year
+
+
+def _hhmm(offset: int) -> str:
+    """Minutes east of UTC as a numeric zone: 330 → "+0530"."""
+    return f"{'-' if offset < 0 else '+'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
 
 
 def _numeric_zone(text: str) -> int | None:
@@ -113,6 +149,11 @@ def _zone(text: str | None, warnings: list[str]) -> tuple[int, bool]:
     name = text.lower()
     if name in _NAMED_ZONES:
         return _NAMED_ZONES[name], True
+    if name in GUESSED_ZONES:
+        offset = GUESSED_ZONES[name]
+        warnings.append(_IST if name == "ist" else
+                        f"zone {text} is not an RFC 5322 zone; read as {_hhmm(offset)}, its usual offset (a guess)")
+        return offset, False
     if len(name) == 1:
         warnings.append(f"military zone {text} read as -0000 (RFC 5322 §4.3)")
     else:
@@ -200,7 +241,56 @@ def slow_fields(text: str) -> tuple[datetime | None, tuple[str, ...], bool]:
             offset, known = _zone(zone or name, warnings)
         value = _build(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), frac, offset, warnings)
         return value, tuple(warnings), known and value is not None
+    for pattern, form in _OTHER_FORMS:
+        m = pattern.search(clean)
+        if m:
+            return _other_form(m, form, clean, warnings)
     return None, (f"unreadable date {text.strip()[:60]!r}",), False
+
+
+def _other_form(
+    m: re.Match[str], form: str, clean: str, warnings: list[str]
+) -> tuple[datetime | None, tuple[str, ...], bool]:
+    """A date in one of `_OTHER_FORMS`, read by the RFC's rules for its parts, and flagged."""
+    g = m.groupdict()
+    wday, mon, day, year, hour, minute, sec, ampm, zone = (
+        g.get("wday"), g["mon"], g["day"], g["year"], g["hour"], g["minute"], g["sec"], g["ampm"], g["zone"])
+    d = int(day)
+    if mon.isdigit():
+        month = int(mon)
+        if month > 12 and d <= 12:
+            month, d = d, month
+            form = "MM/DD/YYYY"
+    else:
+        month = _MONTHS.get(mon[:3].lower())
+        if month is None:
+            return None, (f"unknown month {mon!r}",), False
+    warnings.append(f"date is not in RFC 5322 form ({form})")
+    if sec is None:
+        warnings.append("date has no seconds; read as :00")
+    h = int(hour)
+    if ampm is not None and h <= 12:
+        h = h % 12 + (12 if ampm in ("PM", "pm", "Pm", "pM") else 0)
+    offset, known = _zone(zone, warnings)
+    y = _year(year, warnings)
+    value = _build(y, month, d, h, int(minute), int(sec or 0), None, offset, warnings)
+    if value is None:
+        return None, tuple(warnings), False
+    if wday:
+        _check_weekday(wday, y, month, d, warnings)
+    if m.start() > 0 and not wday:
+        warnings.append(f"text before the date ignored: {clean[: m.start()].strip()[:40]!r}")
+    return value, tuple(warnings), known
+
+
+def _check_weekday(wday: str, y: int, month: int, day: int, warnings: list[str]) -> None:
+    """Flag a weekday that is not one, or not the date's (which is kept)."""
+    expected = _DAYS[date(y, month, day).weekday()]
+    written = wday[:3].lower()
+    if written not in _DAYS:
+        warnings.append(f"unknown weekday {wday!r}")
+    elif written != expected:
+        warnings.append(f"weekday {wday} does not match the date (it was a {expected.title()})")
 
 
 def _fast_zone(zone: str) -> tuple[int, timedelta, bool] | None:
@@ -248,11 +338,16 @@ def fast_utc(
     offset, delta, _ = entry  # type: ignore[misc]
     if comment is not None and _NAMED_ZONES.get(comment.lower(), offset) != offset:
         return None  # "(PST)" after +0100: the full path flags the conflict
+    y = _YEARS.get(year)
+    if y is None:
+        if year[0] == "0":
+            return None  # "0102" (a three-digit year printed with %04d): the full path reads it
+        y = int(year)
     d = _INT2.get(day)
     h = _INT2.get(hour)
     mi = _INT2.get(minute)
     try:
-        local = datetime(_YEARS.get(year) or int(year), _FAST_MONTHS[mon], int(day) if d is None else d,
+        local = datetime(y, _FAST_MONTHS[mon], int(day) if d is None else d,
                          int(hour) if h is None else h, int(minute) if mi is None else mi, s, 0, _UTC)
     except ValueError:
         return None
@@ -285,12 +380,7 @@ def _from_rfc(
     if value is None:
         return None, tuple(warnings), False
     if wday:  # the weekday of the date as written (a leap second 23:59:60 is still that day)
-        expected = _DAYS[date(y, month, int(day)).weekday()]
-        written = wday[:3].lower()
-        if written not in _DAYS:
-            warnings.append(f"unknown weekday {wday!r}")
-        elif written != expected:
-            warnings.append(f"weekday {wday} does not match the date (it was a {expected.title()})")
+        _check_weekday(wday, y, month, int(day), warnings)
     if comment_zone and known and zone and zone[0] in "+-":
         name = comment_zone.group(1)
         named = _NAMED_ZONES.get(name.lower())

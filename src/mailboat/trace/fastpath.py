@@ -37,6 +37,21 @@ from mailboat.trace.hop import (
 KEYWORDS = frozenset(("from", "by", "via", "with", "id", "for", "tls", "group", "state", "priority"))
 
 
+def _any_case(word: str) -> set[str]:
+    variants = {""}
+    for c in word:
+        variants = {v + x for v in variants for x in (c, c.upper())}
+    return variants
+
+
+# Every spelling `tok.lower() in KEYWORDS` accepts in ASCII: one set lookup instead of lower().
+# The general path starts a clause at a keyword even right after an empty one ("from ([IP]) by",
+# "with id"), so a one-word clause whose word is a keyword is left to it (the readers below
+# decline); testing the few words after the match is cheaper than a lookahead in the regexes.
+# (No non-ASCII word lowers to a keyword: the Kelvin sign gives "k", the dotted I two characters.)
+KEYWORD_SPELLINGS = frozenset(v for k in KEYWORDS for v in _any_case(k))
+
+
 def _fast_pattern(ascii_only: bool) -> re.Pattern[str]:
     r"""The well-formed shape in one regex (used only when the text has no backslash).
 
@@ -179,6 +194,11 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
      wday, day, mon, year, hour, minute, sec, zone, zone_comment) = m.groups()
     if via_body is not None and via2_body is not None:
         return None
+    if (from_word in KEYWORD_SPELLINGS or by_host in KEYWORD_SPELLINGS or hop_id in KEYWORD_SPELLINGS
+            or tls_word in KEYWORD_SPELLINGS or rcpt in KEYWORD_SPELLINGS):
+        return None  # a keyword as a clause's word: the general path starts a clause there
+    if from_word is None and pre and "network[" in pre:
+        return None  # qmail's "invoked from network[IP/rDNS]": the general path reads it
     comments: list[str] = _split_comments(pre, []) if pre else []
     warnings: list[str] = []
     helo = rdns = ip = None
@@ -258,6 +278,9 @@ def read_postfix(text: str, m: re.Match[str]) -> Hop | None:
     comment after the TCP-info one could change the from reading (`FAST` then reads it)."""
     (helo, fromc, rdns, ip, fx, by_host, byc, protocol, withx, hop_id, idx, rcpt, forx, date_text,
      wday, day, mon, year, hour, minute, sec, zone, zone_comment) = m.groups()
+    if helo in KEYWORD_SPELLINGS or by_host in KEYWORD_SPELLINGS or hop_id in KEYWORD_SPELLINGS or (
+            rcpt is not None and rcpt in KEYWORD_SPELLINGS):
+        return None  # a keyword as a clause's word: the general path starts a clause there
     comments = [fromc]
     if fx and not all(map(inert_after_tcp_info, _split_comments(fx, comments))):
         return None

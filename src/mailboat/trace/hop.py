@@ -31,7 +31,14 @@ TCP_INFO = re.compile(rf"(?:[^\s@\[\]]++@)?(\S++)\s+\[(?:[Ii\u0130\u0131][Pp][Vv
 # Exim: [IP]:port helo=HELO, or port=N helo=HELO (the IP then is the from word)
 _EXIM = re.compile(rf"(?:\[(?:IPv6:)?({IP})\](:\d+)?)?\s*(?:port=\d+)?\s*(?:helo=(\S+))?\s*\Z", re.I)
 _QMAIL_HELO = re.compile(r"(?:HELO|EHLO)\s+(\S+)\Z", re.I)
-_IDENT_IP = re.compile(rf"(?:[^\s@]+@)?\[?(?:IPv6:)?({IP})\]?\Z", re.I)
+# "(IP)", "(ident@IP)", Yahoo's "(user@IP with login)" (or "with plain"), "(user@domain@IP)"
+_IDENT_IP = re.compile(rf"(?:[^\s@]+@)*\[?(?:IPv6:)?({IP})\]?(?:\s+with\s+(?:login|plain))?\Z", re.I)
+# The address written as a word after the from word (no parentheses): "[IP]" (fetchmail, IMail,
+# MDaemon, AltaVista), after "user@host" (Novell NetMail), or "- IP" (old Microsoft SMTPSVC)
+_BRACKETED = re.compile(rf"\[(?:IPv6:)?({IP})\]\Z", re.I)
+_BARE = re.compile(rf"({IP})\Z")
+# qmail's own stamp when it knows the peer: "(qmail 1 messnum 2 invoked from network[IP/rDNS])"
+QMAIL_NETWORK = re.compile(rf"invoked from network\[({IP})(?:/([^\]\s]*))?\]")
 _NESTED = re.compile(r"\([^()]*\)")
 # (?<![\w.-])(?:TLS|SSL)(?:v?\d(?:[._]\d)?)?(?![\w.-])|\bcipher[=\s]|Google Transport Security, spelled
 # so that every alternative starts with a literal (the lookbehinds moved after it): the regex engine
@@ -131,8 +138,11 @@ def read_from(
 ) -> tuple[str | None, str | None, str | None]:
     """(helo, rdns, ip) of the from clause, by dialect (reference/received-grammar.md §1.3)."""
     word = words[0] if words else None
+    word_ip_after = None
     if len(words) > 1:
-        warnings.append(f"extra words in the from clause: {' '.join(words[1:])[:40]!r}")
+        word_ip_after = _address_words(words)
+        if word_ip_after is None:
+            warnings.append(f"extra words in the from clause: {' '.join(words[1:])[:40]!r}")
     if word is not None and word.lower() in UNKNOWN:
         word = None
     helo: str | None = word
@@ -178,6 +188,8 @@ def read_from(
             if m and ("." in m.group(1) or ":" in m.group(1)):
                 ip = m.group(1)
                 continue
+    if ip is None:
+        ip = word_ip_after
     if word is not None and word_is_rdns:
         word_ip = as_ip(word)
         if word_ip is not None:
@@ -189,6 +201,31 @@ def read_from(
         if word_ip is not None:  # "from 192.0.2.1 by ..." (Yahoo, webmail): an address, no HELO
             ip, helo = word_ip, None
     return helo, rdns, ip
+
+
+def _address_words(words: list[str]) -> str | None:
+    """The address in the words after the from word, when they are ``[IP]``, ``user@host [IP]``
+    or ``- IP`` (and nothing else); else None."""
+    if len(words) == 2:
+        m = _BRACKETED.match(words[1])
+    elif len(words) == 3 and words[1] == "-":
+        m = _BARE.match(words[2])
+    elif len(words) == 3 and "@" in words[1] and words[1][0] not in "[<":
+        m = _BRACKETED.match(words[2])
+    else:
+        return None
+    return m.group(1) if m is not None and ("." in m.group(1) or ":" in m.group(1)) else None
+
+
+def qmail_network(comments: list[str]) -> tuple[str | None, str | None]:
+    """(rdns, ip) from qmail's "(qmail N invoked from network[IP/rDNS])", else (None, None)."""
+    for comment in comments:
+        if "network[" in comment:
+            m = QMAIL_NETWORK.search(comment)
+            if m is not None and ("." in m.group(1) or ":" in m.group(1)):
+                rdns = m.group(2) or None
+                return (None if rdns is None or rdns.lower() in UNKNOWN else rdns), m.group(1)
+    return None, None
 
 
 def inert_after_tcp_info(comment: str) -> bool:

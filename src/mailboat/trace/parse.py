@@ -9,11 +9,15 @@ IANA "Additional-registered-clauses" (``tls``/``group`` of RFC 8314, ``state`` o
   ``\\(`` quoted-pairs), quoted strings, ``;`` and words (``<...>`` and ``[...]`` kept whole);
 * the date is whatever follows the **last** depth-0 ``;``; without one, a date pattern found in
   the tail (SendGrid writes ``id X 2024-05-14 15:44:18.1 +0000 UTC``) is used instead;
-* clauses start at depth-0 keywords in any order; unknown ``atom value`` pairs after a one-word
-  clause are kept as extra clauses, comments are kept in order;
+* clauses start at depth-0 keywords in any order, the six of RFC 5321 even right after an empty
+  clause (``from ([IP]) by``, ``by (Postfix) with``, ``with id``); unknown ``atom value`` pairs
+  after a one-word clause are kept as extra clauses, comments are kept in order;
 * the ``from`` clause is read per dialect (reference/received-grammar.md §1.3): Postfix,
   Sendmail, Gmail and mailboat write ``HELO (rDNS [IP])``; Exim writes ``rDNS ([IP]:port
-  helo=HELO)``; qmail and Yahoo ``rDNS (HELO name) (IP)``; Exchange ``HELO (IP)``;
+  helo=HELO)``; qmail and Yahoo ``rDNS (HELO name) (IP)`` or ``(user@IP with login)``; Exchange
+  ``HELO (IP)``; fetchmail, IMail, MDaemon, Proxy+ ``HELO [IP]`` (NetMail ``HELO user@host
+  [IP]``), old Exchange ``HELO - IP``; a qmail stamp with no from clause may name the peer as
+  ``(qmail N invoked from network[IP/rDNS])``;
 * TLS is judged from evidence in this order (§4 "Reader" 6): the ``tls`` clause, a
   version/cipher comment, then the S of a registered with-type (RFC 3848). An unregistered
   protocol word (``HTTP``, ``local``, ``Microsoft SMTP Server``) says nothing: ``tls`` is None.
@@ -40,7 +44,17 @@ from datetime import datetime
 from mailboat.mail.headers import unfold
 from mailboat.trace.dates import date_value
 from mailboat.trace.fastpath import FAST, FAST_ASCII, KEYWORDS, POSTFIX, read_fast, read_postfix
-from mailboat.trace.hop import NO_HOST, TOKEN, Building, Hop, make_hop, one_space, read_from, read_tls
+from mailboat.trace.hop import (
+    NO_HOST,
+    TOKEN,
+    Building,
+    Hop,
+    make_hop,
+    one_space,
+    qmail_network,
+    read_from,
+    read_tls,
+)
 
 __all__ = ["Hop", "parse_received"]
 
@@ -178,7 +192,10 @@ def _parse(text: str) -> Hop:
             current.words.append(tok)
         else:
             low = tok.lower()
-            if low in KEYWORDS and (current.words or current.keyword not in KEYWORDS):
+            # the six clauses of RFC 5321 start even right after an empty one ("from ([IP]) by",
+            # "by (Postfix) with", "with id"); a registered one there is a value ("with TLS")
+            if low in KEYWORDS and (low in _FIELDS or current.words or current.comments
+                                    or current.keyword not in KEYWORDS):
                 current = _Clause(low)
                 if low in clauses:
                     warnings.append(f"second '{low}' clause kept as an extra clause")
@@ -233,6 +250,8 @@ def _build(
     if "from" in clauses:
         frm = clauses["from"]
         helo, rdns, ip = read_from(frm.words, frm.comments, text, warnings)
+    elif comments and "network[" in text:
+        rdns, ip = qmail_network(comments)
     by = clauses.get("by")
     by_host = by.words[0] if by and by.words else None
     if by and len(by.words) > 1:
