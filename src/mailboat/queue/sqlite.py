@@ -27,7 +27,7 @@ Reads (get, list, load_message, events) use separate read-only connections in wo
 WAL lets them run beside the writer. A record that fails to decode is set aside
 (status 'corrupt', a "corrupt" event, one warning log line) and never stops the queue.
 
-Schema is versioned with PRAGMA user_version; an unknown newer version refuses to open.
+Schema (sqlite_schema.py) is versioned with PRAGMA user_version; an unknown newer version refuses to open.
 """
 
 from __future__ import annotations
