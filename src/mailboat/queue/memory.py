@@ -184,7 +184,8 @@ class MemoryQueueStore:
 
     async def prune_events(self, before: float, limit: int = 1000) -> int:
         self._check_open()
-        old = sorted((e.at, qid, i) for qid, events in self._events.items() if qid not in self._items and qid not in self._corrupt
+        old = sorted((e.at, qid, i) for qid, events in self._events.items()
+                     if qid not in self._items and qid not in self._corrupt
                      for i, e in enumerate(events) if e.at < before)[:limit]
         doomed: dict[str, set[int]] = {}
         for _, qid, i in old:
