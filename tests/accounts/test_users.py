@@ -1,5 +1,6 @@
 """Accounts: hashed passwords, case-insensitive addresses, clear errors."""
 
+import hashlib
 import os
 import stat
 
@@ -76,3 +77,25 @@ def test_files_an_older_version_left_readable_are_closed(tmp_path):
     finally:
         other.close()
     assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def test_unknown_account_costs_the_same_scrypt_as_a_wrong_password(tmp_path, monkeypatch):
+    """No timing oracle for account existence: a refusal of an unknown account runs scrypt with
+    the same parameters as the check of a real account's wrong password (counted, not timed)."""
+    store = UserStore(str(tmp_path / "u.db"))
+    store.add("alice@example.com", "s3cret-pass")
+    calls: list[tuple[int, int, int]] = []
+    real = hashlib.scrypt
+
+    def counting(password, *, salt, n, r, p, maxmem=0, dklen=64):
+        calls.append((n, r, p, dklen))
+        return real(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=dklen)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting)
+    assert not store.check("alice@example.com", "wrong-pass")
+    known = list(calls)
+    calls.clear()
+    assert not store.check("nobody@example.com", "wrong-pass")
+    assert not store.check("nobody@example.com", "wrong-pass")
+    assert known == [(1 << 15, 8, 1, 32)]
+    assert calls == known * 2

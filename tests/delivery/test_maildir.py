@@ -50,13 +50,58 @@ def test_delivers_with_trace_headers(tmp_path):
 
 
 def test_null_sender_and_several_recipients_one_route(tmp_path):
+    """Two recipients whose route is the same Maildir share one copy (Delivered-To: the first)."""
     root = str(tmp_path / "shared")
     outs = deliver(MaildirTransport(), Maildir(root), "a@x.test", "b@x.test", sender="")
-    assert [o.state for o in outs] == [RecipientState.DELIVERED] * 2
-    heads = sorted(open(os.path.join(root, "new", n), "rb").read().split(b"\r\n")[1] for n in files(root))
-    assert heads == [b"Delivered-To: a@x.test", b"Delivered-To: b@x.test"]
-    assert all(open(os.path.join(root, "new", n), "rb").read().startswith(b"Return-Path: <>\r\n")
-               for n in files(root))
+    assert [(o.recipient, o.state) for o in outs] == [("a@x.test", RecipientState.DELIVERED),
+                                                      ("b@x.test", RecipientState.DELIVERED)]
+    [name] = files(root)
+    assert open(os.path.join(root, "new", name), "rb").read().startswith(
+        b"Return-Path: <>\r\nDelivered-To: a@x.test\r\n")
+
+
+def test_one_copy_per_mailbox_however_many_recipients_reach_it(tmp_path):
+    """alice+1@ ... alice+100@ in one message: one file in alice's Maildir, and every one of
+    them delivered (its own outcome), as Postfix's local(8) delivers once per mailbox."""
+    root = str(tmp_path / "mail" / "example.com" / "alice")
+    rcpts = [f"alice+{n}@example.com" for n in range(1, 101)]
+    outs = deliver(MaildirTransport(), Maildir(root), *rcpts)
+    assert [o.recipient for o in outs] == rcpts
+    assert {(o.state, o.reply_code, o.reply_text) for o in outs} == {
+        (RecipientState.DELIVERED, 250, "2.0.0 delivered to maildir")}
+    [name] = files(root)
+    data = open(os.path.join(root, "new", name), "rb").read()
+    assert data == b"Return-Path: <a@example.org>\r\nDelivered-To: alice+1@example.com\r\n" + MSG
+    # Another mailbox still gets its own copy, and another message another copy.
+    bob = str(tmp_path / "mail" / "example.com" / "bob")
+    env = Envelope("a@example.org", (Recipient("alice+1@example.com"), Recipient("bob@example.com")))
+
+    async def both():
+        transport = MaildirTransport()
+        return await asyncio.gather(
+            transport.deliver(env, MSG, [Recipient("bob@example.com"), Recipient("bob+x@example.com")], Maildir(bob)),
+            transport.deliver(env, MSG, [Recipient("alice@example.com")], Maildir(root)))
+
+    assert [len(o) for o in asyncio.run(both())] == [2, 1]
+    assert len(files(bob)) == 1 and len(files(root)) == 2
+
+
+def test_a_shared_copy_that_fails_fails_for_every_recipient_and_a_loop_only_for_its_own(tmp_path, monkeypatch):
+    root = str(tmp_path / "alice")
+    looped = b"Delivered-To: alice+1@example.com\r\n" + MSG
+    outs = deliver(MaildirTransport(), Maildir(root), "alice+1@example.com", "alice+2@example.com",
+                   "alice+3@example.com", message=looped)
+    assert [(o.recipient, o.enhanced_status) for o in outs] == [
+        ("alice+1@example.com", "5.4.6"), ("alice+2@example.com", "2.0.0"), ("alice+3@example.com", "2.0.0")]
+    [name] = files(root)
+    assert open(os.path.join(root, "new", name), "rb").read().split(b"\r\n")[1] == b"Delivered-To: alice+2@example.com"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(maildir_mod, "_fsync", full)
+    outs = deliver(MaildirTransport(), Maildir(str(tmp_path / "bob")), "bob+1@x.test", "bob+2@x.test")
+    assert [(o.state, o.reply_code) for o in outs] == [(RecipientState.DEFERRED, 451)] * 2
 
 
 def test_concurrent_deliveries_share_directory_syncs(tmp_path, monkeypatch):

@@ -263,7 +263,7 @@ def test_restart_delivers_each_message_exactly_once(tmp_path):
 
 def test_schema_1_queue_is_upgraded_in_place(tmp_path):
     """A queue written by schema 1 (before delay warnings were stored, and before spooled bodies)
-    opens, keeps its messages and gains the delay_warned and spooled columns."""
+    opens, keeps its messages and gains the delay_warned, spooled and checksum columns."""
     from mailboat.queue import codec
 
     path = tmp_path / "old.db"
@@ -297,7 +297,9 @@ def test_schema_1_queue_is_upgraded_in_place(tmp_path):
         finally:
             await store.close()
     asyncio.run(main())
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    # No checksum for a body queued before they were kept: delivered unchecked (above).
+    assert sqlite3.connect(path).execute("SELECT checksum FROM body").fetchall() == [(None,)]
 
 
 def test_background_checkpoint_moves_the_wal_without_the_writer(tmp_path):

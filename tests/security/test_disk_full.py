@@ -147,3 +147,39 @@ def test_corrupt_queue_record_is_set_aside_and_server_serves(tmp_path):
     statuses = dict(db.execute("SELECT queue_id, status FROM message WHERE queue_id LIKE 'Garbage%'"))
     db.close()
     assert statuses == {queue_id: "corrupt" for queue_id, *_ in rows}
+
+
+def test_queue_body_overwritten_on_disk_is_set_aside_not_relayed(tmp_path):
+    """A queued body replaced by random bytes of the same length (a spooled file, or the BLOB of a
+    small one) is never delivered as the message: its checksum differs, the record is set aside
+    with a log line naming the reason, and the untouched message beside it is delivered."""
+    server = start_server(tmp_path)
+    server.stop()
+    big = "Subject: big\n\n" + ("y" * 74 + "\n") * 2000  # ~150 KB: spooled to a file of its own
+    for body in ("Subject: small\n\nhello\n", big, "Subject: good\n\nok\n"):
+        sent = server.cli("sendmail", "-f", "s@example.org", "-i", "alice@example.com", input=body)
+        assert sent.returncode == 0, sent.stderr
+    db = sqlite3.connect(server.data_dir / "queue.db")
+    [small_id] = [row[0] for row in db.execute("SELECT queue_id FROM body WHERE instr(data, 'Subject: small')")]
+    [big_id] = [row[0] for row in db.execute("SELECT queue_id FROM body WHERE spooled")]
+    with db:
+        db.execute("UPDATE body SET data = randomblob(length(data)) WHERE queue_id = ?", (small_id,))
+    db.close()
+    spooled = server.data_dir / "queue.db-bodies" / big_id
+    spooled.write_bytes(os.urandom(spooled.stat().st_size))
+
+    server = start_server(tmp_path, users=())  # same data dir, accounts already there
+    try:
+        [delivered] = server.wait_messages("alice@example.com", 1)
+        assert b"Subject: good" in delivered
+        assert wait_until(lambda: server.log.count("does not match its checksum") >= 2, timeout=20), server.log[-3000:]
+        assert len(server.messages("alice@example.com")) == 1  # (set aside when read: never delivered)
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log, log[-4000:]
+    for queue_id in (small_id, big_id):
+        assert f"{queue_id}: corrupt queue record set aside: body {queue_id} does not match its checksum" in log
+    db = sqlite3.connect(server.data_dir / "queue.db")
+    statuses = dict(db.execute("SELECT queue_id, status FROM message"))
+    db.close()
+    assert statuses == {small_id: "corrupt", big_id: "corrupt"}

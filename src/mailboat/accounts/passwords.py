@@ -1,7 +1,9 @@
 """Password hashing with scrypt (memory-hard, RFC 7914) from the standard library.
 
 Stored form, self-describing so the cost can be raised later without breaking old hashes:
-``$scrypt$ln=15,r=8,p=1$<salt b64>$<hash b64>``. Verification is constant-time.
+``$scrypt$ln=15,r=8,p=1$<salt b64>$<hash b64>``. Verification is constant-time, and so is a
+refusal of an account that does not exist: `verify_unknown()` spends the same scrypt work on a
+dummy hash, so the time a wrong AUTH takes does not tell who has an account here.
 """
 
 from __future__ import annotations
@@ -43,3 +45,14 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, KeyError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+# Stands in for the hash of an account that does not exist: today's parameters, a random salt
+# and a random digest that no password yields (made once per process, costing no scrypt).
+_DUMMY = f"$scrypt$ln={LOG_N},r={R},p={P}${_b64(os.urandom(16))}${_b64(os.urandom(32))}"
+
+
+def verify_unknown(password: str) -> bool:
+    """Refuse `password` for an account that does not exist, after the work of a real check."""
+    verify_password(password, _DUMMY)
+    return False

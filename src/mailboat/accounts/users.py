@@ -13,7 +13,7 @@ import unicodedata
 
 import idna
 
-from mailboat.accounts.passwords import hash_password, verify_password
+from mailboat.accounts.passwords import hash_password, verify_password, verify_unknown
 from mailboat.smtp.address import parse_path
 from mailboat.smtp.errors import AddressError
 
@@ -104,8 +104,12 @@ class UserStore:
             raise UserError(f"no account {key}")
 
     def check(self, address: str, password: str) -> bool:
+        """Whether `password` is the account's. An unknown account costs the same scrypt work as
+        a wrong password, so the time of an answer does not reveal which accounts exist."""
         row = self._db.execute("SELECT password FROM users WHERE address = ?", (normalize_address(address),)).fetchone()
-        return row is not None and verify_password(password, row[0])
+        if row is None:
+            return verify_unknown(password)
+        return verify_password(password, row[0])
 
 
 def _check_password(password: str) -> None:

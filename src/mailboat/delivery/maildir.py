@@ -4,6 +4,10 @@ Each recipient's Maildir root comes from its route (`Maildir(path)`); tmp/ new/ 
 with mode 0700 when missing. The file gets `Return-Path:` and `Delivered-To:` prepended (RFC 5321
 §4.4: the final delivery adds Return-Path) and the queued bytes after them, unchanged.
 
+One copy per mailbox: recipients of one message that reach the same Maildir (alice+1@ and
+alice+2@, or two aliases of alice) get one file, whose Delivered-To names the first of them, and
+each of them the outcome of that file, as Postfix's local(8) delivers once per mailbox.
+
 Durability: an outcome says DELIVERED only after (1) the file's data is fsync'd, (2) it was
 renamed into new/, and (3) new/ itself was fsync'd (Linux does not persist a rename until its
 directory is synced; Exim does the same, chasquid does not). A crash before (3) may leave the
@@ -113,7 +117,8 @@ class MaildirTransport:
             raise TypeError(f"MaildirTransport cannot deliver to {route!r}")
         loop = asyncio.get_running_loop()
         results: list[RecipientOutcome] = []
-        jobs: list[_Job] = []
+        jobs: dict[str, _Job] = {}  # by Maildir root: one file per mailbox
+        copies: list[tuple[str, _Job]] = []  # each recipient, with the file that is its copy
         head = header_block(message)
         loop_error = _delivered_to_loop(head)
         folder = _folder(head)
@@ -126,27 +131,30 @@ class MaildirTransport:
                 results.append(outcome(rcpt.address, 554, "5.4.6 mail forwarding loop for " + rcpt.address,
                                        "local", now))
             else:
-                prefix = f"Return-Path: <{envelope.sender}>\r\nDelivered-To: {rcpt.address}\r\n".encode()
-                root = os.path.join(route.path, folder) if folder else route.path
-                jobs.append(_Job(root, rcpt.address, [prefix, message], len(prefix) + len(message),
-                                 loop.create_future()))
+                root = os.path.normpath(os.path.join(route.path, folder) if folder else route.path)
+                job = jobs.get(root)
+                if job is None:
+                    prefix = f"Return-Path: <{envelope.sender}>\r\nDelivered-To: {rcpt.address}\r\n".encode()
+                    job = jobs[root] = _Job(root, rcpt.address, [prefix, message], len(prefix) + len(message),
+                                            loop.create_future())
+                copies.append((rcpt.address, job))
         if jobs:
-            self._queued.extend(jobs)
+            self._queued.extend(jobs.values())
             if self._worker is None or self._worker.done():
                 self._worker = loop.create_task(self._work())
             if len(jobs) == 1:
-                await jobs[0].future
+                await next(iter(jobs.values())).future
             else:
-                await asyncio.gather(*(job.future for job in jobs))
-        for job in jobs:
+                await asyncio.gather(*(job.future for job in jobs.values()))
+        for address, job in copies:
             now = self._clock()
             if job.error is None:
-                results.append(outcome(job.recipient, 250, "2.0.0 delivered to maildir", "local", now))
+                results.append(outcome(address, 250, "2.0.0 delivered to maildir", "local", now))
             elif job.error.errno in _TRANSIENT:
-                results.append(outcome(job.recipient, 451, f"4.3.0 maildir delivery failed: {_why(job.error)}",
+                results.append(outcome(address, 451, f"4.3.0 maildir delivery failed: {_why(job.error)}",
                                        "local", now))
             else:
-                results.append(outcome(job.recipient, 554, f"5.2.0 maildir delivery failed: {_why(job.error)}",
+                results.append(outcome(address, 554, f"5.2.0 maildir delivery failed: {_why(job.error)}",
                                        "local", now))
         return results
 

@@ -20,11 +20,19 @@ Durability (the enqueue side is in sqlite.py and groupcommit.py):
    acknowledged (the client retries it), and reading it sets the row aside with the reason.
 4. A message that leaves the queue loses its row first; its file is unlinked only after the
    fsync that makes the DELETE durable, so a power cut cannot leave a row without its file.
+
+Integrity: every body, a file or a BLOB, is stored with its `checksum()` (SHA-256), checked
+when it is read for delivery. Bytes that changed on disk (damage, or a hand that overwrote the
+file with something else of the same length) are never relayed as the message: the record is
+set aside like one that cannot be decoded, with the reason logged. SHA-256 rather than BLAKE2b
+because CPUs with SHA extensions make it the faster of the two here (about 1 us per KB, 0.1 ms
+per 100 KB); a row queued before checksums were kept (NULL) is delivered unchecked.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import time
@@ -42,6 +50,23 @@ ORPHAN_AGE = 120.0  # seconds: a file this old without a row is left from a cras
 
 class BodyMissing(Exception):
     """A spooled body file is missing or shorter than its row says (see point 3 above)."""
+
+
+class BodyCorrupt(BodyMissing):
+    """A body whose bytes are not the ones queued: its checksum differs from its row's."""
+
+
+def checksum(message: bytes) -> bytes:
+    """What the queue keeps beside a body to know it again (SHA-256, 32 bytes)."""
+    return hashlib.sha256(message).digest()
+
+
+def verify(queue_id: str, data: bytes, expected: bytes | None) -> bytes:
+    """`data` if its checksum is `expected` (or nothing is expected: an older row); BodyCorrupt
+    otherwise."""
+    if expected is not None and hashlib.sha256(data).digest() != expected:
+        raise BodyCorrupt(f"body {queue_id} does not match its checksum: changed on disk since it was queued")
+    return data
 
 
 class BodySpool:

@@ -8,11 +8,13 @@ is applied in one "commit" (counted in `stats.commits`), so group-commit tests r
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from mailboat.mail.envelope import Envelope
+from mailboat.queue.bodies import BodyCorrupt, checksum, verify
 from mailboat.queue.codec import finished_detail, queued_detail
 from mailboat.queue.model import (
     QueueEvent,
@@ -22,6 +24,8 @@ from mailboat.queue.model import (
     initial_recipients,
 )
 from mailboat.queue.store import DEFAULT_LEASE, DuplicateQueueIdError, QueueError, StoreStats
+
+log = logging.getLogger("mailboat.queue")
 
 
 class MemoryQueueStore:
@@ -33,6 +37,8 @@ class MemoryQueueStore:
         self._lease = lease
         self._items: dict[str, QueueItem] = {}
         self._bodies: dict[str, bytes] = {}
+        self._checksums: dict[str, bytes] = {}  # checked at load_message(), as the SQLite store does
+        self._corrupt: dict[str, QueueItem] = {}  # set aside: kept for the operator, never delivered
         self._leases: dict[str, float] = {}
         self._events: dict[str, list[QueueEvent]] = {}
         self._pending: list[tuple[str, Envelope, bytes, asyncio.Future[None]]] = []
@@ -58,7 +64,7 @@ class MemoryQueueStore:
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         now = self._clock()
         for queue_id, envelope, message, future in batch:
-            if queue_id in self._items:
+            if queue_id in self._items or queue_id in self._corrupt:
                 error: Exception | None = DuplicateQueueIdError(f"{queue_id}: queue id already in use")
             else:
                 error = None
@@ -66,6 +72,7 @@ class MemoryQueueStore:
                     queue_id, envelope, len(message), now, now, recipients=initial_recipients(envelope)
                 )
                 self._bodies[queue_id] = message
+                self._checksums[queue_id] = checksum(message)
                 self._add_event(queue_id, now, "queued", queued_detail(envelope, len(message), message))
                 self.stats.enqueued += 1
             if not future.done():
@@ -104,23 +111,40 @@ class MemoryQueueStore:
 
     async def finish(self, queue_id: str, at: float) -> None:
         item = self._items.pop(queue_id, None)
+        if item is None:
+            return  # gone, or set aside (it waits for the operator)
         self._bodies.pop(queue_id, None)
+        self._checksums.pop(queue_id, None)
         self._leases.pop(queue_id, None)
-        if item is not None:
-            self._add_event(queue_id, at, "finished", finished_detail(item))
+        self._add_event(queue_id, at, "finished", finished_detail(item))
 
     async def load_message(self, queue_id: str) -> bytes:
         self._check_open()
-        return self._bodies[queue_id]
+        if queue_id in self._corrupt:
+            raise KeyError(queue_id)
+        try:
+            return verify(queue_id, self._bodies[queue_id], self._checksums.get(queue_id))
+        except BodyCorrupt as exc:
+            self._set_aside(queue_id, str(exc))
+            raise KeyError(queue_id) from None
+
+    def _set_aside(self, queue_id: str, reason: str) -> None:
+        log.warning("%s: corrupt queue record set aside: %s", queue_id, reason)
+        item = self._items.pop(queue_id, None)
+        if item is not None:
+            self._corrupt[queue_id] = item
+            self._leases.pop(queue_id, None)
+        self._add_event(queue_id, self._clock(), "corrupt", {"reason": reason})
 
     async def get(self, queue_id: str) -> QueueItem | None:
         self._check_open()
         return self._items.get(queue_id)
 
     async def delete(self, queue_id: str, at: float) -> bool:
-        if self._items.pop(queue_id, None) is None:
+        if self._items.pop(queue_id, None) is None and self._corrupt.pop(queue_id, None) is None:
             return False
         self._bodies.pop(queue_id, None)
+        self._checksums.pop(queue_id, None)
         self._leases.pop(queue_id, None)
         self._add_event(queue_id, at, "deleted", {})
         return True
@@ -160,7 +184,8 @@ class MemoryQueueStore:
 
     async def prune_events(self, before: float, limit: int = 1000) -> int:
         self._check_open()
-        old = sorted((e.at, qid, i) for qid, events in self._events.items() if qid not in self._items
+        old = sorted((e.at, qid, i) for qid, events in self._events.items()
+                     if qid not in self._items and qid not in self._corrupt
                      for i, e in enumerate(events) if e.at < before)[:limit]
         doomed: dict[str, set[int]] = {}
         for _, qid, i in old:

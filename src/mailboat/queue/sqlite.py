@@ -27,7 +27,7 @@ Reads (get, list, load_message, events) use separate read-only connections in wo
 WAL lets them run beside the writer. A record that fails to decode is set aside
 (status 'corrupt', a "corrupt" event, one warning log line) and never stops the queue.
 
-Schema is versioned with PRAGMA user_version; an unknown newer version refuses to open.
+Schema (sqlite_schema.py) is versioned with PRAGMA user_version; an unknown newer version refuses to open.
 """
 
 from __future__ import annotations
@@ -44,46 +44,16 @@ from typing import Any
 
 from mailboat.mail.envelope import Envelope
 from mailboat.queue import codec
-from mailboat.queue.bodies import BodyMissing, BodySpool
+from mailboat.queue.bodies import BodyMissing, BodySpool, checksum, verify
 from mailboat.queue.model import QueueEvent, QueueItem, RecipientOutcome, apply_outcomes, initial_recipients
 from mailboat.queue.checkpoint import Checkpointer
 from mailboat.queue.groupcommit import GroupCommitWriter
+from mailboat.queue.sqlite_schema import SCHEMA_VERSION, migrate
 from mailboat.queue.store import DEFAULT_LEASE, QueueError, QueueSyncError, StoreStats
 
 log = logging.getLogger("mailboat.queue")
+__all__ = ["SCHEMA_VERSION", "SPOOL_MIN", "SqliteQueueStore"]
 
-SCHEMA_VERSION = 3
-_SCHEMA = (
-    """CREATE TABLE message (
-        queue_id     TEXT PRIMARY KEY,
-        envelope     BLOB NOT NULL,              -- codec.encode_envelope
-        recipients   BLOB,                       -- codec.encode_recipients, NULL: all pending, no attempt
-        size         INTEGER NOT NULL,
-        arrival      REAL NOT NULL,
-        next_attempt REAL NOT NULL,
-        lease_until  REAL NOT NULL DEFAULT 0,
-        attempts     INTEGER NOT NULL DEFAULT 0,
-        status       TEXT NOT NULL DEFAULT 'active', -- active, held or corrupt
-        delay_warned INTEGER NOT NULL DEFAULT 0      -- 1: the delay-warning DSN was sent
-    )""",
-    "CREATE INDEX message_due ON message (status, next_attempt)",
-    # Bytes apart from the rows the runner scans, so claim queries never page through BLOBs.
-    # spooled = 1: the bytes are in the file <queue file>-bodies/<queue_id> (bodies.py), data is empty.
-    "CREATE TABLE body (queue_id TEXT PRIMARY KEY, data BLOB NOT NULL, spooled INTEGER NOT NULL DEFAULT 0)",
-    """CREATE TABLE event (
-        id       INTEGER PRIMARY KEY,
-        queue_id TEXT NOT NULL,
-        at       REAL NOT NULL,
-        kind     TEXT NOT NULL,
-        detail   TEXT NOT NULL
-    )""",
-    "CREATE INDEX event_queue_id ON event (queue_id, id)",
-)
-# Upgrades: _MIGRATIONS[n] takes a queue of schema version n to n + 1, in place.
-_MIGRATIONS = {
-    1: ("ALTER TABLE message ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0",),
-    2: ("ALTER TABLE body ADD COLUMN spooled INTEGER NOT NULL DEFAULT 0",),
-}
 # Messages of this size and larger are spooled to files (bodies.py). Measured side by side here
 # (20 sessions, delivery to Maildir, messages/s file vs BLOB): 32 KB 0.72-0.83x, 100 KB even,
 # 256 KB 1.33x, 1 MB 1.8-2.2x with half the CPU per message. A BLOB costs SQLite page copies
@@ -125,7 +95,7 @@ class SqliteQueueStore:
         self._spool_min = spool_min
         try:
             self._conn = self._connect()
-            self._migrate(self._conn)
+            migrate(self._conn, self.path)
             self.spool = BodySpool(self.path + "-bodies")
             if release_leases:
                 self._conn.execute("UPDATE message SET lease_until = 0 WHERE lease_until > 0")
@@ -135,8 +105,9 @@ class SqliteQueueStore:
         except OSError as exc:
             raise QueueError(f"cannot open the queue's body directory {self.path}-bodies: {exc}") from exc
         self._readers: threadqueue.SimpleQueue[sqlite3.Connection] = threadqueue.SimpleQueue()
-        # Bytes read by claim_due() for load_message() (popped there, or when the message goes).
-        self._prefetched: dict[str, bytes] = {}
+        # Bytes and checksum read by claim_due() for load_message() (popped there, or when the
+        # message goes).
+        self._prefetched: dict[str, tuple[bytes, bytes | None]] = {}
         self._all_readers: list[sqlite3.Connection] = []
         # shared: other processes write this queue all the time (server workers); their writer
         # threads take turns through an flock() on PATH.lock (groupcommit.py).
@@ -160,7 +131,7 @@ class SqliteQueueStore:
         try:
             conn = self._connect()
             try:
-                self._migrate(conn)
+                migrate(conn, self.path)
             finally:
                 conn.close()
         except sqlite3.Error as exc:
@@ -179,32 +150,6 @@ class SqliteQueueStore:
         if readonly:
             conn.execute("PRAGMA query_only=1")
         return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            raise QueueError(f"{self.path}: queue schema version {version} is newer than this "
-                             f"mailboat supports ({SCHEMA_VERSION}); upgrade mailboat")
-        # Version 0: a new file; older versions: the "N -> N+1" steps of _MIGRATIONS. Under BEGIN
-        # IMMEDIATE and re-checked, so two processes opening the queue at once cannot both do it
-        # (the running server and a `mailboat sendmail` upgrading the same file, for example).
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-            elif version < SCHEMA_VERSION:
-                for step in range(version, SCHEMA_VERSION):
-                    for statement in _MIGRATIONS[step]:
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     async def _write(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0, durable: bool = True,
                      files: bool = False) -> Any:
@@ -264,6 +209,7 @@ class SqliteQueueStore:
         arrival = self._clock()
         lease_until = arrival + self._lease if claim else 0.0
         event = codec.dumps_text(codec.queued_detail(envelope, len(message), message))
+        digest = checksum(message)
         spooled = len(message) >= self._spool_min
         if spooled:
             self.spool.write(queue_id, message)  # before the row: see bodies.py (removed below on failure)
@@ -271,8 +217,8 @@ class SqliteQueueStore:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt, lease_until) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (queue_id, env, len(message), arrival, arrival, lease_until))
-            conn.execute("INSERT INTO body (queue_id, data, spooled) VALUES (?, ?, ?)",
-                         (queue_id, b"" if spooled else message, spooled))
+            conn.execute("INSERT INTO body (queue_id, data, spooled, checksum) VALUES (?, ?, ?, ?)",
+                         (queue_id, b"" if spooled else message, spooled, digest))
             conn.execute("INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, 'queued', ?)",
                          (queue_id, arrival, event))
 
@@ -307,9 +253,9 @@ class SqliteQueueStore:
             sizes = {item.queue_id: item.size for item in items}
             for start in range(0, len(small), 200):
                 chunk = small[start:start + 200]
-                for queue_id, data, spooled in conn.execute(
-                        f"SELECT queue_id, data, spooled FROM body WHERE queue_id IN ({','.join('?' * len(chunk))})",
-                        chunk):
+                for queue_id, data, spooled, digest in conn.execute(
+                        f"SELECT queue_id, data, spooled, checksum FROM body WHERE queue_id IN "
+                        f"({','.join('?' * len(chunk))})", chunk):
                     if budget <= 0:
                         break
                     if spooled:
@@ -318,7 +264,7 @@ class SqliteQueueStore:
                         except (BodyMissing, OSError):
                             continue  # load_message() says what is wrong with it
                     budget -= len(data)
-                    self._prefetched[queue_id] = bytes(data)
+                    self._prefetched[queue_id] = (bytes(data), digest)  # checked by load_message()
             return items
 
         # A lease lost in a crash is a lease that ended: no fsync.
@@ -368,20 +314,19 @@ class SqliteQueueStore:
             self._drop_spooled(queue_id)
 
     async def load_message(self, queue_id: str) -> bytes:
-        data = self._prefetched.pop(queue_id, None)
-        if data is not None:
-            return data
         def read(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute("SELECT body.data, body.spooled, message.size FROM body JOIN message USING (queue_id) "
-                               "WHERE queue_id = ? AND message.status != 'corrupt'", (queue_id,)).fetchone()
+            row = conn.execute("SELECT body.data, body.spooled, body.checksum, message.size FROM body "
+                               "JOIN message USING (queue_id) WHERE queue_id = ? AND message.status != 'corrupt'",
+                               (queue_id,)).fetchone()
             if row is None:
                 return None
-            data, spooled, size = row
-            return self.spool.read(queue_id, size) if spooled else bytes(data)
+            data, spooled, digest, size = row
+            return verify(queue_id, self.spool.read(queue_id, size) if spooled else bytes(data), digest)
 
         try:
-            data = await self._read(read)
-        except BodyMissing as exc:  # never acknowledged, or damaged on disk: bodies.py
+            prefetched = self._prefetched.pop(queue_id, None)
+            data = verify(queue_id, *prefetched) if prefetched is not None else await self._read(read)
+        except BodyMissing as exc:  # never acknowledged, damaged or changed on disk: bodies.py
             self._set_aside(queue_id, str(exc))
             raise KeyError(queue_id) from None
         if data is None:
