@@ -13,12 +13,16 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,6 +147,25 @@ def start_server(tmp_path: Path, extra: str = "", users: tuple[str, ...] = ("ali
         subprocess.run([*MAILBOAT, "user", "add", user, "--password-stdin", "--config", str(config)],
                        input="password123\n", text=True, check=True, capture_output=True)
     return start_config(config, data_dir)
+
+
+@contextmanager
+def serving(tmp_path: Path, extra: str = "", **options: Any) -> Iterator[RunningServer]:
+    """start_server() for the length of a with-block (a fixture's body), then stop it and check
+    that nothing it logged was a traceback."""
+    running = start_server(tmp_path, extra, **options)
+    try:
+        yield running
+    finally:
+        log = running.stop()
+    assert "Traceback" not in log, log[-4000:]
+
+
+def insecure_context() -> ssl.SSLContext:
+    """A client context for our self-signed certificates: TLS without verifying the peer."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
 
 
 def start_config(config: Path, data_dir: Path) -> RunningServer:

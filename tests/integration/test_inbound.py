@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import smtplib
-import ssl
 import time
 
 import pytest
 
 from mbtest import Raw, start_server
+from mbtest import insecure_context as insecure
 from ourheaders import our_received, received_headers
 
 MESSAGE = b"From: Sender <sender@example.org>\r\nTo: alice@example.com\r\nSubject: hello\r\n\r\nBody line.\r\n"
-
-
-def insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def smtp(server, kind="smtp") -> smtplib.SMTP:

@@ -21,11 +21,12 @@ for _dir in (_TESTS, _TESTS / "integration"):
     if str(_dir) not in sys.path:
         sys.path.insert(0, str(_dir))
 
-from mbtest import Raw as BaseRaw, ON_CI, RunningServer, need_tool, start_server  # noqa: E402
+from mbtest import Raw as BaseRaw, ON_CI, RunningServer, insecure_context, need_tool, serving, start_server  # noqa: E402
 from ourheaders import our_received, received_headers  # noqa: E402
 
 __all__ = ["ON_CI", "MESSAGE", "Raw", "RunningServer", "bystander", "need_tool", "need_wiring", "our_received",
-           "queue_rows", "queued_events", "received_headers", "rss_kb", "start_server", "CONTROL"]
+           "queue_rows", "queued_events", "received_headers", "rss_kb", "start_server", "CONTROL",
+           "insecure_context", "serving"]
 
 MESSAGE = b"From: Sender <sender@example.org>\r\nTo: alice@example.com\r\nSubject: hello\r\n\r\nBody line.\r\n"
 CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}

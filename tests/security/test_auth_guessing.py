@@ -10,28 +10,19 @@ from __future__ import annotations
 
 import base64
 import smtplib
-import ssl
 
 import pytest
 
 from mailboat.server.auth import IP_FAILURES, PAIR_FAILURES, PER_SESSION
-from security_support import start_server
+from security_support import insecure_context as insecure, serving
 
 PASSWORD = "password123"
 
 
 @pytest.fixture
 def server(tmp_path):
-    running = start_server(tmp_path)
-    yield running
-    log = running.stop()
-    assert "Traceback" not in log, log[-4000:]
-
-
-def insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    return context
+    with serving(tmp_path) as running:
+        yield running
 
 
 def plain(account: str, password: str) -> str:

@@ -14,11 +14,10 @@ import base64
 import json
 import re
 import smtplib
-import ssl
 
 import pytest
 
-from security_support import CONTROL, MESSAGE, Raw, bystander, queue_rows, queued_events, start_server
+from security_support import CONTROL, insecure_context as insecure, MESSAGE, Raw, bystander, queue_rows, queued_events, serving
 
 # One syslog-style line: "Nov 24 01:17:00 host mailboat/smtpd[123]: ..." with no control bytes.
 LOG_LINE = re.compile(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ mailboat/[a-z-]+\[\d+\]: [^\x00-\x1f\x7f]*$")
@@ -27,16 +26,8 @@ INJECTED = "X-Injected"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = start_server(tmp_path_factory.mktemp("injection"))
-    yield running
-    log = running.stop()
-    assert "Traceback" not in log, log[-4000:]
-
-
-def insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    return context
+    with serving(tmp_path_factory.mktemp("injection")) as running:
+        yield running
 
 
 def transaction(port: int, lines: list[bytes], helo: bytes = b"client.example.org") -> list[bytes]:

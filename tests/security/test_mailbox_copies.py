@@ -7,15 +7,13 @@ import smtplib
 
 import pytest
 
-from security_support import MESSAGE, start_server, wait_until
+from security_support import MESSAGE, serving, wait_until
 
 
 @pytest.fixture
 def server(tmp_path):
-    running = start_server(tmp_path)
-    yield running
-    log = running.stop()
-    assert "Traceback" not in log, log[-4000:]
+    with serving(tmp_path) as running:
+        yield running
 
 
 def test_one_copy_per_mailbox_for_a_hundred_plus_addresses(server):
