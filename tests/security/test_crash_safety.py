@@ -1,4 +1,4 @@
-"""Crash safety (issue 6 item 5): kill -9 under load loses no message that got a 250.
+"""Crash safety: kill -9 under load loses no message that got a 250.
 
 Postfix's smtp-source sends 5,000 messages over 20 parallel sessions to a real `mailboat serve`;
 at a random moment (seeded; the seed is printed and can be replayed with MAILBOAT_CRASH_SEED)

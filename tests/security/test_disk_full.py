@@ -1,4 +1,4 @@
-"""Disk full and corrupt queue records (issue 6 item 5).
+"""Disk full and corrupt queue records.
 
 The data directory lives on a tmpfs of a few MB that the test mounts (root only; elsewhere the
 test skips with the reason, and fails under CI=true). With the disk nearly full, MAIL gets

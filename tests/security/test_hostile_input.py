@@ -1,4 +1,4 @@
-"""Hostile input (issue 6 item 3) against a real `mailboat serve` over raw sockets.
+"""Hostile input against a real `mailboat serve` over raw sockets.
 
 Every case checks three things: the attacker gets the right reply (with an enhanced status
 code) or a clean close; a second, well-behaved client completes a whole transaction while the

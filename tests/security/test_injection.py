@@ -1,4 +1,4 @@
-"""Injection (issue 6 item 4): nothing a client sends reaches a header we write, a log line or a
+"""Injection: nothing a client sends reaches a header we write, a log line or a
 queue record as CR, LF or another control byte.
 
 Every probe goes over a real socket to `mailboat serve`. Hostile values either are refused with a

@@ -17,7 +17,7 @@ Processing one message (`_process`):
    `router.expand()` (aliases); an expansion recorded earlier (`original` set) is used as is;
 2. `router.route(address)` for each final address; recipients are grouped by equal Route;
 3. each group goes to `transports[route.kind]` concurrently; Discard and Refuse routes become
-   outcomes here; a kind with no transport (LMTP/relay/MX until issue 3) is deferred with
+   outcomes here; a kind with no transport registered is deferred with
    "4.4.0 remote delivery not available yet";
 4. deferred recipients get the next time from `retry.next_attempt`; past `max_lifetime` they
    become failed ("expired");
