@@ -37,6 +37,7 @@ from mailboat.policy.filters.relay import RelayFilter
 from mailboat.policy.filters.sender import SenderOwnershipFilter
 from mailboat.policy.filters.submission import ListenerRequirementsFilter
 from mailboat.queue.bounce import Bouncer
+from mailboat.queue.intake import Intake
 from mailboat.queue.runner import QueueRunner
 from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.queue.store import QueueError, QueueStore
@@ -207,9 +208,8 @@ class Server:
         elif self.wake_fd is not None:
             on_enqueued = self._wake_runner_process
             bouncer.on_enqueued = self._wake_runner_process  # a DSN queued here is the poller's
-        ctx = ServerContext(
-            hostname=config.hostname, pipeline=pipeline, store=self.store, limits=limits,
-            ssl_context=secrets.ssl_context, resolver=resolver, on_enqueued=on_enqueued,
+        intake = Intake(
+            self.store, wake=on_enqueued,
             # The process that runs the queue delivers what it accepts at once, from memory
             # (runner.deliver_now); the other workers' messages reach it through claims, in
             # batches. (Every worker delivering its own was measured slower: twice the Maildir
@@ -218,12 +218,16 @@ class Server:
             # Large messages for local mailboxes: every worker delivers its own before queueing
             # (runner.deliver_first; measured there).
             deliver_first=self.runner,
+        )
+        # The group commit waits a few milliseconds for the messages the intake expects.
+        self.store.expect_company(intake.coming)
+        ctx = ServerContext(
+            hostname=config.hostname, pipeline=pipeline, intake=intake, limits=limits,
+            ssl_context=secrets.ssl_context, resolver=resolver,
             authenticate=self.users.check, check_local_clients=config.auth.check_local_clients,
             spool_dir=config.data_dir,
             postmaster=f"postmaster@{(config.domains.local or [config.hostname])[0]}",
         )
-        counter = ctx.counter  # its SMTP transactions still to be queued: the group commit waits for them
-        self.store.expect_company(lambda: counter.transactions)
         for index, item in enumerate(config.listener):
             listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint,
                                 self.sockets[index] if self.sockets else None)

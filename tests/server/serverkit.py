@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from mailboat.policy.pipeline import Pipeline
+from mailboat.queue.intake import Intake
 from mailboat.queue.memory import MemoryQueueStore
 from mailboat.server.listener import Listener
 from mailboat.server.session import Limits, ListenerSettings, ServerContext
@@ -12,6 +13,6 @@ from mailboat.server.session import Limits, ListenerSettings, ServerContext
 
 def smtp_listener(sockets: list[socket.socket] | None = None) -> Listener:
     """A plain `smtp` listener on 127.0.0.1 (an ephemeral port), or on shared `sockets`."""
-    ctx = ServerContext(hostname="mx.test.example", pipeline=Pipeline([]), store=MemoryQueueStore(),
+    ctx = ServerContext(hostname="mx.test.example", pipeline=Pipeline([]), intake=Intake(MemoryQueueStore()),
                         limits=Limits())
     return Listener(ctx, ListenerSettings("smtp", "none", "none"), ("127.0.0.1", 0), sockets)

@@ -8,19 +8,15 @@ import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from mailboat.mail.envelope import Envelope
 from mailboat.policy import Pipeline
-from mailboat.queue.model import QueueItem
-from mailboat.queue.runner import FirstAttempt
-from mailboat.queue.store import QueueStore
+from mailboat.queue.intake import Intake
 from mailboat.resolver.base import Resolver
 from mailboat.server import auth
 from mailboat.server.limits import ConnectionCounter, Limits
 from mailboat.stream import StreamProtocol
 
-__all__ = ["DeliverFirst", "Handoff", "ListenerSettings", "ServerContext", "is_loopback", "peer_address"]
+__all__ = ["ListenerSettings", "ServerContext", "is_loopback", "peer_address"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,42 +26,18 @@ class ListenerSettings:
     auth: str  # none | optional | required
 
 
-class Handoff(Protocol):
-    """Who delivers a message the moment it is queued (QueueRunner): see `ServerContext.handoff`."""
-
-    def has_room(self, size: int = 0) -> bool: ...
-
-    def deliver_now(self, item: QueueItem, message: bytes) -> None: ...
-
-
-class DeliverFirst(Protocol):
-    """Who delivers a large message to local mailboxes before it is queued (QueueRunner): see
-    `ServerContext.deliver_first` and queue/runner.py."""
-
-    async def deliver_first(self, queue_id: str, envelope: Envelope, message: bytes) -> FirstAttempt | None: ...
-
-    async def finish_first(self, attempt: FirstAttempt) -> None: ...
-
-    def record_first(self, item: QueueItem, attempt: FirstAttempt) -> None: ...
-
-
 @dataclass(slots=True)
 class ServerContext:
     """Everything the sessions of one server share (built by mailboat.app)."""
 
     hostname: str
     pipeline: Pipeline
-    store: QueueStore
+    # The queue's one entrance: told of each transaction at MAIL, handed each finished message
+    # (it decides deliver-first, enqueue, group commit and the hand-off to the runner).
+    intake: Intake
     limits: Limits
     ssl_context: ssl.SSLContext | None = None
     resolver: Resolver | None = None
-    on_enqueued: Callable[[], None] | None = None  # e.g. QueueRunner.wake, after each enqueue
-    # This process's runner: a message is enqueued already claimed and handed to it with its
-    # bytes after the 250 (no claim query, no re-read); on_enqueued is then not called.
-    handoff: Handoff | None = None
-    # A message of runner.DELIVER_FIRST_MIN bytes or more whose recipients are all local
-    # mailboxes is delivered before it is queued, and queued only if some copy is not delivered.
-    deliver_first: DeliverFirst | None = None
     authenticate: Callable[[str, str], bool] | None = None  # (account, password) -> ok; blocking
     auth_limiter: auth.AuthLimiter = field(default_factory=auth.AuthLimiter)
     check_local_clients: bool = False  # check SPF/DKIM/DMARC for loopback clients too
@@ -79,7 +51,7 @@ class ServerContext:
         """The directory whose file system holds the queue (default: the store's file's)."""
         if self.spool_dir:
             return self.spool_dir
-        path = getattr(self.store, "path", None)
+        path = getattr(self.intake.store, "path", None)
         return os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else None
 
 

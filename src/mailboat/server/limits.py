@@ -52,9 +52,6 @@ class ConnectionCounter:
 
     total: int = 0
     per_ip: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    # Transactions under way (MAIL accepted) whose message is not handed to the queue yet: the
-    # queue's group commit waits a few milliseconds for them (queue/groupcommit.py).
-    transactions: int = 0
 
     def admit(self, ip: str, limits: Limits) -> smtp.Reply | None:
         if self.total >= limits.connections:

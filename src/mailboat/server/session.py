@@ -3,9 +3,11 @@
 Theory of operation. The protocol engine decides everything about SMTP syntax and sequence;
 this driver feeds it bytes, answers its decision events with help from the policy pipeline, and
 carries out what only I/O can do: TLS, time-outs, reverse DNS, and handing the finished message
-to the queue. The 250 after the final dot (or BDAT LAST) is sent only when `QueueStore.enqueue`
-has returned, which means envelope and bytes are on stable storage; many sessions finishing at
-once share one fsync there (group commit), so durability costs little per message.
+to the queue. The queue's one entrance (queue/intake.py) hears of each transaction at MAIL
+(`Intake.expect`) and takes the finished message (`Intake.put`), which decides how it is kept;
+the 250 after the final dot (or BDAT LAST) is sent only once the intake says the message is
+safe: envelope and bytes on stable storage (many sessions finishing at once share one fsync
+there, the group commit), or every copy durable in its mailbox.
 
 Limits on connections, time-outs and TLS handshakes live here, never in the engine (which has
 no clock). Client-supplied strings reach logs only through `log.safe`.
@@ -26,8 +28,7 @@ from mailboat.mail.headers import get_first
 from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
 from mailboat.policy import SessionInfo, TransactionInfo
-from mailboat.queue.runner import DELIVER_FIRST_MIN, FirstAttempt
-from mailboat.queue.store import QueueError, QueueFullError
+from mailboat.queue.intake import Expected, QueueError, QueueFullError
 from mailboat.resolver.base import forward_confirmed_rdns
 from mailboat.accounts.users import normalize_address
 from mailboat.server import auth
@@ -73,7 +74,7 @@ class Session:
             auth_mechanisms=("PLAIN", "LOGIN") if listener.auth != "none" and ctx.authenticate else (),
         )
         self.txn: TransactionInfo | None = None
-        self._coming = False  # counted in ctx.counter.transactions (see _arrived)
+        self._expected: Expected | None = None  # this transaction, announced to the intake at MAIL
         self.chunks: list[bytes] = []
         self.in_data = False
         self._rdns_task: asyncio.Task[str | None] | None = None
@@ -346,9 +347,8 @@ class Session:
         verdict = await self.ctx.pipeline.on_mail(self.info, txn)
         if verdict.reply is None:
             self.txn = txn
-            if not self._coming:
-                self._coming = True
-                self.ctx.counter.transactions += 1
+            if self._expected is None:
+                self._expected = self.ctx.intake.expect()
         else:
             log.info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>", self.client,
                      said(verdict.reply), safe(txn.sender), "ESMTP" if self.info.esmtp else "SMTP",
@@ -385,9 +385,10 @@ class Session:
 
     def _arrived(self) -> None:
         """This transaction no longer counts among those the queue's group commit waits for."""
-        if self._coming:
-            self._coming = False
-            self.ctx.counter.transactions -= 1
+        expected = self._expected
+        if expected is not None:
+            self._expected = None
+            expected.close()
 
     def _reply_all(self, reply: smtp.Reply, count: int) -> None:
         """SMTP answers the end of data once; LMTP once per accepted recipient (RFC 2033 §4.2)."""
@@ -431,59 +432,28 @@ class Session:
             body=txn.body, smtputf8=txn.smtputf8, client_ip=self.info.peer_ip, client_helo=self.info.helo,
             auth_user=self.info.auth_user, protocol=protocol,
         )
-        self._arrived()  # its writes follow now: nobody need wait for this transaction any more
-        await self.ctx.store.record_event(queue_id, self._connected_at, "connect", {
+        connect = {
             "client": self.client, "helo": self.info.helo, "listener": self.listener.kind,
             "tls": f"{self.info.tls_version} {self.info.tls_cipher}" if self.info.tls_version else None,
             "sasl_username": self.info.auth_user,
-        })
-        first = await self._deliver_first(queue_id, envelope, data)
-        if first is not None and first.complete:  # every copy is in its mailbox: never queued
-            self._accepted(queue_id, message, data, count)
-            try:
-                await self.ctx.deliver_first.finish_first(first)  # type: ignore[union-attr]
-            except Exception:  # delivered and durable: the 250 stands; only the records suffer
-                log.exception("%s: recording the delivery failed", queue_id)
-            return
-        handoff = self.ctx.handoff
-        # (claimed after a first attempt too: record_first records it under the lease)
-        claim = first is not None or (handoff is not None and handoff.has_room(len(data)))
+        }
+        expected, self._expected = self._expected, None
         try:
-            item = await self.ctx.store.enqueue(queue_id, envelope, data, claim=claim)
+            await self.ctx.intake.put(queue_id, envelope, data, expected=expected, connect=connect,
+                                      connected_at=self._connected_at,
+                                      accepted=lambda: self._accepted(queue_id, message, data, count))
         except QueueFullError as exc:
             log.warning("%s: queue full: %s", queue_id, safe(exc))
             self._reply_all(smtp.Reply.make(452, "4.3.1", "Insufficient system storage"), count)
             self._end_transaction()
-            return
         except QueueError as exc:
             log.error("%s: queue write error: %s", queue_id, safe(exc))
             self._reply_all(smtp.Reply.make(451, "4.3.0", "Queue write error, try again later"), count)
             self._end_transaction()
-            return
-        self._accepted(queue_id, message, data, count)
-        if first is not None and item is not None:
-            # Some copies were delivered before queueing: that was its first run, recorded
-            # now; the others are due at their retry time (nothing for a runner to do sooner).
-            self.ctx.deliver_first.record_first(item, first)  # type: ignore[union-attr]
-        elif item is not None and handoff is not None:
-            handoff.deliver_now(item, data)
-        elif self.ctx.on_enqueued is not None:
-            self.ctx.on_enqueued()
-
-    async def _deliver_first(self, queue_id: str, envelope: Envelope, data: bytes) -> FirstAttempt | None:
-        """A large message for local mailboxes delivered before it is queued (runner.deliver_first);
-        None when that does not apply (size, routes) or failed (it is then queued as usual)."""
-        if self.ctx.deliver_first is None or len(data) < DELIVER_FIRST_MIN:
-            return None
-        try:
-            return await self.ctx.deliver_first.deliver_first(queue_id, envelope, data)
-        except Exception:  # a bug: queue it as usual (a duplicate at worst)
-            log.exception("%s: delivery before queueing failed; queueing it", queue_id)
-            return None
 
     def _accepted(self, queue_id: str, message: bytes, data: bytes, count: int) -> None:
         """Count and log a message taken in (Postfix's smtpd, cleanup and qmgr lines), answer
-        250 (sent when _on_message returns) and end the transaction."""
+        250 (sent when _on_message returns) and end the transaction: the intake's `accepted`."""
         txn = self.txn
         assert txn is not None
         self.messages += 1
