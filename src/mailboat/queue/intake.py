@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, Self
 
 from mailboat.mail.envelope import Envelope
 from mailboat.queue.model import QueueItem
@@ -89,7 +89,7 @@ class Expected:
     def closed(self) -> bool:
         return self._intake is None
 
-    def __enter__(self) -> Expected:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,7 +109,7 @@ class Intake:
             the process that runs the queue).
     """
 
-    __slots__ = ("store", "handoff", "deliver_first", "wake", "transactions")
+    __slots__ = ("deliver_first", "handoff", "store", "transactions", "wake")
 
     def __init__(self, store: QueueStore, *, handoff: Handoff | None = None,
                  deliver_first: DeliverFirst | None = None, wake: Callable[[], None] | None = None) -> None:
