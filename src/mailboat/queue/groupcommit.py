@@ -39,8 +39,8 @@ in different turns, so nearly every message paid a transaction of its own (measu
 commits and 0.9 fsyncs per message at 20 sessions), and a transaction costs far more than the
 rows in it (BEGIN IMMEDIATE, locks, about ten WAL pages written twice, a sync-thread hand-over;
 in a micro-benchmark 300 us of CPU for one message alone against 100 us each for four
-together). So when `company()` (set by the server: its SMTP transactions under way whose
-message is not submitted yet) says more submissions are coming, a new turn waits up to `LINGER`
+together). So when `company()` (the intake's count: SMTP transactions under way whose
+message is not submitted yet, intake.py) says more submissions are coming, a new turn waits up to `LINGER`
 for them, and commits at once when the last of them joins. With nobody coming (one session, a
 quiet server) it commits at the end of the loop turn as before, so a lone message's 250 never
 waits. The linger adds at most LINGER to a message's 250. Measured side by side (1 KB x 20

@@ -117,8 +117,8 @@ class SqliteQueueStore:
         self.checkpointer = Checkpointer(self._connect) if checkpoint == "background" else None
 
     def expect_company(self, company: Callable[[], int]) -> None:
-        """`company()`: how many writes are about to be submitted in this process (the server's
-        SMTP transactions whose message is not queued yet). While it is above zero, the group
+        """`company()`: how many writes are about to be submitted in this process
+        (`Intake.coming`: SMTP transactions whose message is not put yet). While it is above zero, the group
         commit waits a few milliseconds for them (groupcommit.py, "Lingering for company")."""
         self._writer.company = company
 
