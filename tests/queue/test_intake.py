@@ -63,6 +63,10 @@ class Queue:
         finally:
             reader._conn.close()
 
+    def reopened(self) -> SqliteQueueStore:
+        """The queue opened again (after close()): everything committed, lazy rows too."""
+        return SqliteQueueStore(self.store.path)
+
     async def close(self) -> None:
         await self.runner.stop()
         await self.store.close()
@@ -86,10 +90,8 @@ def test_a_message_the_runner_has_room_for_is_handed_over_after_accepted(tmp_pat
                                connect=CONNECT, connected_at=1.0)
         assert expected.closed
         assert await queue.store.claim_due(time.time(), 10) == []  # leased to this runner
-        await queue.runner.stop()  # waits for the delivery handed over
-        events = [e.kind for e in await queue.store.events(qid)]
-        await queue.close()
-        return events
+        await queue.close()  # waits for the delivery handed over; its journey rows are committed
+        return [e.kind for e in await queue.reopened().events(qid)]
 
     events = asyncio.run(main())
     assert seen == [(True, 0, 0)]
@@ -131,10 +133,9 @@ def test_a_large_local_message_is_delivered_first_and_never_queued(tmp_path, cap
 
         await queue.intake.put(qid, envelope("bob@x.test", "carol@x.test"), LARGE, accepted=accepted,
                                expected=queue.intake.expect(), connect=CONNECT, connected_at=1.0)
-        kinds = [e.kind for e in await queue.store.events(qid)]
-        stored = await queue.store.list()
-        await queue.close()
-        return kinds, stored
+        await queue.close()  # the journey rows are lazy writes: committed by now
+        reopened = queue.reopened()
+        return [e.kind for e in await reopened.events(qid)], await reopened.list()
 
     kinds, stored = asyncio.run(main())
     assert seen == [(1, 1, False, 0)]
