@@ -130,7 +130,7 @@ class Services:
                 async with asyncio.timeout(left):
                     await service.drain(left)
             except TimeoutError:
-                log.warning("%s: still busy at the end of the %.0f s drain; cut off", service.name, timeout)
+                log.warning("%s: still busy at the end of the %g s drain; cut off", service.name, timeout)
             except Exception:
                 log.exception("%s: draining failed", service.name)
             else:
