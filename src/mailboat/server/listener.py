@@ -27,7 +27,7 @@ class Listener:
         self.ctx = ctx
         self.settings = settings
         self.endpoint = endpoint
-        # Bound before the worker processes were forked (app.run with [server] workers > 1):
+        # Bound before the worker processes were forked (daemon.py, [server] workers > 1):
         # every worker accepts on the same sockets and the kernel hands each connection to one.
         self.sockets = sockets
         self.server: asyncio.base_events.Server | None = None
