@@ -1,22 +1,19 @@
-"""Composition root: builds resolver, stores, pipeline, router, transports, runner and listeners
-from a Config, and runs them until SIGTERM/SIGINT (one server process; daemon.py decides which
-processes run, and as which user).
+"""Composition root: builds resolver, stores, pipeline, router, transports, runner, listeners and
+the list of services that run them, from a Config, for one server process (`build()`).
 
-This is the only place (with `cli`) that reads the configuration models; everything it builds
-receives plain constructor arguments.
+It builds and never runs: daemon.py decides which processes run, and as which user, and runs
+each one's services (mailboat/lifecycle.py: start, stop, drain). This is the only place (with
+`cli`) that reads the configuration models; everything it builds receives plain constructor
+arguments. Adding a long-lived part (a web server, a cluster heartbeat) is one more entry in
+`services()`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
 import os
-import signal
+import socket
 import ssl
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailboat import __version__
@@ -25,6 +22,7 @@ from mailboat.config import Config
 from mailboat.delivery.lmtp import LmtpTransport
 from mailboat.delivery.maildir import MaildirTransport
 from mailboat.delivery.smtp import SmtpTransport
+from mailboat.lifecycle import Background, Service, Services
 from mailboat.policy import Pipeline
 from mailboat.auth.dkim.sign import DkimKey, DkimKeyError, load_key
 from mailboat.policy.filters.authresults import AuthLedger, AuthResultsFilter
@@ -40,12 +38,13 @@ from mailboat.queue.bounce import Bouncer
 from mailboat.queue.intake import Intake
 from mailboat.queue.runner import QueueRunner
 from mailboat.queue.sqlite import SqliteQueueStore
-from mailboat.queue.store import QueueError, QueueStore
+from mailboat.queue.upkeep import RunnerService, body_sweeper, journey_pruner
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.route import Lmtp, Maildir
 from mailboat.routing.router import Router
 from mailboat.server.listener import Listener
 from mailboat.server.session import Limits, ListenerSettings, ServerContext
+from mailboat.server.supervisor import AcceptBalancer, Supervisor, WakePipe
 from mailboat.server.tls import ensure_self_signed, server_context
 
 log = logging.getLogger("mailboat.master")
@@ -119,200 +118,47 @@ def load_secrets(config: Config) -> Secrets:
 
 
 @dataclass
+class Role:
+    """Which part of the server this process is (daemon.py decides). The default: all of it, in
+    one process."""
+
+    # Listening sockets bound before (as root, or before the workers were forked), one list per
+    # [[listener]]; None: each listener binds its own.
+    sockets: list[list[socket.socket]] | None = None
+    # This process runs the queue: the runner, the journey pruner, the body sweeper. Only it
+    # drops old leases at start (another worker doing so would release the runner's live claims).
+    run_queue: bool = True
+    shared: bool = False  # other processes share the queue ([server] workers > 1)
+    # The pipe that wakes the runner's process after an enqueue in another one.
+    wake: WakePipe | None = None
+    # In the runner's process, with other workers: they are its services, and its listeners
+    # pause only while one of them accepts (AcceptBalancer).
+    workers: Supervisor | None = None
+    # Read before dropping root ([server] user); None: read by build().
+    secrets: Secrets | None = None
+
+
+@dataclass
 class Server:
-    """A running mailboat: listeners, queue store and runner."""
+    """One server process as build() made it: its parts, and the services that run them."""
 
     config: Config
-    listeners: list[Listener] = field(default_factory=list)
-    store: SqliteQueueStore | None = None
-    runner: QueueRunner | None = None
-    users: UserStore | None = None
-    smtp_out: SmtpTransport | None = None
+    users: UserStore
+    router: Router
+    store: SqliteQueueStore
+    runner: QueueRunner
+    smtp_out: SmtpTransport
+    lmtp_out: LmtpTransport
+    listeners: list[Listener]
     dkim_keys: list[DkimKey] = field(default_factory=list)
-    lmtp_out: LmtpTransport | None = None
-    # Worker processes ([server] workers > 1, see run()): the listening sockets bound before the
-    # fork, whether this process runs the queue runner, and the pipe that wakes the runner's
-    # process after an enqueue in another one (the read end there, the write end elsewhere).
-    sockets: list[list] | None = None
-    run_queue: bool = True
-    wake_fd: int | None = None
-    # In the process that runs the queue, with other workers: whether one of them still runs
-    # (the listeners pause only while another process accepts; see _balance_accepts).
-    peers_alive: Callable[[], bool] | None = None
-    # Other processes share the queue ([server] workers > 1).
-    shared: bool = False
-    # Read before dropping root (run()); None: read in start().
-    secrets: Secrets | None = None
-    source: str = "embedded default"  # the configuration file, for the start line of the log
-    router: Router | None = None
+    services: Services = field(default_factory=Services)
 
-    async def start(self) -> None:
-        config = self.config
-        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
-        self.users = UserStore(users_path(config))
-        router = self.router = build_router(config, self.users)
-        # Only the process that runs the queue drops old leases: another worker doing so would
-        # release the runner's live claims.
-        self.store = SqliteQueueStore(queue_path(config), release_leases=self.run_queue, lease=QUEUE_LEASE,
-                                      shared=self.shared,
-                                      checkpoint="background" if self.run_queue else "elsewhere")
-        resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
-        self.smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port,
-                                      tls_policy=config.relay.tls)
-        self.lmtp_out = LmtpTransport(config.hostname, target=config.delivery.lmtp)
-        # syncfs: two syncs per delivery batch instead of one fsync per file (maildir.py).
-        transports = {"maildir": MaildirTransport(hostname=config.hostname, sync="syncfs"),
-                      "mx": self.smtp_out, "relay": self.smtp_out, "lmtp": self.lmtp_out}
-        # SPEC: a report that cannot itself be delivered goes to postmaster of the first local domain.
-        first_domain = config.local_domains[0] if config.local_domains else config.hostname
-        bouncer = Bouncer(self.store, config.hostname, postmaster=f"postmaster@{first_domain}")
-        self.runner = QueueRunner(
-            self.store, router, transports, delivery_timeout=DELIVERY_TIMEOUT,
-            retry_schedule=list(config.queue.retry), max_lifetime=config.queue.max_lifetime,
-            on_final_failure=bouncer.on_final_failure, on_success=bouncer.on_success,
-            on_delay=bouncer.on_delay, delay_warning=config.queue.delay_warning,
-        )
-        bouncer.on_enqueued = self.runner.wake
-        secrets = self.secrets or load_secrets(config)
-        self.dkim_keys = secrets.dkim_keys
-        ledger = AuthLedger()
-        pipeline = Pipeline([
-            ListenerRequirementsFilter(),
-            RelayFilter(router, config.relay.trusted_networks),
-            SenderOwnershipFilter(router),
-            HopLimitFilter(config.limits.hops),
-            SpfFilter(resolver, ledger, receiver=config.hostname, reject_fail=config.auth.spf_reject_fail),
-            DkimVerifyFilter(resolver, ledger),
-            DmarcFilter(resolver, ledger, on_reject=config.auth.dmarc_reject,
-                        on_quarantine=config.auth.dmarc_quarantine, temperror=config.auth.temperror),
-            AuthResultsFilter(config.hostname, ledger),  # after SPF, DKIM and DMARC have spoken
-            # Last: only what passed every check (and the sender-ownership test) gets our signature.
-            DkimSignFilter(self.dkim_keys,
-                           config.relay.trusted_networks if config.auth.sign_trusted_networks else ()),
-        ])
-        limits = Limits(
-            message_size=config.limits.message_size, recipients=config.limits.recipients,
-            errors=config.limits.errors, soft_errors=config.limits.soft_errors,
-            error_sleep=config.limits.error_sleep, junk_commands=config.limits.junk_commands,
-            connections=config.limits.connections,
-            connections_per_ip=config.limits.connections_per_ip,
-            command_timeout=config.timeouts.command, data_timeout=config.timeouts.data,
-            tls_handshake_timeout=config.timeouts.tls_handshake, rdns_timeout=config.dns.timeout,
-            min_data_rate=config.timeouts.min_data_rate, greet_delay=config.limits.greet_delay,
-            queue_minfree=config.limits.queue_minfree,
-        )
-        on_enqueued = self.runner.wake
-        loop = asyncio.get_running_loop()
-        if self.wake_fd is not None and self.run_queue:
-            loop.add_reader(self.wake_fd, self._woken)
-        elif self.wake_fd is not None:
-            on_enqueued = self._wake_runner_process
-            bouncer.on_enqueued = self._wake_runner_process  # a DSN queued here is the poller's
-        intake = Intake(
-            self.store, wake=on_enqueued,
-            # The process that runs the queue delivers what it accepts at once, from memory
-            # (runner.deliver_now); the other workers' messages reach it through claims, in
-            # batches. (Every worker delivering its own was measured slower: twice the Maildir
-            # sync calls, each in smaller batches, and two writers taking turns on the queue.)
-            handoff=self.runner if self.run_queue else None,
-            # Large messages for local mailboxes: every worker delivers its own before queueing
-            # (runner.deliver_first; measured there).
-            deliver_first=self.runner,
-        )
-        # The group commit waits a few milliseconds for the messages the intake expects.
-        self.store.expect_company(intake.coming)
-        ctx = ServerContext(
-            hostname=config.hostname, pipeline=pipeline, intake=intake, limits=limits,
-            ssl_context=secrets.ssl_context, resolver=resolver,
-            authenticate=self.users.check, check_local_clients=config.auth.check_local_clients,
-            spool_dir=config.data_dir,
-            postmaster=f"postmaster@{(config.domains.local or [config.hostname])[0]}",
-        )
-        for index, item in enumerate(config.listener):
-            listener = Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint,
-                                self.sockets[index] if self.sockets else None)
-            await listener.start()
-            self.listeners.append(listener)
-        if self.run_queue:
-            self.runner.start()
-            if config.queue.journey_keep is not None:
-                self._pruner = loop.create_task(prune_journeys(self.store, config.queue.journey_keep))
-            # (the store swept at open too; this catches what a crash of another process leaves)
-            self._sweeper = loop.create_task(sweep_bodies(self.store))
-            if self.sockets is not None and self.peers_alive is not None:
-                self._balancer = loop.create_task(self._balance_accepts())
-        log.info("daemon started -- version %s, configuration %s", __version__, self.source)
-
-    _wake_pending = False
-    _pruner: asyncio.Task | None = None
-    _sweeper: asyncio.Task | None = None
-    _balancer: asyncio.Task | None = None
-
-    async def _balance_accepts(self) -> None:
-        """The process that runs the queue delivers every worker's mail. While its deliveries
-        pile up (ACCEPT_PAUSE_AT in flight) it stops accepting connections, so the other workers
-        take the new sessions and this one catches up; it accepts again once they are down to
-        ACCEPT_RESUME_AT, or at once if no other worker is left (a process that is alone
-        never pauses). Measured side by side with 2 workers, 4 rounds each: 1 KB over 20
-        sessions +8 % end to end with 11 % less CPU per message; 100 KB over 20 sessions +43 %;
-        one session +58 % (the client no longer waits on a process busy delivering). Never
-        accepting there at all was 0.64 times at 100 KB: large local messages are delivered by
-        the process that accepts them, so both must take sessions when the queue is quiet."""
-        assert self.runner is not None and self.peers_alive is not None
-        while True:
-            await asyncio.sleep(ACCEPT_BALANCE_EVERY)
-            paused = any(listener.paused for listener in self.listeners)
-            in_flight = self.runner.in_flight
-            if not paused and in_flight >= ACCEPT_PAUSE_AT and self.peers_alive():
-                for listener in self.listeners:
-                    listener.pause()
-            elif paused and (in_flight <= ACCEPT_RESUME_AT or not self.peers_alive()):
-                for listener in self.listeners:
-                    try:
-                        await listener.resume()
-                    except OSError as exc:  # (its socket is still bound: not expected)
-                        log.error("cannot accept on %s again: %s", listener.endpoint, exc)
-
-    def _woken(self) -> None:
-        try:
-            os.read(self.wake_fd, 4096)  # type: ignore[arg-type]
-        except (BlockingIOError, InterruptedError):
-            pass
-        if self.runner is not None:
-            self.runner.wake()
-
-    def _wake_runner_process(self) -> None:
-        # One byte per loop iteration at most, however many sessions enqueued in it.
-        if not self._wake_pending:
-            self._wake_pending = True
-            asyncio.get_running_loop().call_soon(self._send_wake)
-
-    def _send_wake(self) -> None:
-        self._wake_pending = False
-        try:
-            os.write(self.wake_fd, b"w")  # type: ignore[arg-type]
-        except (BlockingIOError, InterruptedError, BrokenPipeError):
-            pass  # a full pipe already holds a wake-up; no runner: its poll finds the message
-
-    async def stop(self) -> None:
-        if self.wake_fd is not None and self.run_queue:
-            asyncio.get_running_loop().remove_reader(self.wake_fd)
-        for task in (self._balancer, self._pruner, self._sweeper):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        for listener in self.listeners:
-            await listener.stop()
-        if self.runner is not None:
-            await self.runner.stop()
+    async def close(self) -> None:
+        """Close what build() opened, once the services have stopped and drained."""
         for transport in (self.smtp_out, self.lmtp_out):
-            if transport is not None:
-                await transport.close()
-        if self.store is not None:
-            await self.store.close()
-        if self.users is not None:
-            self.users.close()
-        log.info("daemon stopped")
+            await transport.close()
+        await self.store.close()
+        self.users.close()
 
     def banner(self) -> str:
         lines = [f"mailboat {__version__} serving {self.config.hostname}"]
@@ -331,8 +177,6 @@ class Server:
 
     def _where_it_lands(self, address: str) -> list[str]:
         """Where mail to `address` ends up, by the router's own alias expansion and routes."""
-        if self.router is None:
-            return []
         lines: list[str] = []
         for final in self.router.expand(address):
             route = self.router.route(final)
@@ -347,77 +191,112 @@ class Server:
         return lines
 
 
-PRUNE_EVERY = 3600.0  # seconds between journey prunes
-# The queue process's listeners pause at this many deliveries in flight and resume at the
-# second figure (workers > 1 only; Server._balance_accepts), looking every ACCEPT_BALANCE_EVERY s.
-ACCEPT_PAUSE_AT = 16
-ACCEPT_RESUME_AT = 4
-ACCEPT_BALANCE_EVERY = 0.05
+def build(config: Config, role: Role | None = None) -> Server:
+    """The parts of one server process and the services that will run them, built from
+    `config`. Nothing runs yet (daemon.py starts the services); the data directory, the user
+    database and the queue are open (Server.close())."""
+    role = role or Role()
+    os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+    secrets = role.secrets or load_secrets(config)
+    users = UserStore(users_path(config))
+    router = build_router(config, users)
+    store = SqliteQueueStore(queue_path(config), release_leases=role.run_queue, lease=QUEUE_LEASE,
+                             shared=role.shared, checkpoint="background" if role.run_queue else "elsewhere")
+    resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
+    smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port, tls_policy=config.relay.tls)
+    lmtp_out = LmtpTransport(config.hostname, target=config.delivery.lmtp)
+    # syncfs: two syncs per delivery batch instead of one fsync per file (maildir.py).
+    transports = {"maildir": MaildirTransport(hostname=config.hostname, sync="syncfs"),
+                  "mx": smtp_out, "relay": smtp_out, "lmtp": lmtp_out}
+    # SPEC: a report that cannot itself be delivered goes to postmaster of the first local domain.
+    first_domain = config.local_domains[0] if config.local_domains else config.hostname
+    bouncer = Bouncer(store, config.hostname, postmaster=f"postmaster@{first_domain}")
+    runner = QueueRunner(
+        store, router, transports, delivery_timeout=DELIVERY_TIMEOUT,
+        retry_schedule=list(config.queue.retry), max_lifetime=config.queue.max_lifetime,
+        on_final_failure=bouncer.on_final_failure, on_success=bouncer.on_success,
+        on_delay=bouncer.on_delay, delay_warning=config.queue.delay_warning,
+    )
+    bouncer.on_enqueued = runner.wake
+    on_enqueued = runner.wake
+    if role.wake is not None and not role.run_queue:
+        on_enqueued = bouncer.on_enqueued = role.wake.notify  # a DSN queued here is the runner's too
+    intake = Intake(
+        store, wake=on_enqueued,
+        # The process that runs the queue delivers what it accepts at once, from memory
+        # (runner.deliver_now); the other workers' messages reach it through claims, in
+        # batches. (Every worker delivering its own was measured slower: twice the Maildir
+        # sync calls, each in smaller batches, and two writers taking turns on the queue.)
+        handoff=runner if role.run_queue else None,
+        # Large messages for local mailboxes: every worker delivers its own before queueing
+        # (runner.deliver_first; measured there).
+        deliver_first=runner,
+    )
+    # The group commit waits a few milliseconds for the messages the intake expects.
+    store.expect_company(intake.coming)
+    ctx = ServerContext(
+        hostname=config.hostname, pipeline=build_pipeline(config, router, resolver, secrets.dkim_keys),
+        intake=intake, limits=build_limits(config), ssl_context=secrets.ssl_context, resolver=resolver,
+        authenticate=users.check, check_local_clients=config.auth.check_local_clients,
+        spool_dir=config.data_dir,
+        postmaster=f"postmaster@{(config.domains.local or [config.hostname])[0]}",
+    )
+    listeners = [Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint,
+                          role.sockets[index] if role.sockets else None)
+                 for index, item in enumerate(config.listener)]
+    server = Server(config, users, router, store, runner, smtp_out, lmtp_out, listeners, secrets.dkim_keys)
+    server.services = Services(services(config, role, server))
+    return server
 
 
-async def prune_journeys(store: QueueStore, keep: float, *, every: float = PRUNE_EVERY,
-                         clock=time.time) -> None:
-    """Forget journey events older than `keep` seconds of messages that left the queue, now and
-    every `every` seconds, a bounded batch at a time (each batch is one short transaction on
-    the event loop, so sessions go on between them)."""
-    while True:
-        pruned = 0
-        try:
-            while (count := await store.prune_events(clock() - keep)) > 0:
-                pruned += count
-                await asyncio.sleep(0)
-        except QueueError as exc:
-            log.warning("journey: pruning failed, next try in %.0f s: %s", every, exc)
-        if pruned:
-            log.info("journey: forgot %d events older than %.0f days", pruned, keep / 86400)
-        await asyncio.sleep(every)
+def services(config: Config, role: Role, server: Server) -> list[Service]:
+    """The long-lived parts of this process, in the order they start; they stop and drain in
+    the reverse order (mailboat/lifecycle.py), so a service listed after another may rely on
+    it until it has drained. A new one (a web server, a cluster heartbeat) is one more entry."""
+    listed: list[Service] = []
+    if role.workers is not None:
+        listed.append(role.workers)  # forked before the event loop; ended after everything else
+    if role.run_queue:
+        if role.wake is not None:
+            listed.append(role.wake.reader(server.runner.wake))
+        listed.append(RunnerService(server.runner))
+        if config.queue.journey_keep is not None:
+            listed.append(journey_pruner(server.store, config.queue.journey_keep))
+        listed.append(body_sweeper(server.store))
+    listed.extend(server.listeners)
+    if role.workers is not None and role.sockets is not None:
+        balancer = AcceptBalancer(server.listeners, server.runner, role.workers.peers_alive)
+        listed.append(Background("accept balancer", balancer.run))
+    return listed
 
 
-async def sweep_bodies(store: SqliteQueueStore, *, every: float = PRUNE_EVERY) -> None:
-    """Every `every` seconds, remove spooled bodies that a crash left without a queue record
-    (queue/bodies.py): a `mailboat sendmail` or a worker killed between a body's write and
-    its commit."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await store.sweep_bodies()
-        except (QueueError, OSError) as exc:
-            log.warning("queue: sweeping spooled bodies failed: %s", exc)
+def build_pipeline(config: Config, router: Router, resolver: DnspythonResolver, dkim_keys: list[DkimKey]) -> Pipeline:
+    """The filters, in the order they run."""
+    ledger = AuthLedger()
+    return Pipeline([
+        ListenerRequirementsFilter(),
+        RelayFilter(router, config.relay.trusted_networks),
+        SenderOwnershipFilter(router),
+        HopLimitFilter(config.limits.hops),
+        SpfFilter(resolver, ledger, receiver=config.hostname, reject_fail=config.auth.spf_reject_fail),
+        DkimVerifyFilter(resolver, ledger),
+        DmarcFilter(resolver, ledger, on_reject=config.auth.dmarc_reject,
+                    on_quarantine=config.auth.dmarc_quarantine, temperror=config.auth.temperror),
+        AuthResultsFilter(config.hostname, ledger),  # after SPF, DKIM and DMARC have spoken
+        # Last: only what passed every check (and the sender-ownership test) gets our signature.
+        DkimSignFilter(dkim_keys, config.relay.trusted_networks if config.auth.sign_trusted_networks else ()),
+    ])
 
 
-async def serve(config: Config, ready: asyncio.Event | None = None, *, sockets: list[list] | None = None,
-                run_queue: bool = True, wake_fd: int | None = None, quiet: bool = False,
-                peers_alive: Callable[[], bool] | None = None, shared: bool = False,
-                secrets: Secrets | None = None, source: str = "embedded default") -> None:
-    """Run until SIGTERM or SIGINT."""
-    server = Server(config, sockets=sockets, run_queue=run_queue, wake_fd=wake_fd, peers_alive=peers_alive,
-                    shared=shared, secrets=secrets, source=source)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await server.start()
-        _settle_heap()
-        if not quiet:
-            print(server.banner(), flush=True, file=sys.stdout)
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-    finally:
-        await server.stop()
-
-
-def _settle_heap() -> None:
-    """Keep the garbage collector out of the tail latency.
-
-    Everything built at start-up (modules, configuration, compiled patterns, the pipeline)
-    lives as long as the process; gc.freeze() moves it out of the collector's sight, so a full
-    collection no longer walks it. A session allocates many short-lived objects per message,
-    almost all freed by reference counting; a larger first-generation threshold makes the
-    collector run a tenth as often, each run still short.
-    """
-    gc.collect()
-    gc.freeze()
-    gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(gen0, 7000), gen1, gen2)
+def build_limits(config: Config) -> Limits:
+    return Limits(
+        message_size=config.limits.message_size, recipients=config.limits.recipients,
+        errors=config.limits.errors, soft_errors=config.limits.soft_errors,
+        error_sleep=config.limits.error_sleep, junk_commands=config.limits.junk_commands,
+        connections=config.limits.connections,
+        connections_per_ip=config.limits.connections_per_ip,
+        command_timeout=config.timeouts.command, data_timeout=config.timeouts.data,
+        tls_handshake_timeout=config.timeouts.tls_handshake, rdns_timeout=config.dns.timeout,
+        min_data_rate=config.timeouts.min_data_rate, greet_delay=config.limits.greet_delay,
+        queue_minfree=config.limits.queue_minfree,
+    )

@@ -266,7 +266,7 @@ def test_spooled_messages_survive_a_restart(tmp_path):
 
 
 def test_periodic_sweep_spares_bodies_with_a_record_and_fresh_files(tmp_path):
-    """The running server's hourly sweep (app.sweep_bodies): orphans of another process's
+    """The running server's hourly sweep (upkeep.sweep_bodies): orphans of another process's
     crash go; a body whose row exists, or one too young to judge, stays."""
     path = str(tmp_path / "q.db")
     queued = new_queue_id()

@@ -322,8 +322,8 @@ def test_handoff_byte_budget(tmp_path):
 
 
 def test_prune_journeys_runs_at_start_and_logs(caplog):
-    """The server's pruning task (app.prune_journeys) forgets old journeys at once, then sleeps."""
-    from mailboat.app import prune_journeys
+    """The server's pruning task (upkeep.prune_journeys) forgets old journeys at once, then sleeps."""
+    from mailboat.queue.upkeep import prune_journeys
 
     store = MemoryQueueStore(clock=lambda: 1_000.0)
 

@@ -1,6 +1,6 @@
 """Pausing a listener on a shared socket (worker processes): the queue process stops accepting
 while its deliveries pile up, and the connections wait in the kernel for another worker or for
-resume(); the balance between them (app.Server._balance_accepts)."""
+resume(); the balance between them (supervisor.AcceptBalancer)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 
 from serverkit import smtp_listener
 
-from mailboat import app
+from mailboat.server import supervisor
 from mailboat.server.listener import bind
 
 
@@ -74,13 +74,12 @@ class _Listener:
 
 
 def test_balance_pauses_while_deliveries_pile_up_and_only_with_a_peer(monkeypatch):
-    monkeypatch.setattr(app, "ACCEPT_BALANCE_EVERY", 0.001)
+    monkeypatch.setattr(supervisor, "ACCEPT_BALANCE_EVERY", 0.001)
 
     async def main():
         runner, listener, peers = _Runner(), _Listener(), [True]
-        server = app.Server(config=None, listeners=[listener], runner=runner,  # type: ignore[arg-type]
-                            peers_alive=lambda: peers[0])
-        task = asyncio.get_running_loop().create_task(server._balance_accepts())
+        balancer = supervisor.AcceptBalancer([listener], runner, lambda: peers[0])  # type: ignore[list-item]
+        task = asyncio.get_running_loop().create_task(balancer.run())
 
         async def settle(in_flight, alive=True):
             runner.in_flight, peers[0] = in_flight, alive
@@ -88,13 +87,13 @@ def test_balance_pauses_while_deliveries_pile_up_and_only_with_a_peer(monkeypatc
             return listener.paused
 
         states = [
-            await settle(app.ACCEPT_PAUSE_AT - 1),   # below the mark: accepting
-            await settle(app.ACCEPT_PAUSE_AT),       # piled up: paused
-            await settle(app.ACCEPT_RESUME_AT + 1),  # hysteresis: still paused
-            await settle(app.ACCEPT_RESUME_AT),      # caught up: accepting
-            await settle(app.ACCEPT_PAUSE_AT),       # paused again
-            await settle(app.ACCEPT_PAUSE_AT, alive=False),  # the last other worker died: accepting
-            await settle(10 * app.ACCEPT_PAUSE_AT, alive=False),  # and never pauses alone
+            await settle(supervisor.ACCEPT_PAUSE_AT - 1),   # below the mark: accepting
+            await settle(supervisor.ACCEPT_PAUSE_AT),       # piled up: paused
+            await settle(supervisor.ACCEPT_RESUME_AT + 1),  # hysteresis: still paused
+            await settle(supervisor.ACCEPT_RESUME_AT),      # caught up: accepting
+            await settle(supervisor.ACCEPT_PAUSE_AT),       # paused again
+            await settle(supervisor.ACCEPT_PAUSE_AT, alive=False),  # the last other worker died: accepting
+            await settle(10 * supervisor.ACCEPT_PAUSE_AT, alive=False),  # and never pauses alone
         ]
         task.cancel()
         return states, listener.calls

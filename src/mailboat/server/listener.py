@@ -1,4 +1,9 @@
-"""Opening the `[[listener]]` sockets and starting one Session task per connection."""
+"""Opening the `[[listener]]` sockets and starting one Session task per connection.
+
+A Listener is a service (mailboat/lifecycle.py): start() binds (or takes over the sockets bound
+before), stop() closes them and tells idle clients 421, drain() lets the sessions in the middle
+of a message finish.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +27,15 @@ class Listener:
         self.ctx = ctx
         self.settings = settings
         self.endpoint = endpoint
-        # Bound before the worker processes were forked (app.run with [server] workers > 1):
+        # Bound before the worker processes were forked (daemon.py, [server] workers > 1):
         # every worker accepts on the same sockets and the kernel hands each connection to one.
         self.sockets = sockets
         self.server: asyncio.base_events.Server | None = None
         self.extra_servers: list[asyncio.base_events.Server] = []
         self.sessions: dict[asyncio.Task[None], Session] = {}
         self.paused = False
+        self.name = f"listener {settings.kind} {_label(endpoint)}"
+        self.grace = SESSION_GRACE
 
     def _connection(self, stream: StreamProtocol) -> None:
         session = Session(self.ctx, self.settings, stream)
@@ -90,32 +97,47 @@ class Listener:
     def pause(self) -> None:
         """Stop accepting on a shared socket (worker processes): connections wait in the
         kernel's queue for another worker, or for resume(). Sessions under way go on."""
-        if not self.sockets or self.paused:
-            return
-        for server in (self.server, *self.extra_servers):
-            if server is not None:
-                server.close()  # (no wait_closed(): from Python 3.12 on it waits for the sessions)
+        if self.sockets:
+            self._close_servers()
+
+    def _close_servers(self) -> None:
+        if not self.paused:
+            for server in (self.server, *self.extra_servers):
+                if server is not None:
+                    server.close()  # (no wait_closed(): from Python 3.12 on it waits for the sessions)
         self.paused = True
 
     async def resume(self) -> None:
         if self.paused:
             await self.start()
 
-    async def stop(self, grace: float = 5.0) -> None:
-        if not self.paused:
-            for server in (self.server, *self.extra_servers):
-                if server is not None:
-                    server.close()
-                    await server.wait_closed()
-        self.paused = True
+    async def stop(self) -> None:
+        """Stop accepting; clients waiting between commands get 421 now (Session.shutdown()),
+        those in the middle of a message go on (drain())."""
+        self._close_servers()
         for sock in self.sockets or ():
             sock.close()  # ours, kept for resume(); the other workers hold their own
         for session in list(self.sessions.values()):
-            session.shutdown()  # idle ones get 421 now; those mid-message may finish within `grace`
+            session.shutdown()
+
+    async def drain(self, timeout: float) -> None:
+        """Give the sessions still under way `grace` seconds (at most `timeout`) to finish their
+        message, then cut them off."""
         if self.sessions:
-            _, pending = await asyncio.wait(list(self.sessions), timeout=grace)
+            _, pending = await asyncio.wait(list(self.sessions), timeout=min(self.grace, timeout))
             for task in pending:
                 task.cancel()
+
+
+# Seconds a session in the middle of a message has to finish it once the server stops.
+SESSION_GRACE = 5.0
+
+
+def _label(endpoint: tuple[str, int] | str) -> str:
+    if isinstance(endpoint, str):
+        return f"unix:{endpoint}"
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def bind(endpoint: tuple[str, int] | str, backlog: int = 4096) -> list[socket.socket]:
