@@ -179,7 +179,7 @@ def test_listener_stop_tells_idle_clients_421_and_drain_lets_a_message_finish():
         queued = await busy(b"Subject: under way\r\n\r\nfinished while draining\r\n.")
         bye = await busy(b"QUIT")
         await draining
-        return told, refused, queued, bye, len(await listener.ctx.store.list()), listener.sessions
+        return told, refused, queued, bye, len(await listener.ctx.intake.store.list()), listener.sessions
 
     told, refused, queued, bye, count, sessions = asyncio.run(main())
     assert told.startswith(b"421 4.3.2 ")
