@@ -38,7 +38,7 @@ from mailboat.mail import dsn
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import format_local_received
-from mailboat.queue.model import QueueItem, QueuedRecipient
+from mailboat.queue.model import QueuedRecipient, QueueItem
 from mailboat.queue.store import QueueStore
 
 _LOG_WORDS = {"failed": "non-delivery", "delayed": "delay", "delivered": "delivery status"}
