@@ -68,8 +68,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mailboat.delivery.outcome import RecipientOutcome, RecipientState, outcome
-from mailboat.delivery.transport import Transport
+from mailboat.delivery.transport import RecipientOutcome, RecipientState, Transport, outcome
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.queue import retry
 from mailboat.queue.codec import finished_detail, queued_detail
