@@ -69,7 +69,20 @@ class StreamProtocol(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    # -- what the session uses ---------------------------------------------------------------
+    # -- what the session and the client use ------------------------------------------------
+    @property
+    def readable(self) -> bool:
+        """Bytes or the end of the stream are waiting: read() returns at once, with no timer."""
+        return bool(self._buffer) or self._eof
+
+    @property
+    def write_paused(self) -> bool:
+        """The transport pushed back (its buffer passed the high-water mark): drain() waits.
+
+        While False, drain() returns at once, so a caller on the hot path may skip the await.
+        """
+        return self._paused
+
     @property
     def peername(self) -> object:
         return self.transport.get_extra_info("peername") if self.transport else None
@@ -77,21 +90,23 @@ class StreamProtocol(asyncio.Protocol):
     def ssl_object(self) -> ssl.SSLObject | None:
         return self.transport.get_extra_info("ssl_object") if self.transport else None
 
-    async def read(self, deadline: float | None = None) -> bytes:
+    async def read(self, timeout: float | None = None) -> bytes:
         """Everything received so far; b"" at end of stream.
 
-        `deadline` (loop.time() clock): raise TimeoutError when nothing has arrived by then.
-        One TimerHandle per wait, and none at all when bytes are already buffered; cheaper than
+        `timeout` (seconds): raise TimeoutError when nothing has arrived by then. One
+        TimerHandle per wait, and none at all when bytes are already buffered; cheaper than
         an asyncio.timeout() context around every read (that costs a Timeout object, a
         reschedule and task cancel/uncancel bookkeeping on each command).
         """
+        deadline = None
         while not self._buffer and not self._eof:
+            if timeout is not None and deadline is None:
+                if timeout <= 0:
+                    raise TimeoutError
+                deadline = self._loop.time() + timeout
             waiter = self._waiter = self._loop.create_future()
             timer = None
             if deadline is not None:
-                if deadline <= self._loop.time():
-                    self._waiter = None
-                    raise TimeoutError
                 timer = self._loop.call_at(deadline, _expire, waiter)
             try:
                 await waiter

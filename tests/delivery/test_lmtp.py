@@ -9,8 +9,8 @@ from test_smtp_sink import Sink
 
 from mailboat import smtp
 from mailboat.delivery.lmtp import LmtpTransport, parse_target
+from mailboat.delivery.outcome import RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.queue.model import RecipientState
 from mailboat.routing.route import Lmtp, Mx
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from mailboat.delivery import maildir as maildir_mod
 from mailboat.delivery.maildir import MaildirTransport
+from mailboat.delivery.outcome import RecipientState
 from mailboat.delivery.transport import Transport
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.queue.model import RecipientState
 from mailboat.routing.route import Maildir, Mx
 
 MSG = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n.. dots stay\r\n"

@@ -12,9 +12,9 @@ from test_smtp_sink import Sink
 
 from mailboat import smtp
 from mailboat.delivery.connection import Timeouts
+from mailboat.delivery.outcome import RecipientState
 from mailboat.delivery.smtp import SmtpTransport
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.queue.model import RecipientState
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.route import Mx, Relay
 from mailboat.server.tls import ensure_self_signed, server_context

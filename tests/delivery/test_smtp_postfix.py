@@ -15,9 +15,9 @@ import pytest
 from mbtest import need_tool
 
 from mailboat.delivery.lmtp import LmtpTransport
+from mailboat.delivery.outcome import RecipientState
 from mailboat.delivery.smtp import SmtpTransport
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.queue.model import RecipientState
 from mailboat.routing.route import Lmtp, Relay
 
 pytestmark = pytest.mark.interop

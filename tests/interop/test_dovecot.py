@@ -28,8 +28,8 @@ from interop_support import need_tool
 
 from mailboat.delivery.lmtp import LmtpTransport
 from mailboat.delivery.maildir import MaildirTransport
+from mailboat.delivery.outcome import RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.queue.model import RecipientState
 from mailboat.routing.route import Lmtp, Maildir
 
 pytestmark = pytest.mark.interop

@@ -13,10 +13,10 @@ import sqlite3
 
 import pytest
 
+from mailboat.delivery.outcome import RecipientOutcome, RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.ids import new_queue_id
 from mailboat.queue import bodies, groupcommit
-from mailboat.queue.model import RecipientOutcome, RecipientState
 from mailboat.queue.sqlite import SPOOL_MIN, SqliteQueueStore
 from mailboat.queue.store import DuplicateQueueIdError, QueueFullError, QueueSyncError
 

@@ -9,11 +9,11 @@ import time
 import pytest
 
 from mailboat.delivery.maildir import MaildirTransport
+from mailboat.delivery.outcome import RecipientState
 from mailboat.delivery.transport import outcome
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.ids import new_queue_id
 from mailboat.queue.memory import MemoryQueueStore
-from mailboat.queue.model import RecipientState
 from mailboat.queue.runner import QueueRunner
 from mailboat.routing.route import Discard, Maildir, Mx, Refuse
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
+from mailboat.delivery.outcome import RecipientOutcome, RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.ids import new_queue_id
 from mailboat.queue.memory import MemoryQueueStore
-from mailboat.queue.model import RecipientOutcome, RecipientState
 from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.queue.store import DuplicateQueueIdError, QueueStore
 

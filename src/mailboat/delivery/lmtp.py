@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 
 from mailboat.delivery.connection import ClientSession, SessionError, SessionPool, Timeouts
+from mailboat.delivery.outcome import RecipientOutcome
 from mailboat.delivery.smtp import build_transaction, make_outcome
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.queue.model import RecipientOutcome
 from mailboat.routing.mx import split_hostport
 from mailboat.routing.route import Lmtp, Route
 from mailboat.smtp.outgoing import prepare_message

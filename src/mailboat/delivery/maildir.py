@@ -49,10 +49,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mailboat import diskio
-from mailboat.delivery.transport import outcome
+from mailboat.delivery.outcome import RecipientOutcome, outcome
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.message import header_block
-from mailboat.queue.model import RecipientOutcome
 from mailboat.routing.route import Maildir, Route
 
 LINGER = 0.004  # seconds a batch may wait for company while mail streams in (sync="syncfs")

@@ -39,9 +39,8 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 
 from mailboat.delivery.connection import ClientSession, SessionError, SessionPool, Timeouts, reply_text
-from mailboat.delivery.transport import outcome
+from mailboat.delivery.outcome import RecipientOutcome, outcome
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.queue.model import RecipientOutcome
 from mailboat.resolver.base import Resolver
 from mailboat.routing.mx import Destination, DestinationError, resolve_destinations, resolve_smarthost
 from mailboat.routing.route import Mx, Relay, Route

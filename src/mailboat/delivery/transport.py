@@ -3,15 +3,15 @@
 Maildir, LMTP, smarthost relay and MX delivery. The queue runner picks the
 transport registered under a route's `kind` ("maildir", "lmtp", "relay", "mx") and hands it a
 group of recipients that share one Route. `delivery` never imports `queue`: transports get plain
-values and return plain outcomes (STYLE "Dependency direction").
+values and return plain outcomes (`delivery.outcome`; STYLE "Dependency direction").
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from mailboat.delivery.outcome import RecipientOutcome, RecipientState, outcome
 from mailboat.mail.envelope import Envelope, Recipient
-from mailboat.queue.model import RecipientOutcome, RecipientState
 from mailboat.routing.route import Route
 
 __all__ = ["Transport", "outcome", "RecipientOutcome", "RecipientState"]
@@ -47,17 +47,3 @@ class Transport(Protocol):
         self, envelope: Envelope, message: bytes, recipients: list[Recipient], route: Route
     ) -> list[RecipientOutcome]: ...
 
-
-def outcome(recipient: str, code: int, text: str, host: str, at: float, *, remote: bool = False) -> RecipientOutcome:
-    """Build an outcome whose state follows the reply code (2xx, 4xx, 5xx).
-
-    `remote`: the code and text are the peer's reply as received (see RecipientOutcome.remote);
-    `host` is "none" when no server answered (Postfix relay=none), "local" for local delivery.
-    """
-    if 200 <= code < 300:
-        state = RecipientState.DELIVERED
-    elif 400 <= code < 500:
-        state = RecipientState.DEFERRED
-    else:
-        state = RecipientState.FAILED
-    return RecipientOutcome(recipient, state, code, text, host, at, remote=remote)

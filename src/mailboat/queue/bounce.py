@@ -33,11 +33,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from mailboat.delivery.outcome import RecipientOutcome
 from mailboat.mail import dsn
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import format_local_received
-from mailboat.queue.model import QueueItem, QueuedRecipient, RecipientOutcome
+from mailboat.queue.model import QueuedRecipient, QueueItem
 from mailboat.queue.store import QueueStore
 
 _LOG_WORDS = {"failed": "non-delivery", "delayed": "delay", "delivered": "delivery status"}

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mailboat.delivery.outcome import RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.headers import header_section
-from mailboat.queue.model import Attempt, QueuedRecipient, QueueItem, RecipientState
+from mailboat.queue.model import Attempt, QueuedRecipient, QueueItem
 
 FORMAT_VERSION = 1
 MAX_EVENT_HEADERS = 64 * 1024  # header bytes kept in the "queued" event for `mailboat journey`

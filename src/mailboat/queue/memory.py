@@ -13,16 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from mailboat.delivery.outcome import RecipientOutcome
 from mailboat.mail.envelope import Envelope
 from mailboat.queue.bodies import BodyCorrupt, checksum, verify
 from mailboat.queue.codec import finished_detail, queued_detail
-from mailboat.queue.model import (
-    QueueEvent,
-    QueueItem,
-    RecipientOutcome,
-    apply_outcomes,
-    initial_recipients,
-)
+from mailboat.queue.model import QueueEvent, QueueItem, apply_outcomes, initial_recipients
 from mailboat.queue.store import DEFAULT_LEASE, DuplicateQueueIdError, QueueError, StoreStats
 
 log = logging.getLogger("mailboat.queue")

@@ -1,79 +1,19 @@
-"""Queue values: a queued message, its per-recipient state and attempt history, delivery outcomes.
+"""Queue values: a queued message, its per-recipient state and attempt history.
 
 Plain frozen values with plain types (an int reply code and a str reply text), so that the queue
 needs nothing from `smtp` and every backend (memory, SQLite, PostgreSQL) shares one meaning.
+The delivery outcome and the recipient state are the transports' vocabulary
+(`delivery.outcome`): the queue depends on delivery's contract, never the reverse.
 `apply_outcomes` is the single place that turns delivery outcomes into new recipient states;
 backends call it inside their write transaction so they cannot drift apart.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
+from mailboat.delivery.outcome import RecipientOutcome, RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
-
-
-class RecipientState(StrEnum):
-    """Where one recipient stands.
-
-    PENDING and DEFERRED are "still to deliver" (the runner claims them); DELIVERED and FAILED are
-    final; EXPANDED marks an envelope recipient whose alias expansion has been recorded as its own
-    recipients (each with `original` set), so the alias is not expanded and delivered twice.
-    """
-
-    PENDING = "pending"  # never attempted
-    DEFERRED = "deferred"  # attempted, temporary failure (4xx); retried on schedule
-    DELIVERED = "delivered"
-    FAILED = "failed"  # permanent failure (5xx) or given up after max_lifetime
-    EXPANDED = "expanded"
-
-    @property
-    def is_open(self) -> bool:
-        return self in (RecipientState.PENDING, RecipientState.DEFERRED)
-
-
-_STATUS_RE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientOutcome:
-    """The result of one delivery attempt for one final recipient address.
-
-    Attributes:
-        recipient: the final address delivered to (after alias expansion).
-        state: DELIVERED, DEFERRED or FAILED.
-        reply_code: SMTP basic code (250, 451, 550, ...), also for local transports.
-        reply_text: reply text, starting with the RFC 3463 enhanced status when there is one
-            ("2.0.0 delivered to maildir"); for remote hosts, their text as received.
-        host: who answered: "local" for local transports, else the remote host name/address.
-        at: when (Unix time).
-        original: the envelope recipient this address was expanded from, or None when the
-            address is the envelope recipient itself. (Addition to the brief: alias expansion
-            happens in the runner, and the queue must remember which expansions are done.)
-        remote: the code and text are a reply the peer (SMTP or LMTP server) sent, as received;
-            False for every text we made ourselves (a refused connection, a time-out, a local
-            delivery), so a bounce never presents our words as a remote server's (RFC 3464
-            Diagnostic-Code type "smtp" only for a real reply). Not stored with the attempt.
-    """
-
-    recipient: str
-    state: RecipientState
-    reply_code: int
-    reply_text: str
-    host: str
-    at: float
-    original: str | None = None
-    remote: bool = False
-
-    @property
-    def enhanced_status(self) -> str:
-        """"2.0.0"-style status from the reply text, else derived from the basic code."""
-        match = _STATUS_RE.match(self.reply_text)
-        if match and match.group(1) == str(self.reply_code)[0]:
-            return ".".join(match.groups())
-        return f"{str(self.reply_code)[0]}.0.0"
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,11 +68,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mailboat.delivery.transport import Transport, outcome
+from mailboat.delivery.transport import RecipientOutcome, RecipientState, Transport, outcome
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.queue import retry
 from mailboat.queue.codec import finished_detail, queued_detail
-from mailboat.queue.model import QueueItem, RecipientOutcome, RecipientState, apply_outcomes, initial_recipients
+from mailboat.queue.model import QueueItem, apply_outcomes, initial_recipients
 from mailboat.queue.store import QueueError, QueueStore
 from mailboat.routing.route import Discard, Maildir, Refuse, Route
 

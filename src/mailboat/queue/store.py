@@ -34,8 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from mailboat.delivery.outcome import RecipientOutcome
 from mailboat.mail.envelope import Envelope
-from mailboat.queue.model import QueueEvent, QueueItem, RecipientOutcome
+from mailboat.queue.model import QueueEvent, QueueItem
 
 DEFAULT_LEASE = 300.0  # seconds; longer than any single delivery run (SMTP DATA timeout is 10 min
 # on the client side, but our runner bounds a run well below this: see runner.py)

@@ -169,11 +169,10 @@ class Session:
     async def _read(self) -> bytes:
         stream = self.stream
         try:
-            if stream._buffer or stream._eof:  # already here: no timer at all
+            if stream.readable:  # already here: no timer at all
                 data = await stream.read()
             else:
-                loop = stream._loop
-                data = await stream.read(loop.time() + (self._deadline.due(self.in_data) - time.monotonic()))
+                data = await stream.read(self._deadline.due(self.in_data) - time.monotonic())
             if self.in_data:
                 self._deadline.data_bytes += len(data)
             return data
@@ -253,7 +252,7 @@ class Session:
         out = self.conn.data_to_send()
         if out:
             self.stream.write(out)
-            if self.stream._paused:  # drain() only waits when the transport pushed back
+            if self.stream.write_paused:  # drain() only waits when the transport pushed back
                 await self.stream.drain()
 
     def _answer(self, reply: smtp.Reply | None) -> None:

@@ -1,8 +1,9 @@
 """Per-session abuse limits of ServerConnection: errors, junk commands, non-SMTP input.
 
 The engine's share of what Postfix's smtpd does with smtpd_hard_error_limit,
-smtpd_junk_command_limit and smtpd_forbidden_commands. It counts; the driver, which has the
-clock, does the slowing down past a soft limit (smtpd_soft_error_limit) by reading
+smtpd_junk_command_limit and smtpd_forbidden_commands. :class:`Limits` counts; the connection
+sends the refusals (`verbs.reject`, `verbs.refuse_non_smtp`); the driver, which has the clock,
+does the slowing down past a soft limit (smtpd_soft_error_limit) by reading
 :attr:`ServerConnection.errors` before it writes a reply.
 
 * **Errors**: every 4yz/5yz reply to a command, whether the engine refused it (syntax,
@@ -26,14 +27,8 @@ clock, does the slowing down past a soft limit (smtpd_soft_error_limit) by readi
 from __future__ import annotations
 
 import re
-from collections import deque
-from typing import TYPE_CHECKING
 
-from . import replies
-from .events import CommandRejected, Event, NonSmtpCommand
-from .reply import Reply
-
-__all__ = ["SessionLimits", "is_non_smtp"]
+__all__ = ["Limits", "is_non_smtp"]
 
 # HTTP/1.x methods (RFC 9110 §9, RFC 5789) and WebDAV's commonest, then an RFC 5322 field
 # name (printable, no colon) followed by a colon and a space, a tab or the end of the line.
@@ -48,61 +43,32 @@ def is_non_smtp(line: str) -> bool:
     return _NON_SMTP.match(line) is not None
 
 
-class SessionLimits:
-    """Mixin of :class:`~mailboat.smtp.server.ServerConnection`: refusals and the counters."""
+class Limits:
+    """The error and junk-command counters of one session, with their limits (0 = unlimited).
 
-    # Provided by ServerConnection (declared for type checkers).
-    if TYPE_CHECKING:
-        max_errors: int
-        max_junk_commands: int
-        _errors: int
-        _junk: int
-        _out: list[bytes]
-        _pending: deque[Event]
+    It only counts: the connection sends the 421 and closes when a method says a limit is
+    reached, and the driver reads :attr:`errors` for its soft limit.
+    """
 
-        def _close(self) -> None: ...
+    __slots__ = ("max_errors", "max_junk_commands", "errors", "junk")
 
-    @property
-    def errors(self) -> int:
-        """Errors counted so far (since the last accepted message): the driver's soft limit."""
-        return self._errors
+    def __init__(self, max_errors: int, max_junk_commands: int) -> None:
+        self.max_errors = max_errors
+        self.max_junk_commands = max_junk_commands
+        self.errors = 0  # 4yz/5yz replies since the last accepted message
+        self.junk = 0  # NOOP, RSET, VRFY, EXPN, HELP since the last accepted message
 
-    def _reject(self, command: bytes | str, reply: Reply, *, count: bool = True) -> None:
-        """Send an engine refusal, report it, and enforce max_errors."""
-        if isinstance(command, bytes):
-            command = command.decode("utf-8", "backslashreplace")
-        if command[:4].upper() == "AUTH":
-            command = " ".join(command.split()[:2])  # never log SASL initial responses
-        self._out.append(reply.to_bytes())
-        self._pending.append(CommandRejected(command[:200], reply))
-        if count:
-            self._count_error()
+    def error(self) -> bool:
+        """Count one 4yz/5yz reply; True when that reaches max_errors (421 4.7.0, close)."""
+        self.errors += 1
+        return bool(self.max_errors) and self.errors >= self.max_errors
 
-    def _count_error(self) -> None:
-        """One more 4yz/5yz reply: at max_errors, 421 4.7.0 and close."""
-        self._errors += 1
-        if self.max_errors and self._errors >= self.max_errors:
-            self._out.append(replies.TOO_MANY_ERRORS.to_bytes())
-            self._close()
+    def junk_command(self) -> bool:
+        """Count one junk command; True when it is past max_junk_commands (421 4.7.0, close)."""
+        self.junk += 1
+        return bool(self.max_junk_commands) and self.junk > self.max_junk_commands
 
-    def _junk_command(self, line: str) -> bool:
-        """Count NOOP/RSET/VRFY/EXPN/HELP; True if this one is over the limit (421 sent, closed)."""
-        self._junk += 1
-        if self.max_junk_commands and self._junk > self.max_junk_commands:
-            self._reject(line, replies.TOO_MANY_JUNK, count=False)
-            self._close()
-            return True
-        return False
-
-    def _non_smtp(self, line: bytes | str) -> None:
-        """521 5.7.0 and close: nothing after this line is read (see the module docstring)."""
-        if isinstance(line, bytes):
-            line = line.decode("utf-8", "backslashreplace")
-        self._out.append(replies.NON_SMTP_COMMAND.to_bytes())
-        self._pending.append(NonSmtpCommand(line[:200], replies.NON_SMTP_COMMAND))
-        self._close()
-
-    def _message_accepted(self) -> None:
-        """A message was taken in: the error and junk counts start again."""
-        self._errors = 0
-        self._junk = 0
+    def message_accepted(self) -> None:
+        """A message was taken in: both counts start again."""
+        self.errors = 0
+        self.junk = 0

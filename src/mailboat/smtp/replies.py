@@ -11,6 +11,8 @@ Tests assert against these names. Conventions:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .reply import Reply
 
 R = Reply.make
@@ -32,6 +34,23 @@ AUTH_OK = R(235, "2.7.0", "Authentication successful")
 def bdat_received(octets: int) -> Reply:
     """RFC 3030 §3: the reply to each non-LAST BDAT chunk."""
     return R(250, "2.0.0", f"{octets} octets received")
+
+
+# Replies that depend only on the configuration are built once per configuration and shared
+# by every connection; a Reply keeps its rendered bytes, so they are rendered once too. The
+# caches are small because their keys come from the configuration, never from a client.
+
+
+@lru_cache(maxsize=64)
+def greeting(hostname: str, banner: str) -> Reply:
+    """The default 220 greeting: ``220 <hostname> <banner>``."""
+    return Reply(220, None, (f"{hostname} {banner}".rstrip(),))
+
+
+@lru_cache(maxsize=64)
+def helo(hostname: str) -> Reply:
+    """The reply to HELO (EHLO and LHLO get the capability list)."""
+    return Reply(250, None, (hostname,))
 
 
 # -- syntax (RFC 5321 §4.2.4, §4.5.3.1.9) ----------------------------------------------------

@@ -25,6 +25,16 @@ Bytes go in with :meth:`ServerConnection.receive_data`, events come out of
 # NEED_DATA. A driver that reads before flushing data_to_send() deadlocks against a client
 # waiting for that reply.
 #
+# Structure. The engine is split by concept, and composed, not mixed in:
+#
+#     server.py    this class: input buffer and mode, the event and output queues, the
+#                  driver API, and what an answer to a decision changes
+#     verbs.py     reading a command line, one function per verb, the refusals, the SASL
+#                  line; each function takes the connection explicitly
+#     state.py     InputMode, SessionState (HELO, TLS, AUTH), Transaction (MAIL, RCPT+, body)
+#     limits.py    Limits: the error and junk-command counters; non-SMTP line detection
+#     commands.py, data.py    the parsers: command lines, DATA and BDAT content
+#
 # Input modes. Every received byte is consumed by exactly one reader, chosen by `_mode`:
 #
 #     COMMAND      lines cut at CRLF only (RFC 5321 §2.3.8). A line holding a bare CR, a
@@ -72,9 +82,9 @@ from functools import lru_cache
 from . import replies
 from .address import Path
 from .capabilities import ehlo_reply
-from .commands import LineReader, LineTooLong, decode_line
-from .data import BdatReceiver, ContentCheck, DataReceiver
-from .errors import LocalProtocolError, RemoteProtocolError
+from .commands import LineReader
+from .data import BdatReceiver, DataReceiver
+from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
     Auth,
@@ -89,40 +99,27 @@ from .events import (
     NeedData,
     RcptTo,
 )
-from .limits import SessionLimits, is_non_smtp
+from .limits import Limits
 from .reply import Reply
-from .verbs import (
-    _AUTH,
-    _BDAT,
-    _CLOSED,
-    _COMMAND,
-    _DATA,
-    _TLS_PENDING,
-    CONNECTION_CLOSED,
-    VerbHandlers,
-)
+from .state import InputMode, SessionState, Transaction
+from .verbs import CONNECTION_CLOSED, end_of_message, read_auth_line, read_command
 
 __all__ = ["ServerConnection"]
 
-# Replies that depend only on the configuration are built once per configuration and shared
-# by every connection; a Reply keeps its rendered bytes, so they are rendered once too. The
-# caches are small because their keys come from the configuration, never from a client.
-
-
-@lru_cache(maxsize=64)
-def _greeting(hostname: str, banner: str) -> Reply:
-    return Reply(220, None, (f"{hostname} {banner}".rstrip(),))
-
-
-@lru_cache(maxsize=64)
-def _helo_reply(hostname: str) -> Reply:
-    return Reply(250, None, (hostname,))
-
-
+# Built once per configuration and shared by every connection, like replies.greeting().
 _cached_ehlo_reply = lru_cache(maxsize=64)(ehlo_reply)
 
+# Module-level aliases: reading a member through the Enum class costs about ten times more
+# than a global, and the engine tests the mode several times per command.
+_COMMAND = InputMode.COMMAND
+_DATA = InputMode.DATA
+_BDAT = InputMode.BDAT
+_AUTH = InputMode.AUTH
+_TLS_PENDING = InputMode.TLS_PENDING
+_CLOSED = InputMode.CLOSED
 
-class ServerConnection(SessionLimits, VerbHandlers):
+
+class ServerConnection:
     """One inbound SMTP or LMTP session, without I/O.
 
     Args:
@@ -162,8 +159,6 @@ class ServerConnection(SessionLimits, VerbHandlers):
         self.lmtp = lmtp
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
-        self.max_errors = max_errors
-        self.max_junk_commands = max_junk_commands
         self.starttls_available = starttls_available
         self.auth_mechanisms = tuple(m.upper() for m in auth_mechanisms)
         self.auth_requires_tls = auth_requires_tls
@@ -179,25 +174,50 @@ class ServerConnection(SessionLimits, VerbHandlers):
         self._receiver: DataReceiver | BdatReceiver | None = None
         self._lines = LineReader()
         self._started = False
-        self._refused_session = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
-        self._errors = 0
-        self._junk = 0  # junk commands (NOOP, RSET, ...) since the last accepted message
-        self._final_replies_left = 0  # replies still owed for the pending MessageComplete
-        # session state (public, read-only for the driver)
-        self.tls_active = tls_active
-        self.helo_name: str | None = None
-        self.esmtp = False
-        self.authenticated = False
-        self.auth_identity: str | None = None
-        self._pending_identity: str | None = None
-        # transaction state
-        self._mail: MailFrom | None = None
-        self._rcpts: list[Path] = []
-        self._rcpt_attempted = False
-        self._body_kind: str | None = None  # "DATA" or "BDAT" once content started
-        self._bdat_check: ContentCheck | None = None
+        # what the engine remembers, one object per concept (state.py, limits.py)
+        self._session = SessionState(tls_active=tls_active)
+        self._txn = Transaction()
+        self._limits = Limits(max_errors, max_junk_commands)
 
     # -- public read-only state ------------------------------------------------------------
+
+    @property
+    def tls_active(self) -> bool:
+        """The connection is encrypted (implicit TLS, or STARTTLS completed)."""
+        return self._session.tls_active
+
+    @property
+    def helo_name(self) -> str | None:
+        """The HELO/EHLO/LHLO name the application accepted; None before, and after STARTTLS."""
+        return self._session.helo_name
+
+    @property
+    def esmtp(self) -> bool:
+        """The accepted greeting was EHLO or LHLO."""
+        return self._session.esmtp
+
+    @property
+    def authenticated(self) -> bool:
+        """An AUTH exchange succeeded (235)."""
+        return self._session.authenticated
+
+    @property
+    def auth_identity(self) -> str | None:
+        """The identity given to set_authenticated() for the successful AUTH, else None."""
+        return self._session.auth_identity
+
+    @property
+    def errors(self) -> int:
+        """Errors counted so far (since the last accepted message): the driver's soft limit."""
+        return self._limits.errors
+
+    @property
+    def max_errors(self) -> int:
+        return self._limits.max_errors
+
+    @property
+    def max_junk_commands(self) -> int:
+        return self._limits.max_junk_commands
 
     @property
     def closed(self) -> bool:
@@ -212,22 +232,24 @@ class ServerConnection(SessionLimits, VerbHandlers):
     @property
     def accepted_recipients(self) -> tuple[Path, ...]:
         """Recipients accepted in the current transaction, in RCPT order (LMTP reply order)."""
-        return tuple(self._rcpts)
+        return tuple(self._txn.rcpts)
 
     @property
     def mail_from(self) -> MailFrom | None:
         """The accepted MAIL FROM of the current transaction, if any."""
-        return self._mail
+        return self._txn.mail
 
     @property
     def smtputf8(self) -> bool:
         """The current transaction's MAIL FROM carried SMTPUTF8 (RFC 6531)."""
-        return self._mail is not None and self._mail.params.smtputf8
+        mail = self._txn.mail
+        return mail is not None and mail.params.smtputf8
 
     @property
     def body_type(self) -> str | None:
         """BODY= of the current transaction ("7BIT", "8BITMIME") or None if not given."""
-        return None if self._mail is None else self._mail.params.body
+        mail = self._txn.mail
+        return None if mail is None else mail.params.body
 
     # -- driver API ------------------------------------------------------------------------
 
@@ -240,7 +262,7 @@ class ServerConnection(SessionLimits, VerbHandlers):
         if self._started:
             raise LocalProtocolError("start() called twice")
         if greeting is None:
-            greeting = _greeting(self.hostname, self.banner)
+            greeting = replies.greeting(self.hostname, self.banner)
         elif greeting.code not in (220, 421, 554):
             raise LocalProtocolError(f"a greeting must be 220, 421 or 554, not {greeting.code}")
         self._started = True
@@ -248,7 +270,7 @@ class ServerConnection(SessionLimits, VerbHandlers):
         if greeting.code == 421:
             self._close()
         elif greeting.code == 554:
-            self._refused_session = True
+            self._session.refused = True
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the client; ``b""`` signals EOF. Ignored once closed."""
@@ -299,11 +321,11 @@ class ServerConnection(SessionLimits, VerbHandlers):
             # Consume input for one command or one content slice, with the reader of the mode.
             mode = self._mode
             if mode is _COMMAND:
-                progressed = self._read_command()
+                progressed = read_command(self)
             elif mode is _DATA or mode is _BDAT:
                 progressed = self._read_content()
             elif mode is _AUTH:
-                progressed = self._read_auth_line()
+                progressed = read_auth_line(self)
             elif mode is _CLOSED:
                 return CONNECTION_CLOSED
             else:
@@ -321,12 +343,9 @@ class ServerConnection(SessionLimits, VerbHandlers):
         """
         if self._mode is not _TLS_PENDING:
             raise LocalProtocolError("tls_established() without a preceding StartTls")
-        self.tls_active = True
-        self.helo_name = None
-        self.esmtp = False
-        self.authenticated = False
-        self.auth_identity = None
-        self._reset_transaction()
+        self._session.tls_active = True
+        self._session.forget_client()
+        self._txn.reset()
         self._buf, self._pos = b"", 0
         self._mode = _COMMAND
 
@@ -334,7 +353,7 @@ class ServerConnection(SessionLimits, VerbHandlers):
         """Record the identity the pending AUTH exchange proved; then ``send()`` a 235."""
         if not isinstance(self._awaiting, Auth | AuthResponse):
             raise LocalProtocolError("set_authenticated() outside an AUTH exchange")
-        self._pending_identity = identity
+        self._session.pending_identity = identity
 
     def accept(self) -> None:
         """Answer the pending decision with its default positive reply."""
@@ -347,7 +366,7 @@ class ServerConnection(SessionLimits, VerbHandlers):
         elif kind is Data:
             self.send(replies.START_DATA)
         elif kind is Helo:
-            self.send(_helo_reply(self.hostname) if event.kind == "HELO" else self._capabilities())
+            self.send(replies.helo(self.hostname) if event.kind == "HELO" else self._capabilities())
         elif event is None:
             raise LocalProtocolError("accept() with no decision pending")
         else:
@@ -370,7 +389,7 @@ class ServerConnection(SessionLimits, VerbHandlers):
             ok = code == 354 or not positive
         elif kind is Auth or kind is AuthResponse:
             ok = code in (334, 235) or not positive
-            if code == 235 and self._pending_identity is None:
+            if code == 235 and self._session.pending_identity is None:
                 raise LocalProtocolError("call set_authenticated(identity) before sending 235")
         else:  # Helo, MailFrom, RcptTo, MessageComplete
             ok = 200 <= code < 300 or not positive
@@ -381,66 +400,44 @@ class ServerConnection(SessionLimits, VerbHandlers):
         # What an answer changes in the session state.
         if kind is MailFrom:
             if positive:
-                self._reset_transaction()
-                self._mail = event
+                txn = self._txn
+                txn.reset()
+                txn.mail = event
         elif kind is RcptTo:
             if positive:
-                self._rcpts.append(event.path)
+                self._txn.rcpts.append(event.path)
         elif kind is Data:
             if positive:
-                self._body_kind = "DATA"
+                self._txn.body_kind = "DATA"
                 self._receiver = DataReceiver(self.max_message_size)
                 self._mode = _DATA
         elif kind is MessageComplete:
-            self._final_replies_left -= 1
-            if self._final_replies_left > 0 and code != 421:
+            txn = self._txn
+            txn.replies_owed -= 1
+            if txn.replies_owed > 0 and code != 421:
                 self._awaiting = event  # LMTP: one reply per accepted recipient
             else:
-                self._reset_transaction()
+                txn.reset()
                 if positive:
-                    self._message_accepted()
+                    self._limits.message_accepted()
         elif kind is Helo:
             if positive:
-                self.helo_name, self.esmtp = event.domain, event.kind != "HELO"
+                session = self._session
+                session.helo_name, session.esmtp = event.domain, event.kind != "HELO"
         elif kind is Auth or kind is AuthResponse:
+            session = self._session
             if code == 334:
                 self._mode = _AUTH
             elif code == 235:
-                self.authenticated, self.auth_identity = True, self._pending_identity
+                session.authenticated, session.auth_identity = True, session.pending_identity
             if code != 334:
-                self._pending_identity = None
+                session.pending_identity = None
         if code == 421:  # RFC 5321 §3.8: the server closes after 421
             self._close()
         elif not positive and self._awaiting is None:  # (LMTP: once per message)
             self._count_error()
 
     # -- internals: reading ------------------------------------------------------------------
-
-    def _read_command(self) -> bool:
-        """Cut one command line and handle it. False if no complete line is buffered yet."""
-        self._pos, line = self._lines.read(self._buf, self._pos)
-        if line is None:
-            return False
-        if type(line) is not bytes:
-            if is_non_smtp(line.head.decode("latin-1")):
-                self._non_smtp(line.head)  # e.g. an HTTP GET with a long URL
-            elif line.endless:
-                self._reject(line.head, replies.LINE_TOO_LONG, count=False)
-                self._close()
-            else:
-                self._reject(line.head, replies.LINE_TOO_LONG)
-            return True
-        try:
-            text = decode_line(line)
-        except RemoteProtocolError as exc:
-            self._reject(line, exc.reply)
-            return True
-        self._handle_command(text)
-        return True
-
-    def _read_line(self, limit: int | None = None) -> bytes | LineTooLong | None:
-        self._pos, line = self._lines.read(self._buf, self._pos, limit)
-        return line
 
     def _read_content(self) -> bool:
         receiver = self._receiver
@@ -453,39 +450,34 @@ class ServerConnection(SessionLimits, VerbHandlers):
             self._mode = _COMMAND
             self._receiver = None
             if type(receiver) is DataReceiver:
-                self._end_of_message(receiver.check)
+                end_of_message(self, receiver.check)
             elif receiver.check is None:
                 pass  # the octets of a refused BDAT: already answered
             elif receiver.last:
-                self._end_of_message(receiver.check)
+                end_of_message(self, receiver.check)
             else:
                 self._out.append(replies.bdat_received(receiver.chunk_size).to_bytes())
             return True
         return self._pos > start or bool(content)
 
-    # -- internals: dispatch and replies -------------------------------------------------------
-
-    def _reply(self, reply: Reply) -> None:
-        self._out.append(reply.to_bytes())
+    # -- internals (also used by verbs.py) ---------------------------------------------------
 
     def _capabilities(self) -> Reply:
         return _cached_ehlo_reply(
             self.hostname,
             max_message_size=self.max_message_size,
-            starttls=self.starttls_available and not self.tls_active,
+            starttls=self.starttls_available and not self._session.tls_active,
             auth_mechanisms=self.auth_mechanisms if self._auth_allowed() else (),
         )
 
     def _auth_allowed(self) -> bool:
-        return bool(self.auth_mechanisms) and (self.tls_active or not self.auth_requires_tls)
+        return bool(self.auth_mechanisms) and (self._session.tls_active or not self.auth_requires_tls)
 
-    def _reset_transaction(self) -> None:
-        self._mail = None
-        self._rcpts = []
-        self._rcpt_attempted = False
-        self._body_kind = None
-        self._bdat_check = None
-        self._final_replies_left = 0
+    def _count_error(self) -> None:
+        """One more 4yz/5yz reply: at max_errors, 421 4.7.0 and close (limits.py)."""
+        if self._limits.error():
+            self._out.append(replies.TOO_MANY_ERRORS.to_bytes())
+            self._close()
 
     def _close(self) -> None:
         self._mode = _CLOSED
