@@ -82,7 +82,7 @@ class Pipeline:
                 else:
                     async with asyncio.timeout(f.timeout):
                         verdict = await getattr(f, hook)(*args)
-            except Exception as exc:  # a filter's failure costs what it declared, never the session
+            except Exception as exc:  # noqa: BLE001 - a failure costs what the filter declared, never the session
                 verdict = self._failed(f, hook, args, exc)
             if verdict is CONTINUE:
                 continue
@@ -169,5 +169,5 @@ def combine(verdicts: Sequence[Verdict]) -> Verdict:
         headers=headers,
         remove_headers=tuple(h for v in verdicts for h in v.remove_headers),
         symbols=tuple(s for v in verdicts for s in v.symbols),
-        reason="; ".join(v.reason for v in verdicts if v.reason and v.action is action),
+        reason="; ".join(dict.fromkeys(v.reason for v in verdicts if v.reason and v.action is action)),
     )
