@@ -150,9 +150,11 @@ def test_authenticated_mail_is_not_judged_inbound():
     assert "dmarc" not in auth_results(verdict)
 
 
-def test_ledger_is_bounded():
-    ledger = AuthLedger(capacity=3)
+def test_auth_state_lives_and_ends_with_its_transaction():
+    ledger = AuthLedger()
     txns = [TransactionInfo(sender=f"s{i}@example.com") for i in range(5)]
     for txn in txns:
         ledger.update(txn, sender=txn.sender)
-    assert len(ledger) == 3 and ledger.get(txns[0]).sender == "" and ledger.get(txns[4]).sender == "s4@example.com"
+    assert [ledger.get(txn).sender for txn in txns] == [txn.sender for txn in txns]
+    assert ledger.pop(txns[0]).sender == "s0@example.com" and ledger.get(txns[0]).sender == ""
+    assert ledger.get(TransactionInfo(sender="new@example.com")).sender == ""  # a new MAIL starts empty

@@ -2,7 +2,9 @@
 
 Each recipient's Maildir root comes from its route (`Maildir(path)`); tmp/ new/ cur/ are created
 with mode 0700 when missing. The file gets `Return-Path:` and `Delivered-To:` prepended (RFC 5321
-§4.4: the final delivery adds Return-Path) and the queued bytes after them, unchanged.
+§4.4: the final delivery adds Return-Path) and the queued bytes after them, unchanged. A message
+the filters quarantined (`Envelope.quarantine`) goes into the Maildir++ folder `.Junk` inside
+that root instead (see `_folder`).
 
 One copy per mailbox: recipients of one message that reach the same Maildir (alice+1@ and
 alice+2@, or two aliases of alice) get one file, whose Delivered-To names the first of them, and
@@ -120,7 +122,7 @@ class MaildirTransport:
         copies: list[tuple[str, _Job]] = []  # each recipient, with the file that is its copy
         head = header_block(message)
         loop_error = _delivered_to_loop(head)
-        folder = _folder(head)
+        folder = _folder(envelope, head)
         for rcpt in recipients:
             now = self._clock()
             if _CONTROL.search(envelope.sender) or _CONTROL.search(rcpt.address):
@@ -410,15 +412,18 @@ def _delivered_to_loop(head: bytes) -> set[str]:
     return {addr.decode("utf-8", "replace").strip().lower() for addr in _DELIVERED_TO.findall(head)}
 
 
-_FOLDER = re.compile(rb"(?im)^X-Mailboat-Folder:[ \t]*Junk[ \t]*\r?$")
+_LEGACY_LABEL = re.compile(rb"(?im)^X-Mailboat-Folder:[ \t]*Junk[ \t]*\r?$")
 
 
-def _folder(head: bytes) -> str | None:
-    """The Maildir++ subfolder a filter chose (DMARC quarantine: ``X-Mailboat-Folder: Junk``),
-    from the header block `head`.
+def _folder(envelope: Envelope, head: bytes) -> str | None:
+    """The Maildir++ subfolder for this message: `.Junk` when the filters quarantined it
+    (`Envelope.quarantine`), else None (the mailbox itself).
 
-    Only the exact value Junk is honoured, never a path; incoming copies of the field are removed
-    at reception (policy.filters.authresults), so only our own filters can set it.
+    A message queued by a mailboat that did not record quarantine in the envelope
+    (`quarantine is None`) is judged by the label that version wrote, ``X-Mailboat-Folder: Junk``
+    in the header block `head` (incoming copies of it are removed at reception); for every
+    other message the label is only a label and never decides.
     """
-    return ".Junk" if _FOLDER.search(head) else None
-
+    if envelope.quarantine is None:
+        return ".Junk" if _LEGACY_LABEL.search(head) else None
+    return ".Junk" if envelope.quarantine else None

@@ -64,6 +64,9 @@ class Envelope:
         smtputf8: the client used the SMTPUTF8 parameter (RFC 6531).
         client_ip, client_helo, auth_user, protocol: arrival facts ("ESMTPS", "LMTP", ...),
             kept for logs and the journey; never used to make delivery decisions.
+        quarantine: the filters quarantined it: delivered into each recipient's Junk folder
+            (Maildir `.Junk`). None only for a message queued by a mailboat that did not record
+            it: then its `X-Mailboat-Folder: Junk` label, which that version wrote, decides.
     """
 
     sender: str
@@ -76,6 +79,7 @@ class Envelope:
     client_helo: str = ""
     auth_user: str | None = None
     protocol: str = ""
+    quarantine: bool | None = False
 
     def __post_init__(self) -> None:
         if _has_control(self.sender):
@@ -86,6 +90,8 @@ class Envelope:
             raise ValueError(f"bad RET value {self.ret!r}")
         if self.body is not None and self.body not in BODY_VALUES:
             raise ValueError(f"bad BODY value {self.body!r}")
+        if self.quarantine not in (False, True, None):
+            raise ValueError(f"bad quarantine value {self.quarantine!r}")
 
     @property
     def is_bounce(self) -> bool:

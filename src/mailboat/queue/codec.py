@@ -68,6 +68,7 @@ def encode_envelope(envelope: Envelope) -> bytes:
         "client_helo": envelope.client_helo,
         "auth_user": envelope.auth_user,
         "protocol": envelope.protocol,
+        "quarantine": envelope.quarantine,
     })
 
 
@@ -84,6 +85,7 @@ def decode_envelope(data: bytes | str) -> Envelope:
             sender=doc["sender"], recipients=recipients, ret=doc["ret"], envid=doc["envid"],
             body=doc["body"], smtputf8=bool(doc["smtputf8"]), client_ip=doc["client_ip"],
             client_helo=doc["client_helo"], auth_user=doc["auth_user"], protocol=doc["protocol"],
+            quarantine=doc.get("quarantine"),  # absent: queued by a mailboat that did not record it
         )
     except CorruptRecordError:
         raise

@@ -27,7 +27,7 @@ from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.headers import get_first
 from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
-from mailboat.policy import SessionInfo, TransactionInfo
+from mailboat.policy import Action, SessionInfo, TransactionInfo, Verdict
 from mailboat.queue.intake import Expected, QueueError, QueueFullError
 from mailboat.resolver.base import forward_confirmed_rdns
 from mailboat.accounts.users import normalize_address
@@ -329,8 +329,7 @@ class Session:
         if full is not None:
             reply, reason = full
             log.warning("not enough free space in mail queue: %s", reason)  # a warning line, as Postfix's
-            log.info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>", self.client, said(reply),
-                     safe(event.path.address), "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
+            self._noqueue("MAIL", reply, event.path.address)
             self.conn.send(reply)
             return
         txn = TransactionInfo(sender=event.path.address, smtputf8=params.smtputf8, body=params.body,
@@ -338,9 +337,7 @@ class Session:
         try:  # the envelope model refuses control bytes; the parser should have already
             Envelope(sender=txn.sender, recipients=(), envid=txn.envid)
         except ValueError:
-            log.info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>", self.client,
-                     said(smtp.replies.BAD_SENDER_SYNTAX), safe(txn.sender), "ESMTP" if self.info.esmtp else "SMTP",
-                     safe(self.info.helo))
+            self._noqueue("MAIL", smtp.replies.BAD_SENDER_SYNTAX, txn.sender)
             self.conn.send(smtp.replies.BAD_SENDER_SYNTAX)
             return
         verdict = await self.ctx.pipeline.on_mail(self.info, txn)
@@ -349,9 +346,7 @@ class Session:
             if self._expected is None:
                 self._expected = self.ctx.intake.expect()
         else:
-            log.info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>", self.client,
-                     said(verdict.reply), safe(txn.sender), "ESMTP" if self.info.esmtp else "SMTP",
-                     safe(self.info.helo))
+            self._noqueue("MAIL", verdict.reply, txn.sender)
         self._answer(verdict.reply)
 
     async def _on_rcpt(self, event: smtp.RcptTo) -> None:
@@ -361,18 +356,14 @@ class Session:
         try:  # as at MAIL: a value the model refuses is a syntax error, never a crash
             recipient = Recipient(address, orcpt=orcpt, notify=event.params.notify)
         except ValueError:
-            log.info("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>", self.client,
-                     said(smtp.replies.BAD_RECIPIENT_SYNTAX), safe(self.txn.sender), safe(address),
-                     "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
+            self._noqueue("RCPT", smtp.replies.BAD_RECIPIENT_SYNTAX, self.txn.sender, address)
             self.conn.send(smtp.replies.BAD_RECIPIENT_SYNTAX)
             return
         verdict = await self.ctx.pipeline.on_rcpt(self.info, self.txn, address)
         if verdict.reply is None:
             self.txn.recipients.append(recipient)
         else:
-            log.info("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-                     self.client, said(verdict.reply), safe(self.txn.sender), safe(address),
-                     "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
+            self._noqueue("RCPT", verdict.reply, self.txn.sender, address)
         self._answer(verdict.reply)
 
     def _end_transaction(self) -> None:
@@ -401,14 +392,11 @@ class Session:
         message = b"".join(self.chunks)
         self.chunks = []
         verdict = await self.ctx.pipeline.on_data(self.info, txn, message)
-        if verdict.reply is not None:
-            log.info("NOQUEUE: reject: END-OF-MESSAGE from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-                     self.client, said(verdict.reply), safe(txn.sender), safe(txn.recipients[0].address),
-                     "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
-            self._reply_all(verdict.reply, count)
-            self._end_transaction()
-            return
+        if verdict.reply is not None or verdict.action is Action.DISCARD:
+            return self._refused(verdict, txn, count)
         queue_id = new_queue_id()
+        if verdict.symbols or verdict.action is Action.QUARANTINE:
+            log.info("%s: filter: %s", queue_id, safe(verdict.summary()))
         if self._rdns_task is not None and not self._rdns_task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._rdns_task), self.ctx.limits.rdns_timeout)
@@ -429,7 +417,7 @@ class Session:
         envelope = Envelope(
             sender=txn.sender, recipients=tuple(txn.recipients), ret=txn.ret, envid=txn.envid,
             body=txn.body, smtputf8=txn.smtputf8, client_ip=self.info.peer_ip, client_helo=self.info.helo,
-            auth_user=self.info.auth_user, protocol=protocol,
+            auth_user=self.info.auth_user, protocol=protocol, quarantine=verdict.action is Action.QUARANTINE,
         )
         connect = {
             "client": self.client, "helo": self.info.helo, "listener": self.listener.kind,
@@ -449,6 +437,21 @@ class Session:
             log.error("%s: queue write error: %s", queue_id, safe(exc))
             self._reply_all(smtp.Reply.make(451, "4.3.0", "Queue write error, try again later"), count)
             self._end_transaction()
+
+    def _refused(self, verdict: Verdict, txn: TransactionInfo, count: int) -> None:
+        """End of data refused or deferred (the verdict's reply), or discarded (250, as Postfix's DISCARD)."""
+        reply = verdict.reply or smtp.Reply.make(250, "2.0.0", f"Ok: queued as {(queue_id := new_queue_id())}")
+        if verdict.reply is not None:
+            self._noqueue("END-OF-MESSAGE", reply, txn.sender, txn.recipients[0].address)
+        else:
+            log.info("%s: discard: END-OF-MESSAGE from %s: %s", queue_id, self.client, safe(verdict.reason))
+        self._reply_all(reply, count)
+        self._end_transaction()
+
+    def _noqueue(self, stage: str, reply: smtp.Reply, sender: str, to: str = "") -> None:
+        """Postfix's line for a refused command (pflogsumm and fail2ban read it)."""
+        log.info("NOQUEUE: reject: %s from %s: %s; from=<%s> %sproto=%s helo=<%s>", stage, self.client, said(reply),
+                 safe(sender), to and f"to=<{safe(to)}> ", "ESMTP" if self.info.esmtp else "SMTP", safe(self.info.helo))
 
     def _accepted(self, queue_id: str, message: bytes, data: bytes, count: int) -> None:
         """Count and log a message taken in (Postfix's smtpd, cleanup and qmgr lines), answer

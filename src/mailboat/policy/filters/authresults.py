@@ -1,20 +1,20 @@
 """Authentication-Results (RFC 8601) for inbound mail, and the ledger the auth filters share.
 
 The SPF, DKIM-verify and DMARC filters each record their outcome in one `AuthLedger` (a typed
-record per transaction, not a notes bag); this filter, placed after them, renders the outcomes as
+record in the transaction's state, not a notes bag); this filter, placed after them, renders the outcomes as
 one Authentication-Results field with our authserv-id (the server hostname) and asks for any
 field already claiming that authserv-id to be removed (RFC 8601 §5: forgeries). It also removes
-any incoming X-Mailboat-Folder field, which only our DMARC filter may set.
+any incoming X-Mailboat-Folder field: that label says what our pipeline did (quarantine),
+and a sender must not be able to write it.
 
 Removal: filters never edit the message. The verdict carries the exact raw fields to delete in
-`Verdict.remove_headers` (proposed to the lead; see `removal_verdict`), and the session applies
+`Verdict.remove_headers` (see `removal_verdict`), and the session applies
 `mailboat.auth.results.remove_fields` before prepending headers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from mailboat.auth.dkim.verify import SignatureResult
@@ -41,36 +41,27 @@ class AuthState:
 
 
 class AuthLedger:
-    """Per-transaction AuthState, keyed by the TransactionInfo object itself.
+    """The auth filters' record in each transaction's state: `txn.state[AuthState]`.
 
-    TransactionInfo is neither hashable nor weak-referenceable, so entries are keyed by id() and
-    keep a reference to the transaction (an id cannot be reused while we hold the object). A
-    transaction abandoned by RSET or a dropped connection is evicted oldest-first past `capacity`.
+    Holds nothing itself: the record lives on the TransactionInfo and goes with it (RSET, a new
+    MAIL, the end of the connection). One ledger object is handed to the filters that share the
+    record so that they read and write it the same way.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self._entries: OrderedDict[int, tuple[TransactionInfo, AuthState]] = OrderedDict()
-        self._capacity = capacity
+    __slots__ = ()
 
     def get(self, txn: TransactionInfo) -> AuthState:
-        entry = self._entries.get(id(txn))
-        return entry[1] if entry and entry[0] is txn else AuthState()
+        return txn.state.get(AuthState) or _EMPTY
 
     def update(self, txn: TransactionInfo, **changes: object) -> AuthState:
-        state = dataclasses.replace(self.get(txn), **changes)
-        self._entries[id(txn)] = (txn, state)
-        self._entries.move_to_end(id(txn))
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        state = txn.state[AuthState] = dataclasses.replace(self.get(txn), **changes)
         return state
 
     def pop(self, txn: TransactionInfo) -> AuthState:
-        state = self.get(txn)
-        self._entries.pop(id(txn), None)
-        return state
+        return txn.state.pop(AuthState) or _EMPTY
 
-    def __len__(self) -> int:
-        return len(self._entries)
+
+_EMPTY = AuthState()
 
 
 def method_results(state: AuthState, session: SessionInfo) -> list[MethodResult]:

@@ -3,31 +3,34 @@
 Runs after SpfFilter and DkimVerifyFilter (it reads their outcomes from the AuthLedger).
 - disposition reject -> `on_reject`: "reject" (550 5.7.1, the message is refused before it is
   ours, so nothing is lost), "quarantine" or "none".
-- disposition quarantine -> `on_quarantine`: "junk" adds ``X-Mailboat-Folder: Junk``, which the
-  Maildir transport honours by filing into the recipient's ``.Junk`` folder; "none" delivers.
+- disposition quarantine -> `on_quarantine`: "junk" answers QUARANTINE, which the queue records
+  with the message and the Maildir transport honours by filing into the recipient's ``.Junk``
+  folder; "none" delivers.
 - result temperror (a DNS failure while checking) -> `temperror`: "accept" (deliver, and say
   temperror in Authentication-Results) or "defer" (451 4.4.3: the client keeps the message and
-  retries; RFC 7489 §6.6.2 allows either).
+  retries; RFC 7489 §6.6.2 allows either). An evaluation that raises or runs out of time (30 s)
+  counts as temperror too: recorded as such, and the failure mode follows `temperror` (accept,
+  or tempfail with 451).
 """
 
 from __future__ import annotations
 
-from mailboat.auth.dmarc import evaluate
+from mailboat.auth.dmarc import DmarcOutcome, evaluate
 from mailboat.auth.results import Disposition, DmarcResult
 from mailboat.policy.context import SessionInfo, TransactionInfo
 from mailboat.policy.filter import Filter
-from mailboat.policy.filters.authresults import FOLDER_HEADER, AuthLedger
-from mailboat.policy.verdict import CONTINUE, Verdict, refuse
+from mailboat.policy.filters.authresults import AuthLedger
+from mailboat.policy.verdict import CONTINUE, Verdict, quarantine, refuse
 from mailboat.resolver.base import Resolver
 
 REJECT_ACTIONS = ("reject", "quarantine", "none")
 QUARANTINE_ACTIONS = ("junk", "none")
 TEMPERROR_ACTIONS = ("accept", "defer")
-JUNK_HEADER = f"{FOLDER_HEADER}: Junk\r\n".encode()
 
 
 class DmarcFilter(Filter):
     name = "dmarc"
+    timeout = 30.0
 
     def __init__(self, resolver: Resolver, ledger: AuthLedger, *, on_reject: str = "reject",
                  on_quarantine: str = "junk", temperror: str = "accept") -> None:
@@ -39,6 +42,12 @@ class DmarcFilter(Filter):
         self._on_reject = on_reject
         self._on_quarantine = on_quarantine
         self._temperror = temperror
+        self.on_error = "tempfail" if temperror == "defer" else "accept"
+
+    def failed(self, session: SessionInfo, txn: TransactionInfo | None, error: Exception) -> None:
+        if txn is not None:
+            reason = f"evaluation failed: {type(error).__name__}"
+            self._ledger.update(txn, dmarc=DmarcOutcome(DmarcResult.TEMPERROR, Disposition.NONE, reason=reason))
 
     async def on_data(self, session: SessionInfo, txn: TransactionInfo, message: bytes) -> Verdict:
         if session.auth_user or session.is_local:
@@ -60,5 +69,5 @@ class DmarcFilter(Filter):
             return refuse(550, "5.7.1", f"Email rejected per DMARC policy for {outcome.from_domain}",
                           reason=f"dmarc fail p={outcome.policy}: {outcome.reason}")
         if action is Disposition.QUARANTINE and self._on_quarantine == "junk":
-            return Verdict(headers=(JUNK_HEADER,), reason=f"dmarc quarantine: {outcome.reason}")
+            return quarantine(f"dmarc quarantine: {outcome.reason}")
         return CONTINUE
