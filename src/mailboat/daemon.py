@@ -24,8 +24,9 @@ log = logging.getLogger("mailboat.master")
 
 
 def _run_loop(main) -> None:
+    """Run `main` on uvloop (a dependency wherever it builds), else on asyncio's own loop."""
     try:
-        import uvloop  # optional extra "speed"
+        import uvloop
     except ImportError:
         asyncio.run(main)
     else:
