@@ -60,10 +60,10 @@ test: $(BIN)/.installed test-deps native
 
 # Every benchmark, in one run (about 8 minutes): throughput vs Postfix and smtp-sink,
 # latency, idle-connection memory, trace and DKIM micro-benchmarks, and bench/relay.sh when it
-# exists (run by accept.sh). The optional extras "speed" (uvloop) and "bench" (mail-parser, the
-# trace benchmark's baseline) are installed first.
+# exists (run by accept.sh). mailboat runs as installed, on its default settings; the extra
+# "bench" (mail-parser, the trace benchmark's baseline; py-spy for --profile) is installed first.
 bench: $(BIN)/.installed test-deps native
-	$(BIN)/pip install --quiet -e '.[speed,bench]' || echo "uvloop or mail-parser not installed: mailboat runs on asyncio's loop, the trace benchmark is skipped"
+	$(BIN)/pip install --quiet -e '.[bench]' || echo "mail-parser not installed: the trace benchmark is skipped"
 	bash bench/accept.sh
 
 clean:

@@ -16,16 +16,19 @@
 # Environment: BENCH_REPEAT (5), BENCH_SCALE (1.0: multiplies every message count),
 # BENCH_TIMEOUT (120 s per smtp-source run), BENCH_BUDGET (1500 s for all runs),
 # BENCH_WORK (bench/work), BENCH_KEEP=1 keeps the work directory, PYTHON (.venv/bin/python),
-# BENCH_WORKERS (mailboat's [server] workers; 0 = one per CPU, the default; empty = leave the
-# setting out), BENCH_EXTRAS=0 skips everything after the throughput table, BENCH_IDLE
-# ("1000 10000": idle-connection counts), BENCH_LATENCY_S (10: seconds of latency load),
+# BENCH_WORKERS (mailboat's [server] workers; empty, the default: leave the setting out, so
+# mailboat runs as a user gets it, one process per CPU), BENCH_EXTRAS=0 skips everything after
+# the throughput table, BENCH_IDLE ("1000 10000": idle-connection counts), BENCH_LATENCY_S (10:
+# seconds of latency load),
 # BENCH_ONLY (run only the scenarios whose name contains it, e.g. "20 sessions": for iterating).
 #
 # Postfix: installed from Debian when missing (unconfigured: debconf "No configuration"); the
 # private instance (bench/lib/common.sh) accepts everything for example.com and delivers every
 # recipient to `discard:`. Durability is Postfix's default (cleanup fsyncs each queue file before
 # smtpd answers 250).
-# mailboat: its own config and data_dir under $BENCH_WORK/mailboat, Maildir delivery.
+# mailboat: as `pip install` gives it (uvloop is a dependency) on its default settings, with its
+# own config and data_dir under $BENCH_WORK/mailboat, Maildir delivery, and connection limits
+# raised for the idle-connection count.
 # Everything is stopped and removed by the EXIT trap, also on failure or Ctrl-C.
 set -euo pipefail
 
@@ -38,7 +41,7 @@ SCALE=${BENCH_SCALE:-1.0}
 TIMEOUT=${BENCH_TIMEOUT:-120}
 BUDGET=${BENCH_BUDGET:-1500}
 RCPT=bench@example.com
-WORKERS=${BENCH_WORKERS-0}
+WORKERS=${BENCH_WORKERS:-}
 EXTRAS=${BENCH_EXTRAS:-1}
 IDLE_COUNTS=${BENCH_IDLE:-1000 10000}
 LATENCY_S=${BENCH_LATENCY_S:-10}
@@ -48,7 +51,7 @@ for arg in "$@"; do
   case "$arg" in
     --profile) PROFILE=1 ;;
     --profile-only) PROFILE=1; BENCHMARK=0 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -130,7 +133,7 @@ if [ "$BENCHMARK" = 1 ] && [ "$EXTRAS" = 1 ]; then
   "$PY" "$BENCH/lib/extras.py" --md "$BENCH/results.md" --json "$BENCH/results.json" \
     --latency-mailboat "$WORK/latency-mailboat.json" --latency-postfix "$WORK/latency-postfix.json" \
     --idle "$WORK/idle.json" --trace "$WORK/trace.txt" --dkim "$WORK/dkim.txt" --relay "$WORK/relay.txt" \
-    --workers "${WORKERS:-1 (not set)}"
+    --workers "${WORKERS:-default}" --processes "$(mailboat_processes)"
   sed -n '/^## Latency/,$p' "$BENCH/results.md"
 fi
 

@@ -69,6 +69,17 @@ local = ["example.com", "mx.test.example"]
 NO_DNS = '[dns]\nnameservers = ["127.0.0.1:9"]\ntimeout = "2s"\n'
 
 
+def one_process(config: str) -> str:
+    """`config` with `[server] workers = 1` unless it names a worker count: the tests written
+    against one process (connection and AUTH-failure counts, a SIGKILL of "the server") keep
+    it; the default, one process per CPU, has tests of its own (tests/cli/test_defaults.py,
+    tests/integration/test_workers.py)."""
+    if re.search(r"^workers\s*=", config, re.MULTILINE):
+        return config
+    if re.search(r"^\[server\]\s*$", config, re.MULTILINE):
+        return re.sub(r"^\[server\]\s*$", "[server]\nworkers = 1", config, count=1, flags=re.MULTILINE)
+    return config.rstrip("\n") + "\n[server]\nworkers = 1\n"
+
 
 @dataclass
 class RunningServer:
@@ -142,7 +153,7 @@ def start_server(tmp_path: Path, extra: str = "", users: tuple[str, ...] = ("ali
     config = tmp_path / "mailboat.toml"
     if "[dns]" not in extra:
         extra += "\n" + NO_DNS
-    config.write_text(CONFIG_TEMPLATE.format(data_dir=data_dir, extra=extra))
+    config.write_text(one_process(CONFIG_TEMPLATE.format(data_dir=data_dir, extra=extra)))
     for user in users:
         subprocess.run([*MAILBOAT, "user", "add", user, "--password-stdin", "--config", str(config)],
                        input="password123\n", text=True, check=True, capture_output=True)

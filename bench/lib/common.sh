@@ -69,6 +69,10 @@ mailboat_start() {  # mailboat_start PORT: serve $MB/mailboat.toml, wait for POR
   wait_port 127.0.0.1 "$1" "mailboat"
 }
 
+mailboat_processes() {  # mailboat_processes: how many processes the server runs ($MB_PID and its workers)
+  echo $((1 + $( (ps -o pid= --ppid "$MB_PID" || true) | wc -l)))
+}
+
 stop_pid() {  # stop_pid PID: TERM, wait up to 15 s, then KILL; only a process we started
   local pid=$1 i
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0

@@ -67,7 +67,8 @@ def main() -> int:
     p.add_argument("--trace", type=Path)
     p.add_argument("--dkim", type=Path)
     p.add_argument("--relay", type=Path)
-    p.add_argument("--workers", default="")
+    p.add_argument("--workers", default="", help="[server] workers as configured; \"default\": left out")
+    p.add_argument("--processes", type=int, help="mailboat's processes, counted while it ran")
     args = p.parse_args()
 
     data = json.loads(args.json.read_text()) if args.json.is_file() else {}
@@ -75,7 +76,12 @@ def main() -> int:
     out = [md.rstrip(), ""]
     if args.workers:
         data.setdefault("machine", {})["mailboat_workers"] = args.workers
-        out += [f"mailboat ran with `[server] workers = {args.workers}`.", ""]
+        setting = ("`[server] workers` left at its default (one per CPU)" if args.workers == "default"
+                   else f"`[server] workers = {args.workers}`")
+        processes = f", {args.processes} processes" if args.processes else ""
+        out += [f"mailboat ran with {setting}{processes}.", ""]
+    if args.processes:
+        data.setdefault("machine", {})["mailboat_processes"] = args.processes
 
     lat_mb, lat_pf = read_json(args.latency_mailboat), read_json(args.latency_postfix)
     data["latency"] = {"mailboat": lat_mb, "postfix": lat_pf}

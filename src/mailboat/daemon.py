@@ -35,8 +35,9 @@ DRAIN_TIMEOUT = QUEUE_LEASE
 
 
 def _run_loop(main) -> None:
+    """Run `main` on uvloop (a dependency wherever it builds), else on asyncio's own loop."""
     try:
-        import uvloop  # optional extra "speed"
+        import uvloop
     except ImportError:
         asyncio.run(main)
     else:

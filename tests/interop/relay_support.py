@@ -21,7 +21,7 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from mbtest import MAILBOAT, ON_CI, RunningServer, need_tool, start_config
+from mbtest import MAILBOAT, ON_CI, RunningServer, need_tool, one_process, start_config
 
 __all__ = ["MAILBOAT_CONFIG", "PostfixInstance", "free_port", "message_ids", "serve", "wait_for",
            "wait_listening"]
@@ -82,9 +82,9 @@ def serve(directory: Path, *, hostname: str, address: str, local: tuple[str, ...
     if config is None:
         directory.mkdir(parents=True, exist_ok=True)
         config = directory / "mailboat.toml"
-        config.write_text(MAILBOAT_CONFIG.format(
+        config.write_text(one_process(MAILBOAT_CONFIG.format(
             hostname=hostname, data_dir=directory / "data", address=address, mx_port=mx_port,
-            local=", ".join(f'"{d}"' for d in local), nameserver=nameserver, extra=extra))
+            local=", ".join(f'"{d}"' for d in local), nameserver=nameserver, extra=extra)))
         for user in users:
             subprocess.run([*MAILBOAT, "user", "add", user, "--password-stdin", "--config", str(config)],
                            input="password123\n", text=True, check=True, capture_output=True, timeout=60)

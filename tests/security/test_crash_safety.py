@@ -46,6 +46,8 @@ local = ["example.com"]
 catch_all = true
 [queue]
 retry = ["1s"]
+[server]
+workers = 1
 """
 
 

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from mbtest import MAILBOAT, start_config
+from mbtest import MAILBOAT, one_process, start_config
 from security_support import MESSAGE, Raw, need_tool, wait_until
 
 BODY = (b"EHLO attacker.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
@@ -42,7 +42,7 @@ timeout = "2s"
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("abuse")
     config = base / "mailboat.toml"
-    config.write_text(CONFIG.format(data_dir=base / "data"))
+    config.write_text(one_process(CONFIG.format(data_dir=base / "data")))
     subprocess.run([*MAILBOAT, "user", "add", "bob@example.com", "--password-stdin", "--config", str(config)],
                    input="password123\n", text=True, check=True, capture_output=True)
     running = start_config(config, base / "data")

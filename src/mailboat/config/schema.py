@@ -229,7 +229,7 @@ class Timeouts(_Section):
 
 
 class Server(_Section):
-    workers: int = Field(1, ge=0, le=64)  # processes accepting on the listeners (the queue runner in the first); 0 = one per CPU
+    workers: int = Field(0, ge=0, le=64)  # processes accepting on the listeners (the queue runner in the first); 0 = one per CPU
     user: str = ""  # started as root: run as this user (and its group) once the listeners are open; "" = stay as started
 
     @field_validator("user")
