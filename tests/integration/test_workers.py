@@ -38,3 +38,34 @@ def test_two_workers_accept_deliver_and_stop_together(tmp_path):
     else:
         raise AssertionError("the worker process outlived the server")
     assert log.count("daemon stopped") == 2
+
+
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie nobody reaps yet: its process ended all the same)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_end_when_the_master_is_killed(tmp_path):
+    """kill -9 of the process that forked the workers (an OOM kill, a careless operator): the
+    workers get SIGTERM and end instead of holding the shared sockets as orphans, so a restart
+    finds its ports free."""
+    server = start_server(tmp_path, extra="[server]\nworkers = 2\n")
+    started = server.wait_log("started 1 worker processes:")
+    child = int(re.search(r"started 1 worker processes: (\d+)", started).group(1))
+    assert not _gone(child)
+    server.proc.kill()
+    try:
+        for _ in range(200):  # bounded: 10 s
+            if _gone(child):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the worker outlived its killed master")
+    finally:
+        if not _gone(child):
+            os.kill(child, 9)
+        server.stop()

@@ -17,9 +17,11 @@ process opens the queue; one of them (the one that forked the others) runs the q
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Protocol
 
@@ -32,7 +34,21 @@ log = logging.getLogger("mailboat.master")
 ACCEPT_PAUSE_AT = 16
 ACCEPT_RESUME_AT = 4
 ACCEPT_BALANCE_EVERY = 0.05
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 REAP_EVERY = 0.05  # seconds between looks at the workers while they exit (drain)
+
+
+def _end_with(parent: int) -> None:
+    """In a worker just forked: get SIGTERM when the process that forked it dies, however it dies
+    (SIGKILL, the OOM killer), so no orphan keeps accepting on the shared sockets and a restart
+    finds its ports free. Linux's PR_SET_PDEATHSIG; set after any change of ids (a change clears
+    it), and checked against a parent that died before it was set."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("worker %d: cannot ask to end with the master: errno %d", os.getpid(), ctypes.get_errno())
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Supervisor:
@@ -50,11 +66,13 @@ class Supervisor:
         # No thread may live across fork() (a lock it holds would stay held in the child): stop
         # the log writer thread, fork, then every process starts its own (with its own PID).
         mblog.flush_logging()
+        parent = os.getpid()
         for _ in range(count):
             pid = os.fork()
             if pid == 0:
                 code = 1
                 try:
+                    _end_with(parent)
                     self.alive = []
                     mblog.reopen_after_fork()
                     main()
