@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mbtest import ON_CI, MAILBOAT, RunningServer, need_tool, start_server  # noqa: F401  (re-exported)
+from mbtest import MAILBOAT, ON_CI, RunningServer, need_tool, start_server  # noqa: F401  (re-exported)
 
 
 @pytest.fixture

@@ -9,13 +9,14 @@ import sys
 
 import pytest
 
-from authdata import MESSAGE, ed_key, key, rsa_key  # noqa: F401 (fixtures)
 from mailboat.auth.dkim.sign import sign_message
 from mailboat.auth.dkim.verify import verify_message
 from mailboat.auth.dmarc import evaluate
 from mailboat.auth.results import Disposition, DkimResult, DmarcResult, SpfResult
 from mailboat.auth.spf import check_mail_from
 from mailboat.resolver.dnspython import DnspythonResolver
+
+from authdata import MESSAGE, ed_key, key, rsa_key  # noqa: F401 (fixtures)
 
 
 def zone_txt(value: str) -> str:

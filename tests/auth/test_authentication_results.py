@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import authres  # noqa: E402  (the test extra installs it)
 
 from mailboat.auth.results import MethodResult, authserv_id_of, forged_fields, remove_fields, render
-
-import authres  # noqa: E402  (the test extra installs it)
 
 RESULTS = [
     MethodResult("spf", "pass", properties=(("smtp.mailfrom", "alice@example.com"),)),

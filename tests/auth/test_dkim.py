@@ -7,11 +7,11 @@ import asyncio
 import base64
 import time
 
+import dkim  # noqa: E402  (dkimpy, from the test extra)
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from authdata import MESSAGE, ed_key, key, key_zone, rsa_key  # noqa: F401 (fixtures)
 from mailboat.auth.dkim.canonical import body, header_field
 from mailboat.auth.dkim.sign import sign_message
 from mailboat.auth.dkim.tags import TagError, parse_tags
@@ -19,7 +19,7 @@ from mailboat.auth.dkim.verify import verify_message
 from mailboat.auth.results import DkimResult
 from mailboat.resolver.static import TIMEOUT, StaticResolver
 
-import dkim  # noqa: E402  (dkimpy, from the test extra)
+from authdata import MESSAGE, ed_key, key, key_zone, rsa_key  # noqa: F401 (fixtures)
 
 
 def verify(message: bytes, zone: dict) -> list:

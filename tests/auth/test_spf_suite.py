@@ -12,7 +12,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 import yaml  # noqa: E402  (the test extra installs it)
 
 from mailboat.auth.spf import check_host  # noqa: E402

@@ -8,10 +8,10 @@ import smtplib
 import time
 from pathlib import Path
 
-from mbtest import NO_DNS, start_config
-
 from mailboat.config.load import default_config, parse_config
 from mailboat.daemon import _run_loop, worker_count
+
+from mbtest import NO_DNS, start_config
 
 CPUS = len(os.sched_getaffinity(0))
 

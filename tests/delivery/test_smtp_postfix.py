@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from mbtest import need_tool
 
 from mailboat.delivery.lmtp import LmtpTransport
 from mailboat.delivery.outcome import RecipientState
 from mailboat.delivery.smtp import SmtpTransport
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.routing.route import Lmtp, Relay
+
+from mbtest import need_tool
 
 pytestmark = pytest.mark.interop
 

@@ -6,6 +6,7 @@ own software); `[auth] check_local_clients = true` makes it judge them like any 
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import subprocess
 import sys
@@ -14,8 +15,6 @@ from mailboat.auth.dkim.verify import verify_message
 from mailboat.resolver.dnspython import DnspythonResolver
 
 from mbtest import start_server
-
-import asyncio
 
 BODY = b"Subject: {subject}\r\nDate: Mon, 23 Nov 2026 22:40:22 +0000\r\nMessage-ID: <{subject}@x>\r\n\r\nhello\r\n"
 

@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from mbtest import CONFIG_TEMPLATE, MAILBOAT, NO_DNS, start_config
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it adds a system user and starts "

@@ -21,6 +21,7 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
+
 from mbtest import MAILBOAT, ON_CI, RunningServer, need_tool, one_process, start_config
 
 __all__ = ["MAILBOAT_CONFIG", "PostfixInstance", "free_port", "message_ids", "serve", "wait_for",

@@ -24,13 +24,14 @@ import time
 from pathlib import Path
 
 import pytest
-from interop_support import need_tool
 
 from mailboat.delivery.lmtp import LmtpTransport
 from mailboat.delivery.maildir import MaildirTransport
 from mailboat.delivery.outcome import RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.routing.route import Lmtp, Maildir
+
+from interop_support import need_tool
 
 pytestmark = pytest.mark.interop
 

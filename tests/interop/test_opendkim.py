@@ -16,11 +16,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from interop_support import need_tool
 from mailboat.auth.dkim.sign import DkimKey, sign_message
 from mailboat.auth.dkim.verify import verify_message
 from mailboat.auth.results import DkimResult
 from mailboat.resolver.static import StaticResolver
+
+from interop_support import need_tool
 
 pytestmark = pytest.mark.interop
 

@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 
 import pytest
-from mbtest import need_tool, start_server
 
 from mailboat.log import PostfixFormatter
+
+from mbtest import need_tool, start_server
 
 pytestmark = pytest.mark.interop
 

@@ -20,6 +20,7 @@ from email import message_from_bytes
 from email.utils import parsedate_to_datetime
 
 import pytest
+
 from ourheaders import RECEIVED, header_block
 from relay_support import PostfixInstance, free_port, serve, wait_for
 

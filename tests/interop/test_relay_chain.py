@@ -11,6 +11,7 @@ import re
 import smtplib
 
 import pytest
+
 from interop_support import received_headers
 from relay_support import free_port, serve
 

@@ -27,6 +27,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
+
 from mbtest import RunningServer, start_server
 from relay_support import PostfixInstance, free_port, serve, wait_for
 

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 
 import pytest
+
 from mbtest import MAILBOAT, RunningServer, start_server
 from relay_support import free_port, message_ids, serve, start_config, wait_for
 

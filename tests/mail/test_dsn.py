@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from mailboat.mail.dsn import (DeliveryReport, RecipientReport, build_dsn, is_delivery_report, may_report,
-                               wants)
+from mailboat.mail.dsn import DeliveryReport, RecipientReport, build_dsn, is_delivery_report, may_report, wants
 from mailboat.mail.envelope import Envelope, Recipient
 
 T0 = 1_700_000_000.0

@@ -1,13 +1,13 @@
 """Our Received header: SPEC layout, with-types, sanitising, folding."""
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from mailboat.mail.received import ReceivedInfo, format_received, sanitize_helo, with_protocol
 
-AT = datetime(2026, 11, 23, 22, 40, 22, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 23, 22, 40, 22, tzinfo=UTC)
 
 
 def info(**kw):

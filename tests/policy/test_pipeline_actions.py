@@ -10,7 +10,6 @@ import socket
 import sqlite3
 
 import pytest
-from serverkit import smtp_listener
 
 from mailboat.delivery.maildir import MaildirTransport
 from mailboat.mail.envelope import Envelope, Recipient
@@ -28,6 +27,8 @@ from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.resolver.base import TempDnsError
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.route import Maildir
+
+from serverkit import smtp_listener
 
 GUARD = 30  # seconds: only a broken time limit gets near it (then the test fails instead of hanging)
 MESSAGE = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: s\r\n\r\nbody\r\n"

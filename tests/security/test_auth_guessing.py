@@ -14,7 +14,9 @@ import smtplib
 import pytest
 
 from mailboat.server.auth import IP_FAILURES, PAIR_FAILURES, PER_SESSION
-from security_support import insecure_context as insecure, serving
+
+from security_support import insecure_context as insecure
+from security_support import serving
 
 PASSWORD = "password123"
 

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from security_support import ON_CI, MESSAGE, Raw, bystander, start_server, wait_until
+from security_support import MESSAGE, ON_CI, Raw, bystander, start_server, wait_until
 
 MESSAGE_SIZE = 500_000  # [limits] message_size: MAIL needs 1.5 x this free (750 kB)
 

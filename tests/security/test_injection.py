@@ -17,7 +17,8 @@ import smtplib
 
 import pytest
 
-from security_support import CONTROL, insecure_context as insecure, MESSAGE, Raw, bystander, queue_rows, queued_events, serving
+from security_support import CONTROL, MESSAGE, Raw, bystander, queue_rows, queued_events, serving
+from security_support import insecure_context as insecure
 
 # One syslog-style line: "Nov 24 01:17:00 host mailboat/smtpd[123]: ..." with no control bytes.
 LOG_LINE = re.compile(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ mailboat/[a-z-]+\[\d+\]: [^\x00-\x1f\x7f]*$")

@@ -11,7 +11,6 @@ import logging
 import time
 
 import pytest
-from serverkit import smtp_listener
 
 from mailboat.delivery.maildir import MaildirTransport
 from mailboat.lifecycle import Background, Services
@@ -22,6 +21,8 @@ from mailboat.queue.model import RecipientState
 from mailboat.queue.runner import QueueRunner
 from mailboat.queue.upkeep import RunnerService
 from mailboat.routing.route import Maildir
+
+from serverkit import smtp_listener
 
 
 class Recorder:

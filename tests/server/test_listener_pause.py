@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-from serverkit import smtp_listener
-
 from mailboat.server import supervisor
 from mailboat.server.listener import bind
+
+from serverkit import smtp_listener
 
 
 async def _greeting(port, wait):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dialog import converse
 from mailboat import smtp
 from mailboat.smtp import replies
+
+from dialog import converse
 
 TXN = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\n"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from test_client_pair import Pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_client_pair import Pair
 
 from mailboat import smtp
 from mailboat.smtp.client import ClientConnection, Closed, TlsReady, TransactionDone

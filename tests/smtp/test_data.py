@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from dialog import converse
 from mailboat import smtp
 from mailboat.smtp import replies
 from mailboat.smtp.data import ContentCheck, DataReceiver
+
+from dialog import converse
 
 PREFIX = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\nDATA\r\n"
 

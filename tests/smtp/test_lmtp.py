@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dialog import converse
 from mailboat import smtp
 from mailboat.smtp import replies
+
+from dialog import converse
 
 LHLO = b"LHLO c.example\r\nMAIL FROM:<a@b.example>\r\n"
 RCPTS = b"RCPT TO:<one@y.example>\r\nRCPT TO:<bad@y.example>\r\nRCPT TO:<three@y.example>\r\n"

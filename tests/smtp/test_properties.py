@@ -12,8 +12,9 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialog import converse
 from mailboat import smtp
+
+from dialog import converse
 
 OPTIONS = {
     "max_message_size": 300,

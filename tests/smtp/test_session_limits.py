@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dialog import converse
 from mailboat import smtp
 from mailboat.smtp import replies
+
+from dialog import converse
 
 BODY = b"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"
 HTTP_POST = (b"POST / HTTP/1.1\r\nHost: mx.example.com:25\r\nContent-Type: text/plain\r\n"

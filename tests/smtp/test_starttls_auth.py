@@ -6,9 +6,10 @@ import base64
 
 import pytest
 
-from dialog import converse
 from mailboat import smtp
 from mailboat.smtp import replies
+
+from dialog import converse
 
 TLS = {"starttls_available": True}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from dialog import converse
 from mailboat import smtp
 from mailboat.smtp import replies, sasl
 from mailboat.smtp.commands import (
@@ -20,6 +19,8 @@ from mailboat.smtp.commands import (
     split_command,
 )
 from mailboat.smtp.errors import RemoteProtocolError
+
+from dialog import converse
 
 
 def read_all(pieces: list[bytes]) -> list[bytes | str]:

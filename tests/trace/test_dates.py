@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,7 +10,7 @@ from mailboat.trace.dates import parse_date
 
 
 def utc(*a: int) -> datetime:
-    return datetime(*a, tzinfo=timezone.utc)
+    return datetime(*a, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_unreadable_dates_give_none_and_a_warning(text: str) -> None:
 def test_a_leap_second_belongs_to_its_written_day() -> None:
     # 23:59:60 on Saturday 31 Dec 2016 is one second before 1 Jan 2017: no weekday complaint
     result = parse_date("Sat, 31 Dec 2016 23:59:60 +0000")
-    assert result.value == datetime(2017, 1, 1, tzinfo=timezone.utc)
+    assert result.value == datetime(2017, 1, 1, tzinfo=UTC)
     assert not any("weekday" in w for w in result.warnings)
 
 

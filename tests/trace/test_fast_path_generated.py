@@ -16,7 +16,7 @@ import json
 import os
 import random
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -229,7 +229,7 @@ def _original_build(y, mo, d, h, mi, s, frac, offset, warnings):
     if frac:
         warnings.append(f"fractional seconds {frac} ignored")
     try:
-        return (local - timedelta(minutes=offset, seconds=-leap)).replace(tzinfo=timezone.utc)
+        return (local - timedelta(minutes=offset, seconds=-leap)).replace(tzinfo=UTC)
     except OverflowError as exc:  # outside years 1..9999 in UTC: a warning, not a lost hop
         warnings.append(f"date out of range: {exc}")
         return None

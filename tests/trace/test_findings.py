@@ -8,7 +8,7 @@ download hops, mailing-list expansion, hops inside one organisation, one-hop mes
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -18,7 +18,7 @@ from mailboat.trace.timeline import analyse_message
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "spamassassin"
 RECEIVED = Path(__file__).resolve().parent.parent / "data" / "received"
-NOW = datetime(2024, 4, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 4, 1, tzinfo=UTC)
 
 
 def trace(name: str):

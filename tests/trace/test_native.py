@@ -37,11 +37,12 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mbtest import ON_CI
 
 from mailboat.trace import parse
 from mailboat.trace.hop import Hop
 from mailboat.trace.parse import parse_received
+
+from mbtest import ON_CI
 
 try:
     from mailboat._native import parse_received as native  # type: ignore[import-not-found]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,4 +40,4 @@ def test_what_we_write_reads_back(helo, ip, rdns, host, protocol, queue_id, tls,
     assert (hop.from_helo, hop.from_rdns, hop.from_ip) == (helo, rdns, ip)
     assert (hop.by_host, hop.with_protocol, hop.id, hop.for_) == (host, protocol, queue_id, recipient)
     assert hop.tls is expected_tls
-    assert hop.timestamp == at.astimezone(timezone.utc)
+    assert hop.timestamp == at.astimezone(UTC)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mailboat.trace.timeline import analyse_message, duration
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "received"
-NOW = datetime(2024, 4, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 4, 1, tzinfo=UTC)
 
 
 def trace(name: str):
@@ -71,7 +71,7 @@ def test_negative_delay_alone_is_clock_skew() -> None:
 
 
 def test_future_timestamp_is_clock_skew() -> None:
-    early = datetime(2024, 3, 27, 12, tzinfo=timezone.utc)
+    early = datetime(2024, 3, 27, 12, tzinfo=UTC)
     t = analyse_message((DATA / "block_nine_hour_delay.eml").read_bytes(), now=early)
     assert ("clock_skew", 4) in kinds(t)
 

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 from mailboat.auth.results import SpfResult
 from mailboat.auth.spf_record import (
-    MacroContext, Mechanism, Record, SpfSyntaxError, expand, is_spf_record, parse_record, truncate_domain,
+    MacroContext,
+    Mechanism,
+    Record,
+    SpfSyntaxError,
+    expand,
+    is_spf_record,
+    parse_record,
+    truncate_domain,
 )
 from mailboat.resolver.base import NoSuchDomain, Resolver, TempDnsError
 

@@ -23,8 +23,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mailboat.smtp import NEED_DATA, RemoteProtocolError, Reply
-from mailboat.smtp.client import ClientConnection, ClientEvent, Closed, HelloDone, TlsReady, TransactionDone
-from mailboat.smtp.client import TransactionResult
+from mailboat.smtp.client import (
+    ClientConnection,
+    ClientEvent,
+    Closed,
+    HelloDone,
+    TlsReady,
+    TransactionDone,
+    TransactionResult,
+)
 from mailboat.smtp.outgoing import Transaction
 from mailboat.stream import StreamProtocol
 

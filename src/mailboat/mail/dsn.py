@@ -34,7 +34,7 @@ import re
 import secrets
 import textwrap
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -143,7 +143,7 @@ def _clean(value: str, limit: int = 900) -> str:
 
 
 def _date(at: float) -> str:
-    return format_datetime(datetime.fromtimestamp(at, timezone.utc))
+    return format_datetime(datetime.fromtimestamp(at, UTC))
 
 
 def _fold_field(name: str, value: str) -> str:
@@ -266,7 +266,7 @@ def build_dsn(report: DeliveryReport, original: bytes, *, message_id: str, at: f
     headers["From"] = f"Mail Delivery System <MAILER-DAEMON@{_clean(report.reporting_mta, 255)}>"
     headers["To"] = f"<{_clean(report.recipient, 500)}>"
     headers["Subject"] = _SUBJECTS[report.action]
-    headers["Date"] = format_datetime(datetime.fromtimestamp(at, timezone.utc).astimezone()) if at \
+    headers["Date"] = format_datetime(datetime.fromtimestamp(at, UTC).astimezone()) if at \
         else format_datetime(datetime.now().astimezone())
     headers["Message-ID"] = message_id
     headers["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5: nobody auto-replies to this

@@ -21,8 +21,9 @@ import ssl
 import time
 
 from mailboat import smtp
-from mailboat.log import said, safe
+from mailboat.accounts.users import normalize_address
 from mailboat.auth.results import remove_fields
+from mailboat.log import safe, said
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.headers import get_first
 from mailboat.mail.ids import new_queue_id
@@ -30,7 +31,6 @@ from mailboat.mail.received import ReceivedInfo, format_received, with_protocol
 from mailboat.policy import Action, SessionInfo, TransactionInfo, Verdict
 from mailboat.queue.intake import Expected, QueueError, QueueFullError
 from mailboat.resolver.base import forward_confirmed_rdns
-from mailboat.accounts.users import normalize_address
 from mailboat.server import auth
 from mailboat.server.context import ListenerSettings, ServerContext, is_loopback, peer_address
 from mailboat.server.limits import ErrorPacer, Limits, ReadDeadline

@@ -21,7 +21,6 @@ from mailboat.services.queue import UnknownMessage, iso
 from mailboat.trace.render import to_json
 from mailboat.trace.timeline import Trace, analyse_message, duration, host_name
 
-
 _RANK = {"hop": 0, "connect": 1, "queued": 2, "dsn_for": 3, "delivery": 4, "dsn": 6, "finished": 9, "deleted": 9}
 
 

@@ -7,7 +7,7 @@ serve: keys are never renamed, only added. Times are UTC RFC 3339 (`2026-11-24T0
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mailboat.mail.headers import parse_fields, split_message
@@ -38,7 +38,7 @@ def iso(at: float | None) -> str | None:
     """Unix time -> "2026-11-24T01:17:00Z" (None stays None)."""
     if at is None:
         return None
-    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _check_id(queue_id: str) -> None:

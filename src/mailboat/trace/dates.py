@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 _MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -81,7 +81,7 @@ FAST_DATE = (
 _FAST = re.compile(r"\s*" + FAST_DATE)
 _FAST_MONTHS = {m.title(): i for m, i in _MONTHS.items()}
 _FAST_DAYS = tuple(d.title() for d in _DAYS)
-_UTC = timezone.utc
+_UTC = UTC
 _INT2 = {f"{i:02d}": i for i in range(100)} | {str(i): i for i in range(10)}  # int() of ASCII "07", "7"
 _YEARS = {str(y): y for y in range(1970, 2100)}  # int() of the usual four-digit years
 _UNSEEN = object()

@@ -21,11 +21,11 @@ import re
 from mailboat.trace.dates import FAST_DATE, fast_utc, slow_fields
 from mailboat.trace.hop import (
     IP,
-    Building,
-    PROTOCOL_TLS,
     NO_HOST,
+    PROTOCOL_TLS,
     TOKEN,
     UNKNOWN,
+    Building,
     Hop,
     inert_after_tcp_info,
     one_space,

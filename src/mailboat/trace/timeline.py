@@ -27,7 +27,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mailboat.mail.headers import Field, parse_fields, split_message
 from mailboat.trace.auth import AuthResult, body_hash_failed, check_body_hash, parse_auth_results
@@ -135,7 +135,7 @@ def build_trace(
     if slowest is not None:
         before = timed[slowest.index - 2].hop
         queue = before.by_host or host_name(slowest.hop)
-    findings = date_findings + _hop_findings(timed, ahead, now or datetime.now(timezone.utc))
+    findings = date_findings + _hop_findings(timed, ahead, now or datetime.now(UTC))
     findings += _message_findings(timed, by_name, body)
     return Trace(tuple(timed), total, slowest.index if slowest else None, queue, tuple(findings), total_from)
 
