@@ -21,7 +21,8 @@ def test_keygen_writes_private_key_0600_and_prints_record(tmp_path):
     assert done.returncode == 0, done.stderr
     path = tmp_path / "mailboat-data" / "dkim" / "example.com.s2026.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert re.fullmatch(r's2026\._domainkey\.example\.com\. IN TXT "v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]+"( "[A-Za-z0-9+/=]+")*\n',
+    assert re.fullmatch(r's2026\._domainkey\.example\.com\. IN TXT '
+                        r'"v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]+"( "[A-Za-z0-9+/=]+")*\n',
                         done.stdout)
     key = load_key("example.com", "s2026", path)
     published = "".join(re.findall(r'"([^"]*)"', done.stdout))

@@ -95,7 +95,8 @@ def test_added_from_breaks_oversigned_signature(rsa_key):
 
 
 def test_whitespace_changes_survive_relaxed(rsa_key):
-    signed = sign_message(MESSAGE, rsa_key) + MESSAGE.replace(b"Subject: Quarterly   report", b"Subject:Quarterly report ")
+    altered = MESSAGE.replace(b"Subject: Quarterly   report", b"Subject:Quarterly report ")
+    signed = sign_message(MESSAGE, rsa_key) + altered
     assert verify(signed, key_zone(rsa_key))[0].result is DkimResult.PASS
 
 

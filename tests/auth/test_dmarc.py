@@ -58,7 +58,8 @@ def test_subdomain_alignment_relaxed_vs_strict(mode, expected):
 def test_p_reject_and_quarantine():
     assert run(zone("v=DMARC1; p=reject")).disposition is Disposition.REJECT
     out = run(zone("v=DMARC1; p=quarantine"))
-    assert (out.result, out.disposition, out.policy) == (DmarcResult.FAIL, Disposition.QUARANTINE, Disposition.QUARANTINE)
+    assert (out.result, out.disposition, out.policy) == (
+        DmarcResult.FAIL, Disposition.QUARANTINE, Disposition.QUARANTINE)
     assert run(zone("v=DMARC1; p=none")).disposition is Disposition.NONE
 
 

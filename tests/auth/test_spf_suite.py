@@ -91,6 +91,7 @@ def test_rfc7208(zonedata, test):
     outcome = asyncio.run(check_host(resolver, test["host"], domain, sender, test["helo"],
                                      default_explanation="DEFAULT"))
     expected = test["result"] if isinstance(test["result"], list) else [test["result"]]
-    assert outcome.result in expected, f"{outcome.result} ({outcome.reason}); expected {expected}: {test.get('description', '')}"
+    assert outcome.result in expected, (
+        f"{outcome.result} ({outcome.reason}); expected {expected}: {test.get('description', '')}")
     if "explanation" in test:
         assert outcome.explanation == test["explanation"]

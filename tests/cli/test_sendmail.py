@@ -44,13 +44,15 @@ def stored(config, queue_id):
 
 
 def test_recipients_from_arguments_and_defaults_added(config):
-    result = sendmail(config, "-oi", "-oem", "-odb", "-bm", "-fbob@example.org", "-F", "Bob B", "alice@example.net, postmaster")
+    result = sendmail(config, "-oi", "-oem", "-odb", "-bm", "-fbob@example.org", "-F", "Bob B",
+                      "alice@example.net, postmaster")
     assert result.returncode == 0 and result.stderr == b"" and result.stdout == b""
     [item] = queue(config)
     assert item["sender"] == "bob@example.org" and item["protocol"] == "local"
     assert [r["address"] for r in item["recipients"]] == ["alice@example.net", "postmaster@mx.example.com"]
     headers = dict(stored(config, item["queue_id"])["headers"])
-    assert " ".join(headers["Received"].split()).startswith(f"by mx.example.com (mailboat, from userid {os.getuid()}) id {item['queue_id']};")
+    assert " ".join(headers["Received"].split()).startswith(
+        f"by mx.example.com (mailboat, from userid {os.getuid()}) id {item['queue_id']};")
     assert headers["From"] == '"Bob B" <bob@example.org>' and headers["Date"]
     assert headers["Message-ID"] == f"<{item['queue_id']}@mx.example.com>"
 
@@ -80,7 +82,8 @@ def test_single_dot_ends_the_message_without_i(config, tmp_path):
 
 
 def test_dsn_options_and_null_sender(config):
-    assert sendmail(config, "-f", "<>", "-N", "success,failure", "-R", "hdrs", "-V", "ENV-1", "a@example.net").returncode == 0
+    assert sendmail(config, "-f", "<>", "-N", "success,failure", "-R", "hdrs", "-V", "ENV-1",
+                    "a@example.net").returncode == 0
     [item] = queue(config)
     assert item["sender"] == "" and item["ret"] == "HDRS" and item["envid"] == "ENV-1"
     assert item["recipients"][0]["notify"] == ["SUCCESS", "FAILURE"]

@@ -128,7 +128,8 @@ key = "/etc/hostname"
 
 
 def test_a_toml_syntax_error_is_alone_with_its_line_and_column(tmp_path):
-    lines = errors_of(tmp_path, 'hostname = "mx.example.com"\n[domains]\nlocal = ["example.com"\n[relay]\nmx_port = 0\n')
+    lines = errors_of(tmp_path,
+                      'hostname = "mx.example.com"\n[domains]\nlocal = ["example.com"\n[relay]\nmx_port = 0\n')
     assert len(lines) == 1 and lines[0].startswith("not valid TOML: "), lines
     assert "line 4, column" in lines[0], lines
 

@@ -16,7 +16,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_embedded_default_matches_spec(tmp_path):
     config = default_config(tmp_path)
-    assert [(l.kind, l.address, l.tls, l.auth) for l in config.listener] == [
+    assert [(li.kind, li.address, li.tls, li.auth) for li in config.listener] == [
         ("smtp", "127.0.0.1:2525", "optional", "none"),
         ("submission", "127.0.0.1:2587", "required", "required"),
         ("submissions", "127.0.0.1:2465", "implicit", "required"),
@@ -83,7 +83,8 @@ delay_warning = ""
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('[[listener]]\nkind = "smtp"\naddress = "127.0.0.1:25"\n[[listener]]\nkind = "smtp"\naddress = "127.0.0.1:26"\ntls = "maybe"',
+    ('[[listener]]\nkind = "smtp"\naddress = "127.0.0.1:25"\n'
+     '[[listener]]\nkind = "smtp"\naddress = "127.0.0.1:26"\ntls = "maybe"',
      "listener[1].tls: Input should be"),
     ('[[listener]]\nkind = "pop3"\naddress = "127.0.0.1:25"', "listener[0].kind: Input should be"),
     ('[[listener]]\nkind = "smtp"\naddress = "nowhere"', "listener[0].address: 'nowhere' is not host:port"),
@@ -94,11 +95,14 @@ delay_warning = ""
     ('[relay]\nmx_port = 0', "relay.mx_port: Input should be greater than or equal to 1"),
     ('colour = "blue"', "colour: unknown key"),
     ('[limits]\nrecipients = 10', "limits.recipients: Input should be greater than or equal to 100"),
-    ('[tls]\ncert = "/nonexistent/cert.pem"\nkey = "/nonexistent/key.pem"', "tls.cert: cannot read /nonexistent/cert.pem"),
+    ('[tls]\ncert = "/nonexistent/cert.pem"\nkey = "/nonexistent/key.pem"',
+     "tls.cert: cannot read /nonexistent/cert.pem"),
     ('[tls]\ncert = "/etc/hostname"', "tls: cert and key go together"),
     ('[delivery]\nmaildir = "/m/{user_name}"', "delivery.maildir: unknown placeholder {user_name}"),
-    ('hostname = "bad host"', "hostname: 'bad host' is not a domain name such as \"mx.example.com\": ' ' is not allowed"),
-    ('[[listener]]\nkind = "submissions"\naddress = "127.0.0.1:465"\ntls = "optional"', "listener[0].tls: a submissions listener"),
+    ('hostname = "bad host"',
+     "hostname: 'bad host' is not a domain name such as \"mx.example.com\": ' ' is not allowed"),
+    ('[[listener]]\nkind = "submissions"\naddress = "127.0.0.1:465"\ntls = "optional"',
+     "listener[0].tls: a submissions listener"),
     ("this is = = not toml", "not valid TOML"),
 ])
 def test_errors_name_the_key_path(tmp_path, text, expected):

@@ -184,7 +184,8 @@ def test_one_recipient_4xx_another_2xx_and_a_5xx_is_not_retried_elsewhere(dns) -
         a, b = await start_sinks(["127.0.0.2", "127.0.0.3"])
         a.hooks[smtp.RcptTo] = b.hooks[smtp.RcptTo] = rcpt
         transport = SmtpTransport(dns, "relay.test", mx_port=a.port)
-        got = await deliver(transport, Mx("equal.example.net"), *(f"{x}@equal.example.net" for x in ("ok", "grey", "gone")))
+        got = await deliver(transport, Mx("equal.example.net"),
+                            *(f"{x}@equal.example.net" for x in ("ok", "grey", "gone")))
         await transport.close()
         await a.stop()
         await b.stop()

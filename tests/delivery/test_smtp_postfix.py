@@ -70,7 +70,8 @@ def smtp_sink():
         sink.stop()
 
 
-async def send(transport, route, count: int, message: bytes, sender: str = "s@x.example", rcpt: str = "b{}@example.org"):
+async def send(transport, route, count: int, message: bytes, sender: str = "s@x.example",
+               rcpt: str = "b{}@example.org"):
     results = []
     for n in range(count):
         rcpts = [Recipient(rcpt.format(n), notify=("FAILURE",), orcpt=f"rfc822;{rcpt.format(n)}")]

@@ -74,7 +74,8 @@ def test_smtputf8_with_type(server):
         client.starttls(context=insecure())
         client.ehlo()
         assert client.has_extn("smtputf8")
-        client.sendmail("jürgen@exämple.org", ["alice@example.com"], message, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        client.sendmail("jürgen@exämple.org", ["alice@example.com"], message,
+                        mail_options=["SMTPUTF8", "BODY=8BITMIME"])
     [delivered] = server.wait_messages("alice@example.com", 1)
     assert our_received(delivered)["proto"] == "UTF8SMTPS"
     assert "Return-Path: <jürgen@exämple.org>".encode() in delivered
@@ -296,7 +297,8 @@ def test_submission_auth_plain_then_relay_as_self(server):
         client.rcpt("bob@example.com")
         code, text = client.data(b"From: Mallory <bob@example.com>\r\nSubject: forged\r\n\r\nx\r\n")
         assert (code, text[:5]) == (553, b"5.7.1")
-        client.sendmail("alice@example.com", ["bob@example.com"], b"From: alice@example.com\r\nSubject: hi\r\n\r\nx\r\n")
+        client.sendmail("alice@example.com", ["bob@example.com"],
+                        b"From: alice@example.com\r\nSubject: hi\r\n\r\nx\r\n")
     [delivered] = server.wait_messages("bob@example.com", 1)
     assert our_received(delivered)["proto"] == "ESMTPSA"
 
@@ -307,7 +309,8 @@ def test_submissions_auth_login(server):
         client.user, client.password = "bob@example.com", "password123"
         code, _ = client.auth("LOGIN", client.auth_login, initial_response_ok=False)
         assert code == 235
-        client.sendmail("bob@example.com", ["alice@example.com"], MESSAGE.replace(b"sender@example.org", b"bob@example.com"))
+        client.sendmail("bob@example.com", ["alice@example.com"],
+                        MESSAGE.replace(b"sender@example.org", b"bob@example.com"))
     [delivered] = server.wait_messages("alice@example.com", 1)
     assert our_received(delivered)["proto"] == "ESMTPSA"
 

@@ -12,7 +12,8 @@ One run of `mailboat serve` logging to a file (`log.file`), real traffic over so
 Then the real pflogsumm: `pflogsumm --syslog-name=mailboat LOG`. pflogsumm keeps only the
 lines of one day with `-d today`; that test does not use it, so the date of the log (and the
 machine's clock and timezone) plays no part. `-d` is tested on its own, on lines stamped by
-mailboat's formatter for a fixed single-digit day, with pflogsumm's clock pinned to that day. A second test delivers over LMTP (to smtp-sink -L):
+mailboat's formatter for a fixed single-digit day, with pflogsumm's clock pinned to that day. A second
+test delivers over LMTP (to smtp-sink -L):
 those lines are `mailboat/lmtp[PID]`.
 """
 

@@ -141,7 +141,8 @@ def test_mailboat_route_command_uses_the_real_router_and_dns(tmp_path, resolver)
     nameserver = resolver._resolver.nameservers[0]
     port = resolver._resolver.nameserver_ports[nameserver]
     config = tmp_path / "mailboat.toml"
-    config.write_text(f'hostname = "mx.test.example"\ndata_dir = "{tmp_path}/data"\n[domains]\nlocal = ["example.com"]\n'
+    config.write_text(f'hostname = "mx.test.example"\ndata_dir = "{tmp_path}/data"\n'
+                      '[domains]\nlocal = ["example.com"]\n'
                       f'[relay]\nmx_port = 2525\n[dns]\nnameservers = ["{nameserver}:{port}"]\n')
 
     def route(*args: str) -> subprocess.CompletedProcess:

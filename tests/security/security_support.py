@@ -21,7 +21,7 @@ for _dir in (_TESTS, _TESTS / "integration"):
     if str(_dir) not in sys.path:
         sys.path.insert(0, str(_dir))
 
-from mbtest import ON_CI, RunningServer, insecure_context, need_tool, serving, start_server
+from mbtest import ON_CI, RunningServer, insecure_context, need_tool, serving, start_server  # noqa: E402
 from mbtest import Raw as BaseRaw  # noqa: E402
 from ourheaders import our_received, received_headers  # noqa: E402
 

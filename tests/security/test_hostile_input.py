@@ -19,7 +19,8 @@ import pytest
 
 from security_support import MESSAGE, Raw, bystander, need_wiring, rss_kb, start_server, wait_until
 
-MEMORY_SLACK_KB = 12 * 1024  # growth allowed across one attack: less than the 16-24 MiB the attacks send, so keeping them would show
+# growth allowed across one attack: less than the 16-24 MiB the attacks send, so keeping them would show
+MEMORY_SLACK_KB = 12 * 1024
 CONFIG = """\
 [limits]
 recipients = 100

@@ -156,7 +156,8 @@ def check_written_headers(prefix: bytes) -> None:
     for line in prefix[:-2].split(b"\r\n"):
         assert b"\r" not in line and b"\n" not in line, line
         assert not any(b < 0x20 and b != 0x09 or b == 0x7F for b in line), line
-        assert re.match(rb"^(?:Return-Path|Delivered-To|Received|Authentication-Results|X-Original-To): |^\t", line), line
+        assert re.match(rb"^(?:Return-Path|Delivered-To|Received|Authentication-Results|X-Original-To): |^\t",
+                        line), line
 
 
 def test_everything_written_stays_clean(server):

@@ -189,7 +189,8 @@ def test_openssl_s_client_cbc_over_starttls_fails(server):
     openssl = need_tool("openssl")
 
     def s_client(cipher: str) -> subprocess.CompletedProcess:
-        return subprocess.run([openssl, "s_client", "-connect", f"127.0.0.1:{server.ports['smtp']}", "-starttls", "smtp",
+        return subprocess.run([openssl, "s_client", "-connect", f"127.0.0.1:{server.ports['smtp']}",
+                               "-starttls", "smtp",
                                "-tls1_2", "-cipher", cipher], input=b"QUIT\r\n", capture_output=True, timeout=30)
 
     refused = s_client("ECDHE-ECDSA-AES128-SHA256:AES128-SHA256")

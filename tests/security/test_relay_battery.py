@@ -99,7 +99,8 @@ PLAIN_EXTERNAL = {"A1-null-sender", "A2-external-sender", "A3-sender-at-our-host
                   # RCPT at an address literal: external for the router (our literal included)
                   "A4b-rcpt-at-our-literal", "D38c-our-literal", "D38d-our-v6-literal",
                   "D38e-local-user-at-our-literal"}
-REFUSAL = re.compile(rb"^(?:554 5\.7\.1|550 5\.7\.1|454 4\.7\.1|501 5\.1\.[37]|501 5\.5\.4|550 5\.1\.1|553 5\.[0-9]\.[0-9]"
+REFUSAL = re.compile(rb"^(?:554 5\.7\.1|550 5\.7\.1|454 4\.7\.1|501 5\.1\.[37]|501 5\.5\.4|550 5\.1\.1"
+                     rb"|553 5\.[0-9]\.[0-9]"
                      rb"|550 5\.1\.2)")
 
 

@@ -22,13 +22,15 @@ def test_single_last_chunk() -> None:
 def test_bare_lf_in_bdat_content_is_refused_at_last() -> None:
     conv = converse(TXN + b"BDAT 5\r\nhelloBDAT 0\r\nBDAT 7 last\r\n world\n")
     # same content rules as DATA: the chunks are acknowledged, the message is refused at LAST
-    assert conv.lines[-3:] == ["250 2.0.0 5 octets received", "250 2.0.0 0 octets received", str(replies.BARE_LINE_ENDING)]
+    assert conv.lines[-3:] == ["250 2.0.0 5 octets received", "250 2.0.0 0 octets received",
+                               str(replies.BARE_LINE_ENDING)]
     assert conv.of_type(smtp.MessageAborted)[0].reply == replies.BARE_LINE_ENDING
 
 
 def test_chunks_are_reassembled() -> None:
     conv = converse(TXN + b"BDAT 7\r\nhello\r\nBDAT 0\r\nBDAT 8 LAST\r\n world\r\n")
-    assert conv.lines[-3:] == ["250 2.0.0 7 octets received", "250 2.0.0 0 octets received", "250 2.0.0 Ok: queued as Q1"]
+    assert conv.lines[-3:] == ["250 2.0.0 7 octets received", "250 2.0.0 0 octets received",
+                               "250 2.0.0 Ok: queued as Q1"]
     assert conv.app.messages == [b"hello\r\n world\r\n"]
 
 
@@ -74,7 +76,8 @@ def test_data_after_bdat_is_refused() -> None:
     assert conv.last == str(replies.DATA_AFTER_BDAT)
 
 
-@pytest.mark.parametrize("arg", [b"BDAT\r\n", b"BDAT x\r\n", b"BDAT 5 LASTX\r\n", b"BDAT -1\r\n", b"BDAT 5 LAST more\r\n"])
+@pytest.mark.parametrize("arg", [b"BDAT\r\n", b"BDAT x\r\n", b"BDAT 5 LASTX\r\n", b"BDAT -1\r\n",
+                                 b"BDAT 5 LAST more\r\n"])
 def test_malformed_bdat_closes(arg: bytes) -> None:
     conv = converse(TXN + arg + b"hello")
     assert conv.lines[-2:] == ["501 5.5.4 Syntax: BDAT <size> [LAST]", str(replies.BDAT_UNSYNCHRONISED)]
@@ -83,7 +86,8 @@ def test_malformed_bdat_closes(arg: bytes) -> None:
 
 def test_oversize_bdat_consumed_then_552_at_last() -> None:
     block = b"x" * 98 + b"\r\n"
-    conv = converse(TXN + b"BDAT 600\r\n" + block * 6 + b"BDAT 600 LAST\r\n" + block * 6 + b"NOOP\r\n", max_message_size=1000)
+    conv = converse(TXN + b"BDAT 600\r\n" + block * 6 + b"BDAT 600 LAST\r\n" + block * 6 + b"NOOP\r\n",
+                    max_message_size=1000)
     assert conv.lines[-3:] == ["250 2.0.0 600 octets received", str(replies.MESSAGE_TOO_BIG), "250 2.0.0 Ok"]
     assert sum(len(e.data) for e in conv.of_type(smtp.DataChunk)) == 600
     assert conv.of_type(smtp.MessageAborted)[0].reply == replies.MESSAGE_TOO_BIG

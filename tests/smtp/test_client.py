@@ -73,8 +73,10 @@ def test_data_refused_and_final_refused() -> None:
 
 
 def test_lmtp_one_final_reply_per_accepted_recipient() -> None:
-    finals = lambda rcpts: [R(250, "2.0.0", f"delivered {p.local_part}") if p.local_part != "full" else
-                            R(452, "4.2.2", "over quota") for p in rcpts]
+    def finals(rcpts):
+        return [R(250, "2.0.0", f"delivered {p.local_part}") if p.local_part != "full" else
+                R(452, "4.2.2", "over quota") for p in rcpts]
+
     pair = Pair(lmtp=True, finals=finals,
                 hooks={smtp.RcptTo: lambda e: R(550, "5.1.1", "unknown") if e.path.local_part == "nobody" else None})
     pair.ready()

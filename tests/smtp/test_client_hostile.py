@@ -89,7 +89,7 @@ def test_replies_split_anywhere_give_the_same_events(data: st.DataObject) -> Non
     wire = b"220-mx.example hello\r\n220 second line\r\n"
     cuts = sorted(data.draw(st.sets(st.integers(1, len(wire) - 1), max_size=6)))
     conn = ClientConnection("c.example")
-    pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)])]
+    pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
     event = smtp.NEED_DATA
     for piece in pieces:
         assert event is smtp.NEED_DATA

@@ -7,6 +7,8 @@ pieces and walks the lines one by one, which is slow but obviously right.
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,7 +68,7 @@ max_sizes = st.sampled_from([0, 0, 1, 2000, 5000])
 def cut(content: bytes, points: list[int]) -> list[bytes]:
     """Pieces of ``content`` cut at ``points``; empty pieces are kept (feed accepts them)."""
     bounds = [0, *sorted(p % (len(content) + 1) for p in points), len(content)]
-    return [content[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [content[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=1000, deadline=None)

@@ -38,7 +38,8 @@ SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 # An alphabet that reaches deep into the grammars (Stalwart's "RFC 5321 alphabet" idea), plus
 # the bytes attackers use: controls, quotes, backslash, %, !, brackets, UTF-8 and C1.
 ADDRESS_CHARS = st.sampled_from(list("abcAB09.-_+@<>:,;[]\"\\%! ()=/") +
-                                ["\r", "\n", "\x00", "\t", "\x7f", "\x85", "\u2028", "é", "ü", "\u0430", "IPv6:", "::1"])
+                                ["\r", "\n", "\x00", "\t", "\x7f", "\x85", "\u2028", "é", "ü", "\u0430",
+                                 "IPv6:", "::1"])
 addressish = st.lists(ADDRESS_CHARS, max_size=60).map("".join)
 PARAM_CHARS = st.sampled_from(list("SIZEBODYRETENVIDAUTHNOTIFYORCPT=;,+0123456789ABCDEFabcdef<>@ .-") +
                               ["+0D", "+0A", "+00", "+7F", "+1B", "\\x{0D}", "\\x{85}", "é", "\x00", "\r", "utf-8;"])
@@ -200,7 +201,7 @@ line_soup = st.lists(st.sampled_from([b"NOOP", b"\r\n", b"\r", b"\n", b"x" * 300
 @given(stream=line_soup, cuts=st.lists(st.integers(min_value=0, max_value=30000), max_size=8))
 def test_line_reader_is_split_invariant(stream, cuts):
     points = sorted({c % (len(stream) + 1) for c in cuts})
-    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)])]
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     assert read_all(pieces) == read_all([stream])
     if len(stream) <= 2000:
         assert read_all([bytes([b]) for b in stream]) == read_all([stream])
@@ -231,7 +232,8 @@ def test_sasl_exchange_only_continues_answers_or_refuses(mechanism, responses):
 
 
 @SETTINGS
-@given(authzid=st.text(max_size=10), authcid=st.text(min_size=1, max_size=20), password=st.text(min_size=1, max_size=20))
+@given(authzid=st.text(max_size=10), authcid=st.text(min_size=1, max_size=20),
+       password=st.text(min_size=1, max_size=20))
 def test_plain_round_trip(authzid, authcid, password):
     encoded = base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
     if "\0" in authzid + authcid + password:

@@ -9,7 +9,9 @@ from dialog import converse
 
 LHLO = b"LHLO c.example\r\nMAIL FROM:<a@b.example>\r\n"
 RCPTS = b"RCPT TO:<one@y.example>\r\nRCPT TO:<bad@y.example>\r\nRCPT TO:<three@y.example>\r\n"
-REFUSE_BAD = {smtp.RcptTo: lambda e: smtp.Reply.make(550, "5.1.1", "No such user") if e.path.local_part == "bad" else None}
+REFUSE_BAD = {
+    smtp.RcptTo: lambda e: smtp.Reply.make(550, "5.1.1", "No such user") if e.path.local_part == "bad" else None,
+}
 
 
 def per_recipient(event: smtp.Event) -> list[smtp.Reply]:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import HealthCheck, given, settings
@@ -75,7 +76,8 @@ body = st.lists(
 def transaction(draw: st.DrawFn) -> bytes:
     """A mostly well-formed transaction, so the properties reach DATA and BDAT states."""
     parts = [draw(st.sampled_from([b"EHLO c.example\r\n", b"LHLO c\r\n", b"HELO c\r\n", b""]))]
-    parts.append(draw(st.sampled_from([b"MAIL FROM:<a@b.example>\r\n", b"MAIL FROM:<> SIZE=10\r\n", b"MAIL FROM:<a@b.example> SMTPUTF8\r\n"])))
+    parts.append(draw(st.sampled_from([b"MAIL FROM:<a@b.example>\r\n", b"MAIL FROM:<> SIZE=10\r\n",
+                                       b"MAIL FROM:<a@b.example> SMTPUTF8\r\n"])))
     parts += draw(st.lists(st.sampled_from([b"RCPT TO:<x@y.example>\r\n", b"RCPT TO:<bad>\r\n"]), max_size=3))
     if draw(st.booleans()):
         parts += [b"DATA\r\n", draw(body), draw(st.sampled_from([b"\r\n.\r\n", b".\r\n", b"\n.\n", b""]))]
@@ -120,7 +122,7 @@ def run(chunks: list[bytes]) -> tuple[list[smtp.Event], bytes]:
 
 def cut(stream: bytes, points: list[int]) -> list[bytes]:
     bounds = sorted({p % (len(stream) + 1) for p in points} | {0, len(stream)})
-    return [stream[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -171,7 +173,8 @@ def check_output(output: bytes) -> None:
 )
 def test_arbitrary_bytes_only_produce_replies(prefix: bytes, garbage: list[bytes], lmtp: bool, starttls: bool) -> None:
     conv = converse(
-        [prefix, *garbage], eof=True, lmtp=lmtp, starttls_available=starttls, auth_mechanisms=("LOGIN",), tls_active=not starttls
+        [prefix, *garbage], eof=True, lmtp=lmtp, starttls_available=starttls, auth_mechanisms=("LOGIN",),
+        tls_active=not starttls,
     )
     check_output(conv.output)
     assert conv.conn.closed

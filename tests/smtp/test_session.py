@@ -113,7 +113,8 @@ def test_too_many_recipients_is_not_an_error_event_that_closes() -> None:
 
 
 def test_application_421_closes() -> None:
-    conv = converse(SESSION + b"NOOP\r\n", hooks={smtp.RcptTo: lambda e: smtp.Reply.make(421, "4.3.2", "Shutting down")})
+    conv = converse(SESSION + b"NOOP\r\n",
+                    hooks={smtp.RcptTo: lambda e: smtp.Reply.make(421, "4.3.2", "Shutting down")})
     assert conv.last == "421 4.3.2 Shutting down"
     assert conv.conn.closed and isinstance(conv.events[-1], smtp.ConnectionClosed)
 

@@ -113,7 +113,8 @@ def test_auth_login() -> None:
 
 
 def test_auth_failure_then_success() -> None:
-    conv = converse(f"EHLO c\r\nAUTH PLAIN {plain('user', 'bad')}\r\nAUTH PLAIN {plain('user', 'pass')}\r\n".encode(), **AUTH)
+    conv = converse(f"EHLO c\r\nAUTH PLAIN {plain('user', 'bad')}\r\nAUTH PLAIN {plain('user', 'pass')}\r\n"
+                    .encode(), **AUTH)
     assert conv.lines[-2:] == ["535 5.7.8 Authentication credentials invalid", "235 2.7.0 Authentication successful"]
 
 
@@ -170,6 +171,7 @@ def test_sasl_lines_are_never_logged() -> None:
 
 
 def test_auth_transaction_after_success() -> None:
-    conv = converse(f"EHLO c\r\nAUTH PLAIN {plain('user', 'pass')}\r\nMAIL FROM:<a@b.example> AUTH=user\r\n".encode(), **AUTH)
+    conv = converse(f"EHLO c\r\nAUTH PLAIN {plain('user', 'pass')}\r\nMAIL FROM:<a@b.example> AUTH=user\r\n"
+                    .encode(), **AUTH)
     assert conv.last == "250 2.1.0 Ok"
     assert conv.of_type(smtp.MailFrom)[0].params.auth == "user"

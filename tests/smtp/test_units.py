@@ -81,7 +81,8 @@ def test_line_reader_endless_lines(pieces: list[bytes], expected: list) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "reply"),
-    [(b"a\nb", replies.BAD_LINE_ENDING), (b"a\rb", replies.BAD_LINE_ENDING), (b"a\x00", replies.NUL_IN_COMMAND), (b"\xc3", replies.BAD_ENCODING)],
+    [(b"a\nb", replies.BAD_LINE_ENDING), (b"a\rb", replies.BAD_LINE_ENDING), (b"a\x00", replies.NUL_IN_COMMAND),
+     (b"\xc3", replies.BAD_ENCODING)],
 )
 def test_decode_line_refusals(raw: bytes, reply: smtp.Reply) -> None:
     with pytest.raises(RemoteProtocolError) as info:
@@ -96,14 +97,16 @@ def test_split_command() -> None:
     assert split_command("ÄÖ x")[0] == ""
 
 
-@pytest.mark.parametrize(("arg", "result"), [("0 LAST", (0, True)), ("10", (10, False)), ("7 last", (7, True)), ("5  LAST", (5, True))])
+@pytest.mark.parametrize(("arg", "result"),
+                         [("0 LAST", (0, True)), ("10", (10, False)), ("7 last", (7, True)), ("5  LAST", (5, True))])
 def test_parse_bdat(arg: str, result: tuple[int, bool]) -> None:
     assert parse_bdat(arg) == result
 
 
 @pytest.mark.parametrize(
     ("arg", "result"),
-    [("plain", ("PLAIN", None)), ("PLAIN =", ("PLAIN", "")), ("PLAIN AGEAYg==", ("PLAIN", "AGEAYg==")), ("X-OAUTH2 YWJj", ("X-OAUTH2", "YWJj"))],
+    [("plain", ("PLAIN", None)), ("PLAIN =", ("PLAIN", "")), ("PLAIN AGEAYg==", ("PLAIN", "AGEAYg==")),
+     ("X-OAUTH2 YWJj", ("X-OAUTH2", "YWJj"))],
 )
 def test_parse_auth(arg: str, result: tuple[str, str | None]) -> None:
     assert parse_auth(arg) == result
@@ -126,7 +129,8 @@ def test_sasl_helpers() -> None:
 
 
 def test_source_route_is_stripped_to_the_final_hop() -> None:
-    conv = converse(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<@relay.example:victim@example.net>\r\nRCPT TO:<@example.com>\r\n")
+    conv = converse(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n"
+                    b"RCPT TO:<@relay.example:victim@example.net>\r\nRCPT TO:<@example.com>\r\n")
     rcpt = conv.of_type(smtp.RcptTo)[0]
     assert rcpt.path.address == "victim@example.net" and rcpt.path.source_route == ("relay.example",)
     assert conv.last.startswith("501 5.1.3")

@@ -163,7 +163,8 @@ def test_tcp_info_pattern_is_the_original(text: str) -> None:
         assert (old.group(1), old.group(2)) == (name, new.group(2))
 
 
-TLSISH = st.lists(st.sampled_from(["TLS", "SSL", "TLSv1.3", "TLS1_2", "SSLv3", "cipher", "cipher=", "cipher ", "xcipher",
+TLSISH = st.lists(st.sampled_from(["TLS", "SSL", "TLSv1.3", "TLS1_2", "SSLv3", "cipher", "cipher=", "cipher ",
+                                   "xcipher",
                                    "Google Transport Security", "x", ".", "-", "_", "1", "v", " ", "(", ")", "\u00e9",
                                    "ATLS", "TLSx", "\u0661", "c", "T", "S", "\t"]), max_size=8).map("".join)
 

@@ -43,14 +43,16 @@ FROM_COMMENTS = [
     "({rdns} [{ip}]) (note (may be forged))", "({rdns} [{ip}]) (No client certificate requested)",
     "({rdns} [{ip}]) (EhLo x)", "(root@[{ip}])", "(unknown)", "()", "({rdns} [{ip}] (nested) x)",
 ]
-BYS = ["mx.example.com", "mx.example.com (Postfix)", "mx.example.com (8.17.1/8.17.1)", "localhost (amavisd-new, port 10024)",
+BYS = ["mx.example.com", "mx.example.com (Postfix)", "mx.example.com (8.17.1/8.17.1)",
+       "localhost (amavisd-new, port 10024)",
        "mx.example.com (mailboat)", "2001:db8::1", "h ((a) b)", "mx.example.com (Exim 4.96)"]
 WITHS = ["ESMTP", "ESMTPS", "esmtpsa", "SMTP", "LMTP", "HTTP", "HTTPS", "UTF8SMTPS", "Microsoft SMTP Server",
          "Microsoft SMTP Server (version=TLS1_2, cipher=TLS_X)", "esmtps (TLS1.3) tls TLS_AES_256_GCM_SHA384",
          "esmtps (TLSv1.2:ECDHE-RSA-AES256-GCM-SHA384:256)", "HTTP (HTTP/1.1 POST)", "mapi", "SMTPS"]
 TAILS = ["id 4V4Y0a2bcdz9sWr", "id X for <bob@example.com>", "id X (envelope-from <a@example.org>) for bob@example.com",
          "id X\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n\tfor <bob@example.com>", "for <a@x>, <b@y>",
-         "id 15.20.7452.22 via Frontend Transport", "via TCP id 1", "id X for <bob@example.com> (Google Transport Security)",
+         "id 15.20.7452.22 via Frontend Transport", "via TCP id 1",
+         "id X for <bob@example.com> (Google Transport Security)",
          "", "id X id Y", "envelope-from <a@example.org> tls TLS_X", "id X; for <b@example.com>"]
 DATES = ["Wed, 27 Mar 2024 15:02:58 +0000", "Wed, 27 Mar 2024 15:02:58 +0000 (UTC)", "27 Mar 2024 15:02:58 -0000",
          "Thu, 27 Mar 2024 15:02:58 +0000", "Wed, 27 Mar 24 10:02:58 EST", "Wed, 27 Mar 2024 17:02 CEST",
@@ -303,9 +305,11 @@ def test_postfix_regex_reads_as_fast_and_general(text: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["postfix_no_tls", "postfix_tls13", "postfix_ipv6", "postfix_unknown_rdns",
-                                  "postfix_submission_auth", "mailboat_no_tls", "utf8smtpa_no_tls", "mailgun_unknown_angle"])
+                                  "postfix_submission_auth", "mailboat_no_tls", "utf8smtpa_no_tls",
+                                  "mailgun_unknown_angle"])
 def test_postfix_shapes_take_the_postfix_regex(name: str) -> None:
-    # Guards the speed-up itself: these corpus headers are read by POSTFIX/read_postfix, and the same as FAST reads them.
+    # Guards the speed-up itself: these corpus headers are read by POSTFIX/read_postfix, and the same as FAST
+    # reads them.
     path = os.path.join(os.path.dirname(__file__), "..", "data", "received", f"{name}.json")
     with open(path, encoding="utf-8") as f:
         text = parse._unfold(json.load(f)["raw"])

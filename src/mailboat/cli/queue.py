@@ -94,7 +94,8 @@ def mailq_text(items: list[QueueItem], now: float) -> str:
     out = ["-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------"]
     for item in items:
         mark = "!" if item.held else " "
-        out.append(f"{item.queue_id}{mark} {item.size:>8} {_stamp(item.arrival)}  {item.envelope.sender or 'MAILER-DAEMON'}")
+        sender = item.envelope.sender or "MAILER-DAEMON"
+        out.append(f"{item.queue_id}{mark} {item.size:>8} {_stamp(item.arrival)}  {sender}")
         for row in item.open_recipients:
             last = row.last_attempt
             if last is not None:

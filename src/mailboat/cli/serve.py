@@ -22,7 +22,9 @@ def load_from(args: argparse.Namespace):
         return find_config(getattr(args, "config", None))
     except ConfigError as exc:
         first = exc.errors[0]
-        more = f" (and {len(exc.errors) - 1} more: run 'mailboat check-config {exc.source}')" if len(exc.errors) > 1 else ""
+        more = ""
+        if len(exc.errors) > 1:
+            more = f" (and {len(exc.errors) - 1} more: run 'mailboat check-config {exc.source}')"
         raise CliError(f"{exc.source}: {first}{more}", USAGE) from None
 
 

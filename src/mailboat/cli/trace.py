@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             _write_json(to_json(traces[0]))
         return 0
-    for label, trace in zip(labels, traces):
+    for label, trace in zip(labels, traces, strict=True):
         if several:
             out.rule(clean(label))
         if not trace.hops:

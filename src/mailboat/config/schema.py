@@ -217,8 +217,10 @@ class Limits(_Section):
     soft_errors: int = Field(10, ge=0)  # past this many errors each error reply waits error_sleep; 0 = never
     error_sleep: Duration = 1.0  # the wait before each error reply past soft_errors (Postfix smtpd_error_sleep_time)
     junk_commands: int = Field(100, ge=0)  # NOOP/RSET/VRFY/EXPN/HELP per session before 421 4.7.0; 0 = unlimited
-    greet_delay: Duration = 0.0  # smtp listeners: silence before the 220; a client talking first gets 554 5.5.1 and is dropped; 0 = off
-    queue_minfree: int = Field(0, ge=0)  # bytes; MAIL gets 452 4.3.1 with less than max(this, 1.5 x SIZE or message_size) free
+    # smtp listeners: silence before the 220; a client talking first gets 554 5.5.1 and is dropped; 0 = off
+    greet_delay: Duration = 0.0
+    # bytes; MAIL gets 452 4.3.1 with less than max(this, 1.5 x SIZE or message_size) free
+    queue_minfree: int = Field(0, ge=0)
 
 
 class Timeouts(_Section):
@@ -229,8 +231,10 @@ class Timeouts(_Section):
 
 
 class Server(_Section):
-    workers: int = Field(0, ge=0, le=64)  # processes accepting on the listeners (the queue runner in the first); 0 = one per CPU
-    user: str = ""  # started as root: run as this user (and its group) once the listeners are open; "" = stay as started
+    # processes accepting on the listeners (the queue runner in the first); 0 = one per CPU
+    workers: int = Field(0, ge=0, le=64)
+    # started as root: run as this user (and its group) once the listeners are open; "" = stay as started
+    user: str = ""
 
     @field_validator("user")
     @classmethod

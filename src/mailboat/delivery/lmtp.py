@@ -72,7 +72,7 @@ class LmtpTransport:
                 return [make_outcome(r.address, exc.reply, host, now) for r in recipients]
             now = self.clock()
             return [make_outcome(r.address, reply, label, now, remote=remote)
-                    for r, reply, remote in zip(recipients, result.replies, result.remote)]
+                    for r, reply, remote in zip(recipients, result.replies, result.remote, strict=True)]
 
         return await self.pool.limit(target, work)  # type: ignore[return-value]
 

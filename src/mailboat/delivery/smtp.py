@@ -25,12 +25,13 @@ TLS policy (`tls_policy`):
 Each outcome's `host` is Postfix's relay= notation `mx.example.net[192.0.2.1]:25`, or "none"
 when no connection was made (refused, timed out, no route, no MX or address: the text says which,
 "connect to HOST: Connection refused"); its reply text is the remote reply as received (status
-first, `remote` True) or, for what we decided ourselves, our own text (`remote` False). The TLS protocol and cipher are logged
-once per new session, as Postfix does ("Untrusted TLS connection established to ...").
+first, `remote` True) or, for what we decided ourselves, our own text (`remote` False). The TLS protocol and
+cipher are logged once per new session, as Postfix does ("Untrusted TLS connection established to ...").
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import ssl
@@ -106,10 +107,10 @@ class SmtpTransport:
         match route:
             case Mx(domain=domain):
                 destination = domain.lower()
-                find = lambda: resolve_destinations(self.resolver, destination, self.mx_port, rng=self.rng)
+                find = functools.partial(resolve_destinations, self.resolver, destination, self.mx_port, rng=self.rng)
             case Relay(smarthost=smarthost):
                 destination = smarthost
-                find = lambda: resolve_smarthost(self.resolver, smarthost)
+                find = functools.partial(resolve_smarthost, self.resolver, smarthost)
             case _:
                 raise TypeError(f"SmtpTransport cannot deliver to {route!r}")
 
@@ -144,7 +145,7 @@ class SmtpTransport:
             sessions += 1
             now = self.clock()
             still: list[Recipient] = []
-            for rcpt, reply, remote in zip(pending, result.replies, result.remote):
+            for rcpt, reply, remote in zip(pending, result.replies, result.remote, strict=True):
                 results[rcpt.address] = make_outcome(rcpt.address, reply, dest.label, now, session.tls, remote)
                 if reply.is_transient:
                     still.append(rcpt)

@@ -170,7 +170,7 @@ async def resolve_destinations(resolver: Resolver, domain: str, port: int = 25, 
                                    return_exceptions=True)
     destinations: list[Destination] = []
     temporary: DestinationError | None = None
-    for (pref, host), result in zip(ordered, lookups):
+    for (pref, host), result in zip(ordered, lookups, strict=True):
         if isinstance(result, DestinationError):
             temporary = temporary or result
         elif isinstance(result, BaseException):

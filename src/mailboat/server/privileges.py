@@ -14,6 +14,7 @@ uid stays the caller's (`sendmail` still names root as the sender).
 
 from __future__ import annotations
 
+import functools
 import grp
 import os
 import pwd
@@ -99,7 +100,7 @@ def _take_over_dir(dir_fd: int, where: str, who: Identity, skip: Collection[str]
     for name, info in entries:
         path = os.path.join(where, name)
         if (info.st_uid, info.st_gid) != (who.uid, who.gid):
-            _chown(lambda: os.chown(name, who.uid, who.gid, dir_fd=dir_fd, follow_symlinks=False), path)
+            _chown(functools.partial(os.chown, name, who.uid, who.gid, dir_fd=dir_fd, follow_symlinks=False), path)
             changed += 1
         if stat.S_ISDIR(info.st_mode):
             try:

@@ -80,7 +80,7 @@ class Reply:
     @property
     def status_text(self) -> str | None:
         """The enhanced status as ``"5.1.1"``, or None."""
-        return None if self.status is None else "%d.%d.%d" % self.status
+        return None if self.status is None else "{}.{}.{}".format(*self.status)
 
     @property
     def text(self) -> str:

@@ -229,8 +229,8 @@ def _split_date(text: str, warnings: list[str]) -> tuple[str, str | None]:
             return text[:last], text[last + 1 :].strip()
     found = None
     if ":" in text:  # every date _DATE_START finds has hour ":" minute
-        for found in _DATE_START.finditer(text):
-            pass
+        for match in _DATE_START.finditer(text):  # the last one
+            found = match
     if found is not None:
         warnings.append("no ';' before the date")
         return text[: found.start()], text[found.start() :].strip()

@@ -215,7 +215,7 @@ def _svg(trace: Trace) -> str:
              f'viewBox="0 0 {width} 200" role="img" aria-label="timeline of {n} hops">']
     x = 80
     xs = []
-    for i, t in enumerate(trace.hops):
+    for i in range(len(trace.hops)):
         if i:
             x += gaps[i - 1]
         xs.append(x)
@@ -227,7 +227,7 @@ def _svg(trace: Trace) -> str:
         parts.append(f'<line x1="{xs[i - 1]}" y1="80" x2="{xs[i]}" y2="80" stroke="{color}" stroke-width="4"{dash}/>'
                      f'<text x="{(xs[i - 1] + xs[i]) // 2}" y="70" text-anchor="middle" fill="{color}">'
                      f"{e(label)}</text>")
-    for x, t in zip(xs, trace.hops):
+    for x, t in zip(xs, trace.hops, strict=True):
         hop = t.hop
         y = 112 if t.index % 2 else 150  # alternate rows so neighbouring names never overlap
         fill = "#2a7" if hop.tls else "#c33" if hop.tls is False else "#888"

@@ -24,6 +24,7 @@ itself is not ``no_tls``. Total transit starts at the Date header when it preced
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -188,7 +189,7 @@ def _clocks_ahead(timed: list[TimedHop]) -> dict[int, float]:
     Maps the hop index to how far ahead its clock seems to be (seconds).
     """
     ahead: dict[int, float] = {}
-    for a, b in zip(timed, timed[1:]):
+    for a, b in itertools.pairwise(timed):
         da, db = a.delay_seconds, b.delay_seconds
         if da is None or db is None:
             continue

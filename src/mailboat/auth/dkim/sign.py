@@ -54,7 +54,8 @@ class DkimKey:
 
     def dns_record(self) -> str:
         """The TXT record value to publish at SELECTOR._domainkey.DOMAIN (RFC 6376 §3.6.1)."""
-        return f"v=DKIM1; k={'ed25519' if self.algorithm.startswith('ed') else 'rsa'}; p={public_key_b64(self.private_key)}"
+        kind = "ed25519" if self.algorithm.startswith("ed") else "rsa"
+        return f"v=DKIM1; k={kind}; p={public_key_b64(self.private_key)}"
 
 
 def public_key_b64(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> str:

@@ -192,7 +192,8 @@ def _pkcs1_to_spki(raw: bytes) -> bytes:
     """Wrap a DER RSAPublicKey in a SubjectPublicKeyInfo (rsaEncryption, NULL parameters)."""
     def der(tag: int, content: bytes) -> bytes:
         n = len(content)
-        size = bytes([n]) if n < 128 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+        width = (n.bit_length() + 7) // 8
+        size = bytes([n]) if n < 128 else bytes([0x80 | width]) + n.to_bytes(width, "big")
         return bytes([tag]) + size + content
     algorithm = der(0x30, bytes.fromhex("06092a864886f70d0101010500"))
     return der(0x30, algorithm + der(0x03, b"\x00" + raw))
