@@ -9,7 +9,7 @@ DEBIAN_TEST_PACKAGES = postfix swaks libnet-ssleay-perl libio-socket-ssl-perl ch
 DEBIAN_NATIVE_PACKAGES = librust-pyo3-dev librust-regex-dev
 CARGO   ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 
-.PHONY: run test test-deps install native native-deps bench clean
+.PHONY: run lint test test-deps install native native-deps bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,13 @@ native: $(BIN)/.installed native-deps
 	  mv src/mailboat/_native$$suffix.tmp src/mailboat/_native$$suffix && \
 	  echo "native Received reader built: src/mailboat/_native$$suffix"; \
 	else echo "cargo, or Debian's librust-pyo3-dev and librust-regex-dev, missing: the trace reader stays pure Python"; fi
+
+# Style (ruff), types (mypy: strict on the core packages) and the layer rules of docs/architecture.md
+# (import-linter), all configured in pyproject.toml. CI runs it before the tests.
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(BIN)/.installed test-deps native
 	$(BIN)/python -m pytest
