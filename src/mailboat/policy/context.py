@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
+
+if TYPE_CHECKING:
+    from mailboat.mail.envelope import Recipient
 
 T = TypeVar("T")
 
@@ -90,5 +93,5 @@ class TransactionInfo:
     body: str | None = None
     ret: str | None = None
     envid: str | None = None
-    recipients: list = field(default_factory=list)  # mailboat.mail.envelope.Recipient
+    recipients: list[Recipient] = field(default_factory=list)
     state: State = field(default_factory=State)  # what filters found out about this message

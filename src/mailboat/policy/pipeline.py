@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Generator, Sequence
+from typing import Any
 
 from mailboat.log import safe
 from mailboat.policy.context import SessionInfo, State, TransactionInfo
@@ -72,7 +73,7 @@ class Pipeline:
         self._by_hook = {hook: _overriding(self.filters, hook) for hook in Filter.HOOKS}
         self._traced: set[str] = set()  # filters whose error traceback was logged once already
 
-    async def _run(self, hook: str, args: tuple) -> tuple[Verdict | None, list[Verdict] | None]:
+    async def _run(self, hook: str, args: tuple[Any, ...]) -> tuple[Verdict | None, list[Verdict] | None]:
         """(the final verdict or None, the other verdicts that said something, or None)."""
         kept: list[Verdict] | None = None
         for f in self._by_hook[hook]:
@@ -99,7 +100,7 @@ class Pipeline:
             kept.append(verdict)
         return None, kept
 
-    def _failed(self, f: Filter, hook: str, args: tuple, exc: Exception) -> Verdict:
+    def _failed(self, f: Filter, hook: str, args: tuple[Any, ...], exc: Exception) -> Verdict:
         try:
             f.failed(args[0], args[1] if len(args) > 1 else None, exc)
         except Exception:
@@ -121,7 +122,7 @@ class Pipeline:
         return refuse(code, "4.3.0", "Temporary local problem - please try later", reason=f"filter {f.name} {what}")
 
     # The hooks before DATA return _phase's coroutine itself: one coroutine less per call.
-    async def _phase(self, hook: str, args: tuple, state: State) -> Verdict:
+    async def _phase(self, hook: str, args: tuple[Any, ...], state: State) -> Verdict:
         final, kept = await self._run(hook, args)
         if kept is not None or (final is not None and final.action is Action.DISCARD):
             contributions = state.get(Contributions)
@@ -178,10 +179,10 @@ class _Resumed:
 
     __slots__ = ("_coro", "_waiting")
 
-    def __init__(self, coro, waiting: object) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Verdict | None], waiting: object) -> None:
         self._coro, self._waiting = coro, waiting
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, Any, Verdict | None]:
         coro, waiting = self._coro, self._waiting
         while True:
             try:
@@ -193,12 +194,14 @@ class _Resumed:
                 try:
                     waiting = coro.throw(exc)
                 except StopIteration as done:
-                    return done.value
+                    verdict: Verdict | None = done.value
+                    return verdict
             else:
                 try:
                     waiting = coro.send(sent)
                 except StopIteration as done:
-                    return done.value
+                    verdict = done.value
+                    return verdict
 
 
 def combine(verdicts: Sequence[Verdict]) -> Verdict:

@@ -101,7 +101,7 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024  # bounds one transaction's WAL growth and it
 @dataclass(slots=True)
 class _Op:
     fn: Callable[[sqlite3.Connection], Any] | None  # None: a barrier (after_next_sync), no SQL
-    future: asyncio.Future | None  # None: fire-and-forget (journey events)
+    future: asyncio.Future[Any] | None  # None: fire-and-forget (journey events)
     loop: asyncio.AbstractEventLoop | None
     size: int = 0
     durable: bool = True  # False: answered at COMMIT, without waiting for an fsync
@@ -146,7 +146,7 @@ class GroupCommitWriter:
         # Ops submitted on an event loop during one turn, committed together by one callback,
         # with the rows append()ed meanwhile (statement -> parameter tuples).
         self._pending: list[_Op] = []
-        self._rows: dict[str, list[tuple]] = {}
+        self._rows: dict[str, list[tuple[Any, ...]]] = {}
         self._pending_loop: asyncio.AbstractEventLoop | None = None
         # Who is about to submit (see "Lingering for company"): None, or a count; while it is
         # above zero a new turn waits up to `linger` (its timer) before it commits.
@@ -166,7 +166,7 @@ class GroupCommitWriter:
         return self._tx_thread == threading.get_ident()
 
     def submit(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0,
-               wait: bool = True, durable: bool = True, files: bool = False) -> asyncio.Future | None:
+               wait: bool = True, durable: bool = True, files: bool = False) -> asyncio.Future[Any] | None:
         """Queue `fn` for this loop turn's transaction. With wait, a future for its result
         (resolved after COMMIT, and for a durable op after the fsync that covers it); without,
         errors are only logged. `size` (bytes) bounds a transaction's growth. durable=False:
@@ -187,7 +187,7 @@ class GroupCommitWriter:
             running.call_soon(self._commit, [op])
         return future
 
-    def append(self, sql: str, row: tuple) -> None:
+    def append(self, sql: str, row: tuple[Any, ...]) -> None:
         """Insert `row` with `sql` in this loop turn's transaction, nobody waiting: rows of one
         statement go in one executemany, without an operation or a future each. For records that
         may be lost (journey events): never durable, and a failure is only logged."""
@@ -220,23 +220,24 @@ class GroupCommitWriter:
             else:
                 running.call_soon(self._hand_over)
         elif self._linger_timer is not None and self._pending_loop is running \
-                and self.company() <= 0:  # type: ignore[misc]
+                and self.company is not None and self.company() <= 0:
             self._linger_timer.cancel()  # the last one expected is here
             self._linger_timer = None
             running.call_soon(self._hand_over)
         return self._pending_loop is running
 
-    def after_next_sync(self) -> asyncio.Future:
+    def after_next_sync(self) -> asyncio.Future[Any]:
         """A future answered (None, or QueueSyncError) after the next sync that begins from now:
         everything committed before this call is then durable. Call on the loop thread."""
         if self.closed or self._wal_path is None:
             raise QueueError("queue store is closed")
         loop = asyncio.get_running_loop()
-        op = _Op(None, loop.create_future(), loop)
+        future = loop.create_future()
+        op = _Op(None, future, loop)
         with self._cond:
             self._unsynced.append(op)
             self._cond.notify()
-        return op.future  # type: ignore[return-value]
+        return future
 
     def _hand_over(self) -> None:
         if self._linger_timer is not None:  # (close() does not wait for company)
@@ -253,7 +254,7 @@ class GroupCommitWriter:
         if start < len(batch) or rows:
             self._commit(batch[start:], rows)
 
-    def _commit(self, batch: list[_Op], rows: dict[str, list[tuple]] | None = None) -> None:
+    def _commit(self, batch: list[_Op], rows: dict[str, list[tuple[Any, ...]]] | None = None) -> None:
         """Run `batch` and `rows` in one transaction (each op replayed alone if that fails),
         answer the lazy ops and pass the durable ones to the sync thread."""
         with self._conn_lock:
@@ -324,7 +325,8 @@ class GroupCommitWriter:
                 self._sync_files()
             if not (files and self._files_cover_wal):
                 if self._wal_fd is None:
-                    self._wal_fd = os.open(self._wal_path, os.O_RDONLY | os.O_CLOEXEC)  # type: ignore[arg-type]
+                    assert self._wal_path is not None  # a store with a sync thread has a WAL
+                    self._wal_fd = os.open(self._wal_path, os.O_RDONLY | os.O_CLOEXEC)
                 _fsync(self._wal_fd)
         except OSError as exc:
             log.error("queue: sync of %s failed: %s", self._wal_path, exc)
@@ -337,10 +339,11 @@ class GroupCommitWriter:
             os.sync()
             return
         if self._files_fd is None:
-            self._files_fd = os.open(self._files_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # type: ignore[arg-type]
+            assert self._files_dir is not None  # only ops that wrote files under it ask for this
+            self._files_fd = os.open(self._files_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         _syncfs(self._files_fd)
 
-    def _transaction(self, batch: list[_Op], rows: dict[str, list[tuple]] | None = None) -> bool:
+    def _transaction(self, batch: list[_Op], rows: dict[str, list[tuple[Any, ...]]] | None = None) -> bool:
         """Run `rows` and `batch` in one transaction. False: it was rolled back and the caller
         replays it one operation per transaction: at the database level (every op then carries
         the error), or because one operation of several failed (its error is recorded again by
@@ -355,7 +358,9 @@ class GroupCommitWriter:
                     conn.executemany(sql, params)
             for op in batch:
                 try:
-                    op.result, op.error = op.fn(conn), None  # type: ignore[misc]
+                    fn = op.fn
+                    assert fn is not None  # barriers never reach a transaction
+                    op.result, op.error = fn(conn), None
                 except sqlite3.IntegrityError as exc:
                     op.result, op.error = None, DuplicateQueueIdError(str(exc))
                 except sqlite3.Error:
@@ -391,7 +396,8 @@ def _resolve(batch: list[_Op]) -> None:
             if op.error is not None:
                 log.warning("queue: background write failed: %s", op.error)
             continue
-        by_loop.setdefault(op.loop, []).append(op)  # type: ignore[arg-type]
+        assert op.loop is not None  # set with the future
+        by_loop.setdefault(op.loop, []).append(op)
     for loop, ops in by_loop.items():
         try:
             running = asyncio.get_running_loop()

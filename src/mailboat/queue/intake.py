@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from mailboat.mail.envelope import Envelope
 from mailboat.queue.model import QueueItem
@@ -131,7 +131,7 @@ class Intake:
 
     async def put(self, queue_id: str, envelope: Envelope, message: bytes, *,
                   accepted: Callable[[], None], expected: Expected | None = None,
-                  connect: dict | None = None, connected_at: float = 0.0) -> None:
+                  connect: dict[str, Any] | None = None, connected_at: float = 0.0) -> None:
         """Take a finished message in: deliver it first, or enqueue it durably, then hand it on.
 
         Args:
@@ -155,7 +155,8 @@ class Intake:
         if first is not None and first.complete:  # every copy is in its mailbox: never queued
             accepted()
             try:
-                await self.deliver_first.finish_first(first)  # type: ignore[union-attr]
+                assert self.deliver_first is not None  # the first attempt came from it
+                await self.deliver_first.finish_first(first)
             except Exception:  # delivered and durable: the 250 stands; only the records suffer
                 log.exception("%s: recording the delivery failed", queue_id)
             return
@@ -167,7 +168,8 @@ class Intake:
         if first is not None and item is not None:
             # Some copies were delivered before queueing: that was its first run, recorded
             # now; the others are due at their retry time (nothing for a runner to do sooner).
-            self.deliver_first.record_first(item, first)  # type: ignore[union-attr]
+            assert self.deliver_first is not None  # the first attempt came from it
+            self.deliver_first.record_first(item, first)
         elif item is not None and handoff is not None:
             handoff.deliver_now(item, message)
         elif self.wake is not None:

@@ -11,6 +11,7 @@ backends call it inside their write transaction so they cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mailboat.delivery.outcome import RecipientOutcome, RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
@@ -92,7 +93,7 @@ class QueueEvent:
     queue_id: str
     at: float
     kind: str
-    detail: dict
+    detail: dict[str, Any]
 
 
 def initial_recipients(envelope: Envelope) -> tuple[QueuedRecipient, ...]:

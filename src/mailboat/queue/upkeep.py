@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from mailboat.lifecycle import Background
 from mailboat.queue.runner import QueueRunner
@@ -50,7 +51,7 @@ def body_sweeper(store: SqliteQueueStore) -> Background:
 
 
 async def prune_journeys(store: QueueStore, keep: float, *, every: float = PRUNE_EVERY,
-                         clock=time.time) -> None:
+                         clock: Callable[[], float] = time.time) -> None:
     """Forget journey events older than `keep` seconds of messages that left the queue, now and
     every `every` seconds, a bounded batch at a time (each batch is one short transaction on
     the event loop, so sessions go on between them)."""

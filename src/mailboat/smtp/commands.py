@@ -19,6 +19,7 @@ A line :data:`ENDLESS_SLACK` octets past its limit, CRLF or not, ends the sessio
 from __future__ import annotations
 
 import re
+from typing import final
 
 from . import replies
 from .address import Path, parse_path, split_path
@@ -73,6 +74,7 @@ def line_limit(raw_verb: bytes) -> int:
     return MAX_COMMAND_LINE
 
 
+@final
 class LineTooLong:
     """Returned by :meth:`LineReader.read` for a line longer than its limit.
 

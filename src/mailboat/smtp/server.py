@@ -78,6 +78,7 @@ from __future__ import annotations
 
 from collections import deque
 from functools import lru_cache
+from typing import cast
 
 from . import replies
 from .address import Path
@@ -366,7 +367,7 @@ class ServerConnection:
         elif kind is Data:
             self.send(replies.START_DATA)
         elif kind is Helo:
-            self.send(replies.helo(self.hostname) if event.kind == "HELO" else self._capabilities())
+            self.send(replies.helo(self.hostname) if cast(Helo, event).kind == "HELO" else self._capabilities())
         elif event is None:
             raise LocalProtocolError("accept() with no decision pending")
         else:
@@ -402,10 +403,10 @@ class ServerConnection:
             if positive:
                 txn = self._txn
                 txn.reset()
-                txn.mail = event
+                txn.mail = cast(MailFrom, event)
         elif kind is RcptTo:
             if positive:
-                self._txn.rcpts.append(event.path)
+                self._txn.rcpts.append(cast(RcptTo, event).path)
         elif kind is Data:
             if positive:
                 self._txn.body_kind = "DATA"
@@ -422,8 +423,8 @@ class ServerConnection:
                     self._limits.message_accepted()
         elif kind is Helo:
             if positive:
-                session = self._session
-                session.helo_name, session.esmtp = event.domain, event.kind != "HELO"
+                session, helo = self._session, cast(Helo, event)
+                session.helo_name, session.esmtp = helo.domain, helo.kind != "HELO"
         elif kind is Auth or kind is AuthResponse:
             session = self._session
             if code == 334:
@@ -453,10 +454,10 @@ class ServerConnection:
                 end_of_message(self, receiver.check)
             elif receiver.check is None:
                 pass  # the octets of a refused BDAT: already answered
-            elif receiver.last:
+            elif cast(BdatReceiver, receiver).last:
                 end_of_message(self, receiver.check)
             else:
-                self._out.append(replies.bdat_received(receiver.chunk_size).to_bytes())
+                self._out.append(replies.bdat_received(cast(BdatReceiver, receiver).chunk_size).to_bytes())
             return True
         return self._pos > start or bool(content)
 

@@ -15,7 +15,7 @@ learns that first.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from . import replies
 from .commands import (
@@ -93,7 +93,7 @@ def read_command(conn: ServerConnection) -> bool:
     conn._pos, line = conn._lines.read(conn._buf, conn._pos)
     if line is None:
         return False
-    if type(line) is not bytes:
+    if type(line) is LineTooLong:
         if is_non_smtp(line.head.decode("latin-1")):
             refuse_non_smtp(conn, line.head)  # e.g. an HTTP GET with a long URL
         elif line.endless:
@@ -214,7 +214,7 @@ def _hello(conn: ServerConnection, verb: str, arg: str, line: str) -> None:
         conn._pending.append(_RESET)
     session = conn._session
     session.helo_name, session.esmtp = None, False
-    kind = "HELO" if verb == "HELO" else "EHLO" if verb == "EHLO" else "LHLO"
+    kind: Literal["HELO", "EHLO", "LHLO"] = "HELO" if verb == "HELO" else "EHLO" if verb == "EHLO" else "LHLO"
     conn._pending.append(Helo(domain, kind))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from mailboat.auth.dkim.verify import SignatureResult
 from mailboat.auth.dmarc import DmarcOutcome
@@ -53,7 +54,7 @@ class AuthLedger:
     def get(self, txn: TransactionInfo) -> AuthState:
         return txn.state.get(AuthState) or _EMPTY
 
-    def update(self, txn: TransactionInfo, **changes: object) -> AuthState:
+    def update(self, txn: TransactionInfo, **changes: Any) -> AuthState:
         state = txn.state[AuthState] = dataclasses.replace(self.get(txn), **changes)
         return state
 

@@ -33,7 +33,7 @@ class SpfFilter(Filter):
         self._receiver = receiver  # %{r} in explanations: our host name
         self._reject_fail = reject_fail
 
-    async def check(self, session: SessionInfo, txn: TransactionInfo):
+    async def check(self, session: SessionInfo, txn: TransactionInfo) -> SpfOutcome:
         outcome = await check_mail_from(self._resolver, session.peer_ip, txn.sender, session.helo, self._receiver)
         self._ledger.update(txn, spf=outcome, sender=txn.sender, helo=session.helo)
         return outcome
