@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Protocol
 
 log = logging.getLogger("mailboat.master")
 
@@ -61,10 +61,10 @@ class Background:
     """A service that runs one coroutine (a loop that sleeps between rounds) as a task: stop()
     cancels it, drain() waits until it has ended."""
 
-    def __init__(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.name = name
         self._run = run
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"mailboat {self.name}")

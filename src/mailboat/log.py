@@ -214,7 +214,7 @@ def setup_logging(file: str = "", level: str = "info") -> None:
     global _writer, _settings
     _settings = (file, level)
     # Facts we never log; skipping them saves a stack walk per record (the hot path logs a lot).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger("mailboat")
     for handler in list(root.handlers):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -35,7 +36,7 @@ class StreamProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream protocol gets a stream transport
         if self._on_connect is not None:
             self._on_connect(self)
 
@@ -158,7 +159,7 @@ class StreamProtocol(asyncio.Protocol):
         )
         # No clear() here: what arrived since the handshake finished is the peer's first
         # encrypted data (a client's EHLO), read before this coroutine resumed.
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -17,6 +17,7 @@ import email.utils
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mailboat.auth.results import Disposition, DmarcResult
 from mailboat.mail.headers import get_all, parse_fields, split_message
@@ -198,7 +199,7 @@ async def _evaluate_domain(discovery: Discovery, resolver: Resolver, domain: str
             dkim_aligned = True
             break
     requested = await _requested_policy(resolver, domain, policy_domain, record)
-    common = dict(from_domain=domain, policy=requested, policy_domain=policy_domain,
+    common: dict[str, Any] = dict(from_domain=domain, policy=requested, policy_domain=policy_domain,
                   spf_aligned=spf_aligned, dkim_aligned=dkim_aligned)
     if spf_aligned or dkim_aligned:
         via = "SPF and DKIM" if spf_aligned and dkim_aligned else "SPF" if spf_aligned else "DKIM"

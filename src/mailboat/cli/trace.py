@@ -28,7 +28,7 @@ from mailboat.trace.timeline import Trace, analyse_message, duration
 _MBOX_SEP = re.compile(rb"(?:\A|(?<=\n\n)|(?<=\n\r\n))From [^\n]*\n")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "trace",
         help="analyse a message's Received chain",
@@ -152,7 +152,7 @@ def _summary(labels: list[str], messages: Iterator[bytes], args: argparse.Namesp
     return 0
 
 
-def summarise(traces: list[Trace]) -> dict:  # type: ignore[type-arg]
+def summarise(traces: list[Trace]) -> dict:
     """Statistics over many traces: per-server median delay, TLS shares, findings by kind."""
     delays: dict[str, list[float]] = defaultdict(list)
     counts: Counter[str] = Counter()

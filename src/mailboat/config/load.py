@@ -60,7 +60,9 @@ def _key_path(loc: tuple[object, ...]) -> str:
 
 def _format(exc: ValidationError, data: dict[str, Any]) -> list[str]:
     lines = []
-    aliases = data.get("aliases") if isinstance(data.get("aliases"), dict) else {}
+    aliases = data.get("aliases")
+    if not isinstance(aliases, dict):
+        aliases = {}
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         message = error["msg"].removeprefix("Value error, ")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from mailboat.smtp import NEED_DATA, RemoteProtocolError, Reply
+from mailboat.smtp import RemoteProtocolError, Reply
 from mailboat.smtp.client import (
     ClientConnection,
     ClientEvent,
@@ -32,6 +32,7 @@ from mailboat.smtp.client import (
     TransactionDone,
     TransactionResult,
 )
+from mailboat.smtp.events import NeedData
 from mailboat.smtp.outgoing import Transaction
 from mailboat.stream import StreamProtocol
 
@@ -152,8 +153,9 @@ class ClientSession:
     async def _handshake(self, starttls: str, context: ssl.SSLContext | None, server_hostname: str | None) -> None:
         conn = self.conn
         greeting = await self._next()
-        if greeting.reply.code != 220:  # type: ignore[union-attr]
-            raise self._refused("greeted us with", greeting.reply)  # type: ignore[union-attr]
+        reply = getattr(greeting, "reply", None)  # a Greeting, or the Closed of a 421/554
+        if reply is None or reply.code != 220:
+            raise self._refused("greeted us with", reply)
         conn.hello()
         hello = await self._next()
         if not isinstance(hello, HelloDone) or hello.reply.code // 100 != 2:
@@ -201,11 +203,11 @@ class ClientSession:
                 raise SessionError(Reply.make(451, "4.5.0", f"protocol error from {self.label}: {exc.reason}")) \
                     from None
             stream.write(conn.data_to_send())
-            if event is not NEED_DATA:
+            if type(event) is not NeedData:
                 if isinstance(event, Closed) and event.reply is None:
                     raise SessionError(Reply.make(451, "4.4.2", f"lost connection with {self.label} while "
                                                   f"awaiting reply to {conn.awaiting or 'command'}"))
-                return event  # type: ignore[return-value]
+                return event
             awaiting = conn.awaiting
             try:
                 async with asyncio.timeout(self.timeouts.data_block):

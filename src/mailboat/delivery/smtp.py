@@ -136,7 +136,7 @@ class SmtpTransport:
             txn = build_transaction(envelope, message, pending)
             try:
                 result, error, session = await self.pool.transact(
-                    (dest.ip, dest.port, self.tls_policy, dest.host), lambda d=dest: self._open(d), txn)
+                    (dest.ip, dest.port, self.tls_policy, dest.host), functools.partial(self._open, dest), txn)
             except SessionError as exc:  # no session at all: every recipient moves on
                 now = self.clock()
                 host = dest.label if exc.connected else "none"  # Postfix: relay=none when not connected

@@ -225,8 +225,8 @@ class Session:
                     await self._starttls()
                 case smtp.Auth(mechanism=mechanism, initial_response=initial):
                     await self._on_auth(mechanism, initial)
-                case smtp.AuthResponse(data=data):
-                    await self._sasl_step(data)
+                case smtp.AuthResponse(data=response):
+                    await self._sasl_step(response)
                 case smtp.Reset():
                     self._end_transaction()
                 case smtp.CommandRejected(command=command, reply=reply):

@@ -12,7 +12,7 @@ Two kinds:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, final
 
 from .address import Path
 from .params import MailParams, RcptParams
@@ -198,6 +198,7 @@ class ConnectionClosed(Event):
     """The session is over (QUIT, 421, EOF). Returned forever once reached."""
 
 
+@final
 class NeedData:
     """Sentinel type: the engine needs more bytes from ``receive_data()``."""
 

@@ -84,7 +84,7 @@ _FAST_DAYS = tuple(d.title() for d in _DAYS)
 _UTC = UTC
 _INT2 = {f"{i:02d}": i for i in range(100)} | {str(i): i for i in range(10)}  # int() of ASCII "07", "7"
 _YEARS = {str(y): y for y in range(1970, 2100)}  # int() of the usual four-digit years
-_UNSEEN = object()
+_UNSEEN: tuple[int, timedelta, bool] = (0, timedelta(0), False)  # a marker, compared by identity
 # "+0200" → (offset minutes, timedelta to subtract, zone known), or None when the minutes are out
 # of range; the obs-zone names of RFC 5322 §4.3 ("GMT", "PDT") are read exactly as the full path
 # reads them. Numeric zones are added as seen (bounded: \d also takes non-ASCII digits).
@@ -256,6 +256,7 @@ def _other_form(
     wday, mon, day, year, hour, minute, sec, ampm, zone = (
         g.get("wday"), g["mon"], g["day"], g["year"], g["hour"], g["minute"], g["sec"], g["ampm"], g["zone"])
     d = int(day)
+    month: int | None
     if mon.isdigit():
         month = int(mon)
         if month > 12 and d <= 12:
@@ -319,7 +320,7 @@ def fast_fields(
     if value is None:
         return None
     entry = _FAST_ZONES.get(zone) or _fast_zone(zone)  # not None: fast_utc accepted the zone
-    return value, entry[2]  # type: ignore[index]
+    return None if entry is None else (value, entry[2])
 
 
 def fast_utc(
@@ -335,7 +336,7 @@ def fast_utc(
         s = int(sec)
     if entry is None or s > 59:
         return None
-    offset, delta, _ = entry  # type: ignore[misc]
+    offset, delta, _ = entry
     if comment is not None and _NAMED_ZONES.get(comment.lower(), offset) != offset:
         return None  # "(PST)" after +0100: the full path flags the conflict
     y = _YEARS.get(year)

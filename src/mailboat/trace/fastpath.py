@@ -17,6 +17,8 @@ groups ``rdns`` and ``ip``), and the canonical RFC 5322 date (`dates.FAST_DATE`'
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from mailboat.trace.dates import FAST_DATE, fast_utc, slow_fields
 from mailboat.trace.hop import (
@@ -209,6 +211,7 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
             if "\t" in fromc or "  " in fromc:
                 fromc = " ".join(fromc.split())
             comments.append(fromc)
+            extra: Sequence[str]
             if fromx:
                 extra = _split_comments(fromx, comments)
                 plain = all(map(inert_after_tcp_info, extra))
@@ -258,6 +261,8 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
     timestamp, date_warnings = _read_date(date_text, wday, day, mon, year, hour, minute, sec, zone, zone_comment)
     if date_warnings:
         warnings += date_warnings
+    tls: bool | None
+    evidence: str | None
     if tls_word is not None:
         tls, evidence = True, f"tls {tls_word}"
     elif comments and ("TLS" in text or "SSL" in text or "cipher" in text or "Google" in text):
@@ -266,9 +271,9 @@ def read_fast(text: str, m: re.Match[str]) -> Hop | None:
         tls, evidence = PROTOCOL_TLS.get(protocol) or protocol_tls(protocol)
     else:
         tls = evidence = None
-    hop = Building(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, via, timestamp, date_text,
-                   tuple(dict.fromkeys(warnings)) if warnings else (),
-                   (("tls", tls_word),) if tls_word is not None else (), tuple(comments))
+    hop: Any = Building(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, via, timestamp, date_text,
+                        tuple(dict.fromkeys(warnings)) if warnings else (),
+                        (("tls", tls_word),) if tls_word is not None else (), tuple(comments))
     hop.__class__ = Hop  # (hop.make_hop, inlined)
     return hop
 
@@ -307,7 +312,7 @@ def read_postfix(text: str, m: re.Match[str]) -> Hop | None:
         tls, evidence = read_tls(None, comments, protocol)  # (each comment is in `text`, FWS aside)
     else:
         tls, evidence = PROTOCOL_TLS.get(protocol) or protocol_tls(protocol)
-    hop = Building(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, None, timestamp, date_text,
-                   warnings, (), tuple(comments))
+    hop: Any = Building(text, helo, rdns, ip, by_host, protocol, tls, evidence, hop_id, rcpt, None, timestamp,
+                        date_text, warnings, (), tuple(comments))
     hop.__class__ = Hop
     return hop

@@ -136,8 +136,10 @@ def _delay_text(seconds: float | None) -> Text:
 def render_text(trace: Trace, console: Console) -> None:
     """The table a person reads at a glance, then the total and the findings."""
     table = Table(title="Received chain (hop 1 = first server)", title_justify="left", expand=False)
-    for name, kw in (("#", {"justify": "right"}), ("from", {}), ("by", {}), ("with", {}), ("TLS", {}),
-                     ("time (UTC)", {}), ("delay", {"justify": "right"})):
+    columns: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("#", {"justify": "right"}), ("from", {}), ("by", {}), ("with", {}), ("TLS", {}), ("time (UTC)", {}),
+        ("delay", {"justify": "right"}))
+    for name, kw in columns:
         table.add_column(name, overflow="fold", **kw)
     for t in trace.hops:
         hop = t.hop
