@@ -15,24 +15,25 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mailboat import __version__
 from mailboat.accounts import UserStore
+from mailboat.auth.dkim.sign import DkimKey, DkimKeyError, load_key
 from mailboat.config import Config
 from mailboat.delivery.lmtp import LmtpTransport
 from mailboat.delivery.maildir import MaildirTransport
 from mailboat.delivery.smtp import SmtpTransport
 from mailboat.lifecycle import Background, Service, Services
 from mailboat.policy import Pipeline
-from mailboat.auth.dkim.sign import DkimKey, DkimKeyError, load_key
 from mailboat.policy.filters.authresults import AuthLedger, AuthResultsFilter
 from mailboat.policy.filters.dkim_sign import DkimSignFilter
 from mailboat.policy.filters.dkim_verify import DkimVerifyFilter
 from mailboat.policy.filters.dmarc import DmarcFilter
 from mailboat.policy.filters.loops import HopLimitFilter
-from mailboat.policy.filters.spf import SpfFilter
 from mailboat.policy.filters.relay import RelayFilter
 from mailboat.policy.filters.sender import SenderOwnershipFilter
+from mailboat.policy.filters.spf import SpfFilter
 from mailboat.policy.filters.submission import ListenerRequirementsFilter
 from mailboat.queue.bounce import Bouncer
 from mailboat.queue.intake import Intake
@@ -72,7 +73,13 @@ def queue_path(config: Config) -> str:
     return os.path.join(config.data_dir, "queue.db")
 
 
-def build_router(config: Config, users: UserStore) -> Router:
+class AccountLookup(Protocol):
+    """What the router needs of the user database (a stand-in serves before it exists)."""
+
+    def exists(self, address: str) -> bool: ...
+
+
+def build_router(config: Config, users: AccountLookup) -> Router:
     return Router(
         local_domains=config.local_domains,
         account_exists=users.exists,

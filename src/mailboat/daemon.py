@@ -19,8 +19,7 @@ import sys
 
 from mailboat import __version__
 from mailboat.accounts import UserStore
-from mailboat.app import (QUEUE_LEASE, Role, Secrets, Server, StartupError, build, load_secrets, queue_path,
-                          users_path)
+from mailboat.app import QUEUE_LEASE, Role, Secrets, Server, StartupError, build, load_secrets, queue_path, users_path
 from mailboat.config import Config
 from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.server import privileges

@@ -46,7 +46,7 @@ def run_route(args: argparse.Namespace) -> int:
     path = users_path(config)
     users = UserStore(path) if os.path.exists(path) else _NoAccounts()
     try:
-        router = build_router(config, users)  # type: ignore[arg-type]
+        router = build_router(config, users)
         resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
         tls = getattr(config.relay, "tls", "opportunistic")
         report = asyncio.run(_report(router, resolver, args.address, config.relay.mx_port, tls))

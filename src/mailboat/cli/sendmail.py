@@ -41,6 +41,7 @@ import sqlite3
 import sys
 from datetime import datetime
 from email.utils import format_datetime, getaddresses
+from typing import NoReturn
 
 from mailboat.cli.errors import CliError
 from mailboat.cli.serve import config_from
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise CliError(f"sendmail: {message} (see 'mailboat sendmail --help')", EX_USAGE)
 
 
@@ -279,7 +280,7 @@ async def _refusals(config, envelope: Envelope, user: str) -> list:
         raise CliError(f"sendmail: cannot read the user database {path}: {exc}; nothing was queued, "
                        "try again", EX_TEMPFAIL) from None
     try:
-        relay = RelayFilter(build_router(config, users))  # type: ignore[arg-type]
+        relay = RelayFilter(build_router(config, users))
         session = SessionInfo(listener="local", peer_ip="", peer_port=0, auth_user=user, is_local=True)
         txn = TransactionInfo(sender=envelope.sender)
         refused = []

@@ -21,6 +21,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from mailboat.smtp import RemoteProtocolError, Reply
 from mailboat.smtp.client import (
@@ -37,6 +38,8 @@ from mailboat.smtp.outgoing import Transaction
 from mailboat.stream import StreamProtocol
 
 __all__ = ["Timeouts", "SessionError", "ClientSession", "SessionPool", "reply_text"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +335,7 @@ class SessionPool:
             self.give(key, session)
         return result, error, session
 
-    async def limit(self, destination: str, work: Callable[[], Awaitable]) -> object:
+    async def limit(self, destination: str, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work()`` holding one of the destination's ``max_per_destination`` slots."""
         entry = self._limits.setdefault(destination, [asyncio.Semaphore(self.max_per_destination), 0])
         entry[1] += 1

@@ -74,7 +74,7 @@ class LmtpTransport:
             return [make_outcome(r.address, reply, label, now, remote=remote)
                     for r, reply, remote in zip(recipients, result.replies, result.remote, strict=True)]
 
-        return await self.pool.limit(target, work)  # type: ignore[return-value]
+        return await self.pool.limit(target, work)
 
     async def close(self) -> None:
         """QUIT the idle sessions (call at shutdown)."""

@@ -123,7 +123,7 @@ class SmtpTransport:
                 return [outcome(r.address, exc.code, text, "none", now) for r in recipients]
             return await self._try(destinations, envelope, prepare_message(message), recipients)
 
-        return await self.pool.limit(destination, work)  # type: ignore[return-value]
+        return await self.pool.limit(destination, work)
 
     async def _try(self, destinations: list[Destination], envelope: Envelope, message: OutgoingMessage,
                    recipients: list[Recipient]) -> list[RecipientOutcome]:

@@ -46,9 +46,9 @@ from mailboat.delivery.outcome import RecipientOutcome
 from mailboat.mail.envelope import Envelope
 from mailboat.queue import codec
 from mailboat.queue.bodies import BodyMissing, BodySpool, checksum, verify
-from mailboat.queue.model import QueueEvent, QueueItem, apply_outcomes, initial_recipients
 from mailboat.queue.checkpoint import Checkpointer
 from mailboat.queue.groupcommit import GroupCommitWriter
+from mailboat.queue.model import QueueEvent, QueueItem, apply_outcomes, initial_recipients
 from mailboat.queue.sqlite_schema import SCHEMA_VERSION, migrate
 from mailboat.queue.store import DEFAULT_LEASE, QueueError, QueueSyncError, StoreStats
 

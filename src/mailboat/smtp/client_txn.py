@@ -36,7 +36,7 @@ class PendingTransaction:
         for index in range(len(self.decided)):
             self.decide(index, fill, remote)
         return TransactionResult(tuple(r.address for r in self.spec.recipients),
-                                 tuple(self.decided), tuple(self.remote))  # type: ignore[arg-type]
+                                 tuple(r for r in self.decided if r is not None), tuple(self.remote))
 
 
 def local_refusal(txn: Transaction, caps: dict[str, tuple[str, ...]]) -> Reply | None:
