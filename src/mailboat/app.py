@@ -21,9 +21,11 @@ from mailboat import __version__
 from mailboat.accounts import UserStore
 from mailboat.auth.dkim.sign import DkimKey, DkimKeyError, load_key
 from mailboat.config import Config
+from mailboat.config.schema import Listener as ListenerConfig
 from mailboat.delivery.lmtp import LmtpTransport
 from mailboat.delivery.maildir import MaildirTransport
 from mailboat.delivery.smtp import SmtpTransport
+from mailboat.delivery.transport import Transport
 from mailboat.lifecycle import Background, Service, Services
 from mailboat.policy import Pipeline
 from mailboat.policy.filters.authresults import AuthLedger, AuthResultsFilter
@@ -55,7 +57,7 @@ log = logging.getLogger("mailboat.master")
 DELIVERY_TIMEOUT = 900.0
 QUEUE_LEASE = 1200.0
 
-LISTENER_NOTES = {
+LISTENER_NOTES: dict[tuple[str, str | None], str] = {
     ("smtp", "optional"): "STARTTLS offered",
     ("smtp", "required"): "STARTTLS required",
     ("smtp", "none"): "plaintext",
@@ -77,6 +79,11 @@ class AccountLookup(Protocol):
     """What the router needs of the user database (a stand-in serves before it exists)."""
 
     def exists(self, address: str) -> bool: ...
+
+
+def _listener_settings(item: ListenerConfig) -> ListenerSettings:
+    assert item.tls is not None and item.auth is not None  # the schema fills them by kind
+    return ListenerSettings(item.kind, item.tls, item.auth)
 
 
 def build_router(config: Config, users: AccountLookup) -> Router:
@@ -169,11 +176,11 @@ class Server:
 
     def banner(self) -> str:
         lines = [f"mailboat {__version__} serving {self.config.hostname}"]
-        for listener, item in zip(self.listeners, self.config.listener):
+        for listener, item in zip(self.listeners, self.config.listener, strict=True):
             note = LISTENER_NOTES.get((item.kind, item.tls), f"tls={item.tls}, auth={item.auth}")
             lines.append(f"  {item.kind:<12} {listener.bound:<22} {note}")
         lines.append(f"data:   {self.config.data_dir} (queue.db, mail/, tls/, users.db)")
-        smtp_listener = next((l for l in self.listeners if l.settings.kind == "smtp"), None)
+        smtp_listener = next((li for li in self.listeners if li.settings.kind == "smtp"), None)
         if smtp_listener is not None and not smtp_listener.bound.startswith("unix:"):
             host, _, port = smtp_listener.bound.rpartition(":")
             address = f"postmaster@{self.config.local_domains[0]}"
@@ -213,7 +220,7 @@ def build(config: Config, role: Role | None = None) -> Server:
     smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port, tls_policy=config.relay.tls)
     lmtp_out = LmtpTransport(config.hostname, target=config.delivery.lmtp)
     # syncfs: two syncs per delivery batch instead of one fsync per file (maildir.py).
-    transports = {"maildir": MaildirTransport(hostname=config.hostname, sync="syncfs"),
+    transports: dict[str, Transport] = {"maildir": MaildirTransport(hostname=config.hostname, sync="syncfs"),
                   "mx": smtp_out, "relay": smtp_out, "lmtp": lmtp_out}
     # SPEC: a report that cannot itself be delivered goes to postmaster of the first local domain.
     first_domain = config.local_domains[0] if config.local_domains else config.hostname
@@ -248,7 +255,7 @@ def build(config: Config, role: Role | None = None) -> Server:
         spool_dir=config.data_dir,
         postmaster=f"postmaster@{(config.domains.local or [config.hostname])[0]}",
     )
-    listeners = [Listener(ctx, ListenerSettings(item.kind, item.tls, item.auth), item.endpoint,
+    listeners = [Listener(ctx, _listener_settings(item), item.endpoint,
                           role.sockets[index] if role.sockets else None)
                  for index, item in enumerate(config.listener)]
     server = Server(config, users, router, store, runner, smtp_out, lmtp_out, listeners, secrets.dkim_keys)

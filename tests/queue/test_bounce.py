@@ -323,5 +323,6 @@ def test_success_report_only_when_asked(tmp_path):
     [report] = world.mailbox("s")
     assert report["Subject"] == "Successful Mail Delivery Report"
     groups = status_groups(report)
-    assert len(groups) == 2 and groups[1]["Action"] == "delivered" and groups[1]["Final-Recipient"] == "rfc822; u1@x.test"
+    assert (len(groups) == 2 and groups[1]["Action"] == "delivered"
+            and groups[1]["Final-Recipient"] == "rfc822; u1@x.test")
     assert len(world.mailbox("u1")) == len(world.mailbox("u2")) == 1

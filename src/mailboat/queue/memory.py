@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from mailboat.delivery.outcome import RecipientOutcome
 from mailboat.mail.envelope import Envelope
@@ -156,11 +157,11 @@ class MemoryQueueStore:
             return False
         return self._update(queue_id, at, "retry", next_attempt=at)
 
-    def _update(self, queue_id: str, at: float, kind: str, **changes: object) -> bool:
+    def _update(self, queue_id: str, at: float, kind: str, **changes: Any) -> bool:
         item = self._items.get(queue_id)
         if item is None:
             return False
-        self._items[queue_id] = replace(item, **changes)  # type: ignore[arg-type]
+        self._items[queue_id] = replace(item, **changes)
         self._add_event(queue_id, at, kind, {})
         return True
 
@@ -171,10 +172,10 @@ class MemoryQueueStore:
         self._items[queue_id] = replace(item, delay_warned=True)
         return True
 
-    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
         self._add_event(queue_id, at, kind, dict(detail))
 
-    def _add_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+    def _add_event(self, queue_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
         self._events.setdefault(queue_id, []).append(QueueEvent(queue_id, at, kind, detail))
 
     async def prune_events(self, before: float, limit: int = 1000) -> int:

@@ -157,9 +157,9 @@ class QueueRunner:
         self.handoff_bytes = handoff_bytes
         self._handoff_bytes = 0  # bytes of handed-over messages in flight
         self._wakeup = asyncio.Event()
-        self._inflight: set[asyncio.Task] = set()
+        self._inflight: set[asyncio.Task[None]] = set()
         self._backlog = False
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class QueueRunner:
         callback; `queue_id` is accepted for that and not needed). Cheap and idempotent."""
         self._wakeup.set()
 
-    def start(self) -> asyncio.Task:
+    def start(self) -> asyncio.Task[None]:
         """Run `run()` as a task (or create that task yourself); `stop()` ends it either way."""
         return asyncio.get_running_loop().create_task(self.run(), name="mailboat-queue-runner")
 
@@ -282,7 +282,7 @@ class QueueRunner:
     def _release(self, size: int) -> None:
         self._handoff_bytes -= size
 
-    def _done(self, task: asyncio.Task) -> None:
+    def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         if self._backlog:
             self._wakeup.set()  # a slot freed while due work was waiting
@@ -433,7 +433,7 @@ class QueueRunner:
         if not any(r.state.is_open for r in after):
             self.log.info("%s: removed", item.queue_id)
 
-    async def _journal(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+    async def _journal(self, queue_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
         """Record a journey event, best effort: the recipient states are what counts."""
         try:
             await self.store.record_event(queue_id, at, kind, detail)
@@ -459,7 +459,7 @@ class QueueRunner:
         return next_time
 
     def _log_outcomes(self, item: QueueItem, outcomes: list[RecipientOutcome], claimed: float,
-                      timing: Timing, expired: bool, next_time: float | None = None) -> list[dict]:
+                      timing: Timing, expired: bool, next_time: float | None = None) -> list[dict[str, Any]]:
         """One log line per outcome, by the agent that made it; returns the journey event details."""
         events = []
         first_wait = claimed - item.arrival

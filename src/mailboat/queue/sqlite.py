@@ -40,7 +40,7 @@ import queue as threadqueue
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from mailboat.delivery.outcome import RecipientOutcome
 from mailboat.mail.envelope import Envelope
@@ -53,6 +53,7 @@ from mailboat.queue.sqlite_schema import SCHEMA_VERSION, migrate
 from mailboat.queue.store import DEFAULT_LEASE, QueueError, QueueSyncError, StoreStats
 
 log = logging.getLogger("mailboat.queue")
+T = TypeVar("T")
 __all__ = ["SCHEMA_VERSION", "SPOOL_MIN", "SqliteQueueStore"]
 
 # Messages of this size and larger are spooled to files (bodies.py). Measured side by side here
@@ -152,9 +153,12 @@ class SqliteQueueStore:
             conn.execute("PRAGMA query_only=1")
         return conn
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], Any], size: int = 0, durable: bool = True,
-                     files: bool = False) -> Any:
-        return await self._writer.submit(fn, size, durable=durable, files=files)  # type: ignore[misc]
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], size: int = 0, durable: bool = True,
+                     files: bool = False) -> T:
+        future = self._writer.submit(fn, size, durable=durable, files=files)
+        assert future is not None  # submit(wait=True) from the loop thread
+        result: T = await future
+        return result
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -178,7 +182,7 @@ class SqliteQueueStore:
         except sqlite3.Error as exc:
             raise QueueError(f"queue read failed: {exc}") from exc
 
-    def _decode_row(self, row: tuple) -> QueueItem | None:
+    def _decode_row(self, row: tuple[Any, ...]) -> QueueItem | None:
         queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status, warned = row
         try:
             env = codec.decode_envelope(envelope)
@@ -347,7 +351,11 @@ class SqliteQueueStore:
             synced = self._writer.after_next_sync()
         except QueueError:
             return  # closing: sweep() removes it at the next start
-        synced.add_done_callback(lambda f: f.cancelled() or f.exception() or self.spool.remove(queue_id))
+        def remove(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self.spool.remove(queue_id)
+
+        synced.add_done_callback(remove)
 
     async def get(self, queue_id: str) -> QueueItem | None:
         row = await self._read(lambda c: c.execute(
@@ -380,7 +388,7 @@ class SqliteQueueStore:
         return await self._set(queue_id, at, "retry", "next_attempt = ?", "status = 'active'", (at,))
 
     async def _set(self, queue_id: str, at: float, kind: str, assignment: str, condition: str,
-                   params: tuple) -> bool:
+                   params: tuple[Any, ...]) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             # hold on a held message, release of an active one: a no-op that still reports found.
             if conn.execute(f"UPDATE message SET {assignment} WHERE queue_id = ? AND {condition}",
@@ -398,7 +406,7 @@ class SqliteQueueStore:
 
         return await self._write(op)
 
-    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
         self._writer.append(_INSERT_EVENT, (queue_id, at, kind, codec.dumps_text(detail)))
 
     async def prune_events(self, before: float, limit: int = 1000) -> int:
@@ -439,7 +447,7 @@ class SqliteQueueStore:
 _INSERT_EVENT = "INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, ?, ?)"
 
 
-def _insert_event(conn: sqlite3.Connection, queue_id: str, at: float, kind: str, detail: dict) -> None:
+def _insert_event(conn: sqlite3.Connection, queue_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
     conn.execute(_INSERT_EVENT, (queue_id, at, kind, codec.dumps_text(detail)))
 
 

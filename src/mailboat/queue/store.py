@@ -32,7 +32,7 @@ Durability contract (the text for docs/architecture.md)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from mailboat.delivery.outcome import RecipientOutcome
 from mailboat.mail.envelope import Envelope
@@ -167,7 +167,7 @@ class QueueStore(Protocol):
         restart never sends it twice. Returns once committed. False if not queued."""
         ...
 
-    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict) -> None:
+    async def record_event(self, queue_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
         """Append a journey event (detail must be JSON-serialisable). Does not wait for disk."""
         ...
 

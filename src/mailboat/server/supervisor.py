@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from mailboat import log as mblog
@@ -206,7 +206,9 @@ class _WakeReader:
 
 class _Pausable(Protocol):
     paused: bool
-    endpoint: object
+
+    @property
+    def endpoint(self) -> object: ...
 
     def pause(self) -> None: ...
 
@@ -231,7 +233,7 @@ class AcceptBalancer:
 
     Run as a service with `lifecycle.Background("accept balancer", balancer.run)`."""
 
-    def __init__(self, listeners: list[_Pausable], runner: _Busy, peers_alive: Callable[[], bool]) -> None:
+    def __init__(self, listeners: Sequence[_Pausable], runner: _Busy, peers_alive: Callable[[], bool]) -> None:
         self.listeners, self.runner, self.peers_alive = listeners, runner, peers_alive
 
     async def run(self) -> None:
