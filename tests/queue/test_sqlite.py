@@ -297,7 +297,7 @@ def test_schema_1_queue_is_upgraded_in_place(tmp_path):
         finally:
             await store.close()
     asyncio.run(main())
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     # No checksum for a body queued before they were kept: delivered unchecked (above).
     assert sqlite3.connect(path).execute("SELECT checksum FROM body").fetchall() == [(None,)]
 
