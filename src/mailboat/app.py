@@ -38,7 +38,7 @@ from mailboat.policy.filters.sender import SenderOwnershipFilter
 from mailboat.policy.filters.submission import ListenerRequirementsFilter
 from mailboat.queue.bounce import Bouncer
 from mailboat.queue.runner import QueueRunner
-from mailboat.queue.sqlite import SqliteQueueStore
+from mailboat.queue import open_store
 from mailboat.queue.store import QueueError, QueueStore
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.route import Lmtp, Maildir
@@ -66,10 +66,6 @@ LISTENER_NOTES = {
 
 def users_path(config: Config) -> str:
     return os.path.join(config.data_dir, "users.db")
-
-
-def queue_path(config: Config) -> str:
-    return os.path.join(config.data_dir, "queue.db")
 
 
 def build_router(config: Config, users: UserStore) -> Router:
@@ -123,7 +119,7 @@ class Server:
 
     config: Config
     listeners: list[Listener] = field(default_factory=list)
-    store: SqliteQueueStore | None = None
+    store: QueueStore | None = None
     runner: QueueRunner | None = None
     users: UserStore | None = None
     smtp_out: SmtpTransport | None = None
@@ -152,9 +148,8 @@ class Server:
         router = self.router = build_router(config, self.users)
         # Only the process that runs the queue drops old leases: another worker doing so would
         # release the runner's live claims.
-        self.store = SqliteQueueStore(queue_path(config), release_leases=self.run_queue, lease=QUEUE_LEASE,
-                                      shared=self.shared,
-                                      checkpoint="background" if self.run_queue else "elsewhere")
+        self.store = open_store(config.queue, config.data_dir, runner=self.run_queue, shared=self.shared,
+                                lease=QUEUE_LEASE)
         resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
         self.smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port,
                                       tls_policy=config.relay.tls)
@@ -369,7 +364,7 @@ async def prune_journeys(store: QueueStore, keep: float, *, every: float = PRUNE
         await asyncio.sleep(every)
 
 
-async def sweep_bodies(store: SqliteQueueStore, *, every: float = PRUNE_EVERY) -> None:
+async def sweep_bodies(store: QueueStore, *, every: float = PRUNE_EVERY) -> None:
     """Every `every` seconds, remove spooled bodies that a crash left without a queue record
     (queue/bodies.py): a `mailboat sendmail` or a worker killed between a body's write and
     its commit."""
