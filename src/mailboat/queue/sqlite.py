@@ -84,11 +84,10 @@ class SqliteQueueStore:
             short-lived users such as `mailboat sendmail`); "background": a thread does it off
             the commit path (checkpoint.py; the serving process); "elsewhere": neither, because
             another process's store runs that thread (the other server workers).
-        release_leases: drop this node's leases at open (and those of a queue older than
-            schema 5, which name no node). The serving process sets this (its previous
-            incarnation's claims died with it); `sendmail`-style enqueue-only users must not.
-            Other nodes' leases are left alone: they may be live. It also removes spooled
-            bodies that a crash left without a record.
+        release_leases: drop this node's leases at open (and those of schema 4, which name no
+            node), never another node's. The serving process sets this (its previous incarnation's
+            claims died with it); `sendmail`-style enqueue-only users must not. It also removes
+            spooled bodies that a crash left without a record.
         spool_min: messages of at least this many bytes are spooled to files (bodies.py).
         node: the name this store's leases carry (store.py, "Leases"); default the host name.
     """
@@ -260,9 +259,8 @@ class SqliteQueueStore:
                 f"SELECT {_COLUMNS} FROM message WHERE status = 'active' AND next_attempt <= ? "
                 "AND lease_until <= ? ORDER BY next_attempt, arrival LIMIT ?", (now, now, limit)).fetchall()
             items = [item for row in rows if (item := self._decode_row(row, token)) is not None and not item.is_done]
-            until = now + self._lease
             conn.executemany("UPDATE message SET lease_until = ?, lease_token = ?, lease_node = ? WHERE queue_id = ?",
-                             [(until, token, node, item.queue_id) for item in items])
+                             [(now + self._lease, token, node, item.queue_id) for item in items])
             # The bytes of small messages come with the claim (same transaction, same thread): the
             # runner's load_message() then needs no reader thread hop. Bounded by PREFETCH_BYTES.
             small = [item.queue_id for item in items if item.size <= PREFETCH_MAX_MESSAGE]
@@ -301,8 +299,7 @@ class SqliteQueueStore:
                               lease: str | None = None) -> None:
         at = max((o.at for o in outcomes), default=self._clock())
         self._prefetched.pop(queue_id, None)  # delivered from it (or it was never loaded)
-        # The lease is checked by the WHERE of the statement that writes (no read first); only
-        # when that touches no row does a read tell a lost lease from a message gone meanwhile.
+        # The lease is checked in the WHERE of the write, no read first (see the end of op).
         check, params = ("", ()) if lease is None else (" AND lease_token = ?", (lease,))
 
         def op(conn: sqlite3.Connection) -> bool | None:
@@ -332,7 +329,7 @@ class SqliteQueueStore:
                 return False
             if lease is not None and conn.execute("SELECT 1 FROM message WHERE queue_id = ? AND status != 'corrupt'",
                                                   (queue_id,)).fetchone():
-                return None  # there, but claimed again since: the lease was lost
+                return None  # no row matched, yet there it is: claimed again since, the lease was lost
             return False  # deleted (or set aside) while it was being delivered
 
         # Lazy: a lost outcome means the message is delivered (or bounced) again, never lost.
