@@ -37,7 +37,8 @@ from mailboat.policy.filters.submission import ListenerRequirementsFilter
 from mailboat.queue.bounce import Bouncer
 from mailboat.queue.intake import Intake
 from mailboat.queue.runner import QueueRunner
-from mailboat.queue.sqlite import SqliteQueueStore
+from mailboat.queue import open_store
+from mailboat.queue.store import QueueStore
 from mailboat.queue.upkeep import RunnerService, body_sweeper, journey_pruner
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.route import Lmtp, Maildir
@@ -66,10 +67,6 @@ LISTENER_NOTES = {
 
 def users_path(config: Config) -> str:
     return os.path.join(config.data_dir, "users.db")
-
-
-def queue_path(config: Config) -> str:
-    return os.path.join(config.data_dir, "queue.db")
 
 
 def build_router(config: Config, users: UserStore) -> Router:
@@ -145,7 +142,7 @@ class Server:
     config: Config
     users: UserStore
     router: Router
-    store: SqliteQueueStore
+    store: QueueStore
     runner: QueueRunner
     smtp_out: SmtpTransport
     lmtp_out: LmtpTransport
@@ -200,8 +197,9 @@ def build(config: Config, role: Role | None = None) -> Server:
     secrets = role.secrets or load_secrets(config)
     users = UserStore(users_path(config))
     router = build_router(config, users)
-    store = SqliteQueueStore(queue_path(config), release_leases=role.run_queue, lease=QUEUE_LEASE,
-                             shared=role.shared, checkpoint="background" if role.run_queue else "elsewhere")
+    # Only the process that runs the queue drops its node's old leases: another worker doing so
+    # would release the runner's live claims.
+    store = open_store(config.queue, config.data_dir, runner=role.run_queue, shared=role.shared, lease=QUEUE_LEASE)
     resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
     smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port, tls_policy=config.relay.tls)
     lmtp_out = LmtpTransport(config.hostname, target=config.delivery.lmtp)
