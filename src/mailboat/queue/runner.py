@@ -7,8 +7,8 @@ slots), start one `_process` task per message, then sleep until `wake()` is call
 driver calls it after each enqueue), a slot frees up while work is waiting, or `poll_interval`
 passes (for deferred messages coming due, and for messages queued by another process).
 
-Fresh messages accepted by the process that runs the queue need no claim: the session
-enqueues one already leased (`store.enqueue(claim=True)`) and hands it to `deliver_now()` with
+Fresh messages accepted by the process that runs the queue need no claim: the intake
+(queue/intake.py) enqueues one already leased (`store.enqueue(claim=True)`) and hands it to `deliver_now()` with
 its bytes. The other worker processes' messages, retries, and hand-offs that found no free slot
 go through claim_due().
 
@@ -165,7 +165,7 @@ class QueueRunner:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def wake(self, queue_id: str | None = None) -> None:
-        """Look at the store now. Call after each enqueue (usable as the session's on_enqueued
+        """Look at the store now. Call after each enqueue (the intake's and the bouncer's wake
         callback; `queue_id` is accepted for that and not needed). Cheap and idempotent."""
         self._wakeup.set()
 
