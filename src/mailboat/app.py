@@ -37,10 +37,11 @@ from mailboat.policy.filters.relay import RelayFilter
 from mailboat.policy.filters.sender import SenderOwnershipFilter
 from mailboat.policy.filters.spf import SpfFilter
 from mailboat.policy.filters.submission import ListenerRequirementsFilter
+from mailboat.queue import open_store
 from mailboat.queue.bounce import Bouncer
 from mailboat.queue.intake import Intake
 from mailboat.queue.runner import QueueRunner
-from mailboat.queue.sqlite import SqliteQueueStore
+from mailboat.queue.store import QueueStore
 from mailboat.queue.upkeep import RunnerService, body_sweeper, journey_pruner
 from mailboat.resolver.dnspython import DnspythonResolver
 from mailboat.routing.route import Lmtp, Maildir
@@ -69,10 +70,6 @@ LISTENER_NOTES: dict[tuple[str, str | None], str] = {
 
 def users_path(config: Config) -> str:
     return os.path.join(config.data_dir, "users.db")
-
-
-def queue_path(config: Config) -> str:
-    return os.path.join(config.data_dir, "queue.db")
 
 
 class AccountLookup(Protocol):
@@ -159,7 +156,7 @@ class Server:
     config: Config
     users: UserStore
     router: Router
-    store: SqliteQueueStore
+    store: QueueStore
     runner: QueueRunner
     smtp_out: SmtpTransport
     lmtp_out: LmtpTransport
@@ -214,8 +211,9 @@ def build(config: Config, role: Role | None = None) -> Server:
     secrets = role.secrets or load_secrets(config)
     users = UserStore(users_path(config))
     router = build_router(config, users)
-    store = SqliteQueueStore(queue_path(config), release_leases=role.run_queue, lease=QUEUE_LEASE,
-                             shared=role.shared, checkpoint="background" if role.run_queue else "elsewhere")
+    # Only the process that runs the queue drops its node's old leases: another worker doing so
+    # would release the runner's live claims.
+    store = open_store(config.queue, config.data_dir, runner=role.run_queue, shared=role.shared, lease=QUEUE_LEASE)
     resolver = DnspythonResolver(config.dns.nameservers, timeout=config.dns.timeout)
     smtp_out = SmtpTransport(resolver, config.hostname, mx_port=config.relay.mx_port, tls_policy=config.relay.tls)
     lmtp_out = LmtpTransport(config.hostname, target=config.delivery.lmtp)
@@ -247,7 +245,10 @@ def build(config: Config, role: Role | None = None) -> Server:
         deliver_first=runner,
     )
     # The group commit waits a few milliseconds for the messages the intake expects.
-    store.expect_company(intake.coming)
+    # (a backend without a group commit has no such method: the QueueStore protocol does not require it)
+    expect_company = getattr(store, "expect_company", None)
+    if expect_company is not None:
+        expect_company(intake.coming)
     ctx = ServerContext(
         hostname=config.hostname, pipeline=build_pipeline(config, router, resolver, secrets.dkim_keys),
         intake=intake, limits=build_limits(config), ssl_context=secrets.ssl_context, resolver=resolver,

@@ -19,9 +19,9 @@ import sys
 
 from mailboat import __version__
 from mailboat.accounts import UserStore
-from mailboat.app import QUEUE_LEASE, Role, Secrets, Server, StartupError, build, load_secrets, queue_path, users_path
+from mailboat.app import QUEUE_LEASE, Role, Secrets, Server, StartupError, build, load_secrets, users_path
 from mailboat.config import Config
-from mailboat.queue.sqlite import SqliteQueueStore
+from mailboat.queue import prepare_store
 from mailboat.server import privileges
 from mailboat.server.supervisor import Supervisor, WakePipe
 from mailboat.server.tls import ensure_self_signed
@@ -55,8 +55,8 @@ def run(config: Config, source: str = "embedded default") -> None:
 
     With more than one: the listening sockets are bound here, then the workers are forked (before
     any event loop or queue thread exists in this process) and all accept on the same sockets.
-    Every worker opens the queue (SQLite in WAL mode: one writer at a time across processes, each
-    worker group-commits its own sessions' messages; a 250 still means on disk). This process
+    Every worker opens the queue (one writer at a time across processes, each worker
+    group-commits its own sessions' messages; a 250 still means on disk). This process
     runs the queue runner; the others wake it through a pipe after each enqueue. SIGTERM or SIGINT
     here stops the workers too; a worker that dies is logged and not restarted.
     """
@@ -111,7 +111,7 @@ def _run_workers(config: Config, source: str) -> None:
 
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
     # Created once here, so the workers never race to create the schema or the certificate.
-    SqliteQueueStore.prepare(queue_path(config))
+    prepare_store(config.queue, config.data_dir)
     UserStore(users_path(config)).close()
     if not config.tls.cert:
         ensure_self_signed(os.path.join(config.data_dir, "tls"), config.hostname)

@@ -201,7 +201,7 @@ def test_over_a_socket_failing_filters_cost_their_mode_and_the_session_goes_on()
         await say(MESSAGE + b".")
         await say(b"QUIT")
         writer.close()
-        queued = await listener.ctx.store.list()
+        queued = await listener.ctx.intake.store.list()
         await listener.stop()
         return replies, queued
 

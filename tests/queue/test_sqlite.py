@@ -297,7 +297,7 @@ def test_schema_1_queue_is_upgraded_in_place(tmp_path):
         finally:
             await store.close()
     asyncio.run(main())
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     # No checksum for a body queued before they were kept: delivered unchecked (above).
     assert sqlite3.connect(path).execute("SELECT checksum FROM body").fetchall() == [(None,)]
 
@@ -351,3 +351,34 @@ def test_checkpoint_restart_bounds_the_wal(tmp_path):
         return frames
 
     assert asyncio.run(main()) < 10
+
+
+def test_schema_4_queue_gains_lease_tokens_and_its_leases_are_released_as_ours(tmp_path):
+    """A queue of schema 4 (leases without token or node) upgrades in place; the serving process's
+    start-up releases those leases whatever its node is called (they can only be a previous
+    incarnation's); a store that does not release leaves them."""
+    path = str(tmp_path / "old.db")
+    qid = new_queue_id()
+
+    async def fill():
+        store = SqliteQueueStore(path, clock=lambda: 1000.0)
+        await store.enqueue(qid, ENV, b"msg", claim=True)  # leased until 1300
+        await store.close()
+
+    asyncio.run(fill())
+    conn = sqlite3.connect(path)
+    conn.executescript("ALTER TABLE message DROP COLUMN lease_token; ALTER TABLE message DROP COLUMN lease_node;"
+                       "PRAGMA user_version = 4;")
+    conn.close()
+
+    async def reopen(release: bool) -> list[str]:
+        store = SqliteQueueStore(path, release_leases=release, node="mx2")
+        try:
+            return [item.queue_id for item in await store.claim_due(1001.0, 10)]
+        finally:
+            await store.close()
+
+    assert asyncio.run(reopen(False)) == []
+    assert asyncio.run(reopen(True)) == [qid]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert sqlite3.connect(path).execute("SELECT lease_node FROM message").fetchall() == [("mx2",)]

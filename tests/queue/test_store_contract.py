@@ -1,7 +1,8 @@
 """One QueueStore contract, run against every backend (memory, sqlite; postgres joins later).
 
-Each backend param is a factory: calling it again with the same tmp_path reopens the same queue
-(for persistent backends), which is how restart is tested.
+Each backend param (the `backend` fixture, conftest.py) is a factory: calling it again with the
+same tmp_path reopens the same queue (for persistent backends), which is how restart is tested.
+The lease cases are in test_store_leases.py.
 """
 
 from __future__ import annotations
@@ -18,32 +19,9 @@ from mailboat.delivery.outcome import RecipientOutcome, RecipientState
 from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.ids import new_queue_id
 from mailboat.queue.memory import MemoryQueueStore
-from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.queue.store import DuplicateQueueIdError, QueueStore
 
 T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["memory", "sqlite", "sqlite-shared", "sqlite-spooled"])
-def backend(request, tmp_path):
-    """(factory, persistent, clock): factory() opens the backend's queue (reopens for sqlite)."""
-    clock = Clock()
-    if request.param == "memory":
-        store = MemoryQueueStore(clock=clock, lease=60)
-        return (lambda: store), False, clock
-    path = str(tmp_path / "queue.sqlite")
-    shared = request.param == "sqlite-shared"  # as each process opens it with [server] workers > 1
-    # sqlite-spooled: every body a file of its own (bodies.py), however small
-    spool_min = 1 if request.param == "sqlite-spooled" else 1 << 30
-    return (lambda: SqliteQueueStore(path, clock=clock, lease=60, shared=shared, spool_min=spool_min)), True, clock
 
 
 def run(factory: Callable[[], QueueStore], body) -> None:

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         raise unknown
     try:
-        journey = with_store(path, lambda store: assemble_journey(store, args.queue_id))
+        journey = with_store(args, lambda store: assemble_journey(store, args.queue_id))
     except UnknownMessage:
         raise unknown from None
     if args.json:

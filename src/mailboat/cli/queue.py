@@ -1,8 +1,8 @@
 """`mailboat queue list|show|retry|delete|hold|release` and `mailboat mailq` (SPEC "Command line").
 
-These open `{data_dir}/queue.db` directly, like Postfix's postqueue/postsuper, so they work
-whether or not the server runs; SQLite's locking lets them write beside it. They never drop the
-server's claim leases (`release_leases` is for the serving process only). Work is done by the
+These open the queue directly (`mailboat.queue.open_store`), like Postfix's postqueue/postsuper,
+so they work whether or not the server runs; the store's locking lets them write beside it. They
+never drop the server's claim leases (that is for the serving process only). Work is done by the
 service functions in `mailboat.services.queue`, shared with the web UI.
 
 `list` prints Postfix mailq's layout so people and scripts that read mailq read ours: a marker
@@ -23,9 +23,10 @@ from typing import Any
 
 from mailboat.cli.errors import FAILURE, CliError
 from mailboat.cli.serve import add_config_option, config_from
+from mailboat.queue import open_store
+from mailboat.queue.backend import queue_location
 from mailboat.queue.model import QueueItem
-from mailboat.queue.sqlite import SqliteQueueStore
-from mailboat.queue.store import QueueError
+from mailboat.queue.store import QueueError, QueueStore
 from mailboat.services import queue as service
 
 
@@ -60,13 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def queue_db(args: argparse.Namespace) -> str:
-    return os.path.join(config_from(args).data_dir, "queue.db")
+    config = config_from(args)
+    return queue_location(config.queue, config.data_dir)
 
 
-def with_store(path: str, work: Callable[[SqliteQueueStore], Awaitable[Any]]) -> Any:
+def with_store(args: argparse.Namespace, work: Callable[[QueueStore], Awaitable[Any]]) -> Any:
     """Open the queue, run `work(store)` on an event loop, close. QueueError -> one-line CliError."""
+    config = config_from(args)
+
     async def main() -> Any:
-        store = SqliteQueueStore(path)
+        store = open_store(config.queue, config.data_dir)
         try:
             return await work(store)
         finally:
@@ -110,7 +114,7 @@ def mailq_text(items: list[QueueItem], now: float) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     path = queue_db(args)
-    items = with_store(path, service.list_queue) if os.path.exists(path) else []
+    items = with_store(args, service.list_queue) if os.path.exists(path) else []
     if args.json:
         sys.stdout.write(json.dumps([service.item_json(i) for i in items], indent=2, ensure_ascii=False) + "\n")
     else:
@@ -147,7 +151,7 @@ def run_show(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         raise _unknown(args.queue_id)
     try:
-        detail = with_store(path, lambda store: service.get_message(store, args.queue_id))
+        detail = with_store(args, lambda store: service.get_message(store, args.queue_id))
     except service.UnknownMessage:
         raise _unknown(args.queue_id) from None
     if args.json:
@@ -163,13 +167,13 @@ def run_action(args: argparse.Namespace) -> int:
         raise CliError("queue retry: give one queue ID or --all", 2)
     path = queue_db(args)
     if verb == "retry" and args.all:
-        count = with_store(path, lambda store: service.retry_all(store, time.time())) if os.path.exists(path) else 0
+        count = with_store(args, lambda store: service.retry_all(store, time.time())) if os.path.exists(path) else 0
         print(f"{count} message{'s' if count != 1 else ''} due for delivery now")
         return 0
     if not os.path.exists(path):
         raise _unknown(queue_id)
     try:
-        with_store(path, lambda store: service.act(store, verb, queue_id, time.time()))
+        with_store(args, lambda store: service.act(store, verb, queue_id, time.time()))
     except service.UnknownMessage:
         raise _unknown(queue_id) from None
     except ValueError as exc:

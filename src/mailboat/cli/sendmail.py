@@ -49,7 +49,8 @@ from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.mail.headers import unfold
 from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import format_local_received
-from mailboat.queue.sqlite import SqliteQueueStore
+from mailboat.queue import open_store
+from mailboat.queue.backend import queue_location
 from mailboat.queue.store import QueueError
 
 EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 64, 65, 66, 67, 70, 75, 78
@@ -301,10 +302,10 @@ def _refusal_line(reply) -> str:
 
 
 def _enqueue(config, queue_id: str, envelope: Envelope, message: bytes, user: str) -> None:
-    path = os.path.join(config.data_dir, "queue.db")
+    path = queue_location(config.queue, config.data_dir)
 
     async def main() -> None:
-        store = SqliteQueueStore(path)
+        store = open_store(config.queue, config.data_dir)
         try:
             await store.enqueue(queue_id, envelope, message)
         finally:

@@ -19,23 +19,37 @@ from mailboat.mail.envelope import Envelope
 from mailboat.queue.bodies import BodyCorrupt, checksum, verify
 from mailboat.queue.codec import finished_detail, queued_detail
 from mailboat.queue.model import QueueEvent, QueueItem, apply_outcomes, initial_recipients
-from mailboat.queue.store import DEFAULT_LEASE, DuplicateQueueIdError, QueueError, StoreStats
+from mailboat.queue.store import (
+    DEFAULT_LEASE,
+    DuplicateQueueIdError,
+    LeaseLostError,
+    LeaseTokens,
+    QueueError,
+    StoreStats,
+    default_node,
+)
 
 log = logging.getLogger("mailboat.queue")
+_FREE = (0.0, None)  # the lease of a message nobody claimed
 
 
 class MemoryQueueStore:
-    """QueueStore kept in dicts. See store.QueueStore for the meaning of every method."""
+    """QueueStore kept in dicts. See store.QueueStore for the meaning of every method.
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE) -> None:
+    `node` names the claimer in lease tokens (one process: there is no other node to share with).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE,
+                 node: str | None = None) -> None:
         self.stats = StoreStats()
         self._clock = clock
         self._lease = lease
+        self._tokens = LeaseTokens(node or default_node())
         self._items: dict[str, QueueItem] = {}
         self._bodies: dict[str, bytes] = {}
         self._checksums: dict[str, bytes] = {}  # checked at load_message(), as the SQLite store does
         self._corrupt: dict[str, QueueItem] = {}  # set aside: kept for the operator, never delivered
-        self._leases: dict[str, float] = {}
+        self._leases: dict[str, tuple[float, str]] = {}  # queue id -> (until, token)
         self._events: dict[str, list[QueueEvent]] = {}
         self._pending: list[tuple[str, Envelope, bytes, asyncio.Future[None]]] = []
         self._closed = False
@@ -50,8 +64,9 @@ class MemoryQueueStore:
         await future
         if not claim:
             return None
-        item = self._items[queue_id]
-        self._leases[queue_id] = item.arrival + self._lease
+        token = self._tokens()
+        item = replace(self._items[queue_id], lease=token)
+        self._leases[queue_id] = (item.arrival + self._lease, token)
         return item
 
     def _commit(self) -> None:
@@ -78,23 +93,33 @@ class MemoryQueueStore:
         self._check_open()
         due = [
             item for item in self._items.values()
-            if not item.held and item.next_attempt <= now and self._leases.get(item.queue_id, 0.0) <= now
+            if not item.held and item.next_attempt <= now and self._leases.get(item.queue_id, _FREE)[0] <= now
             and not item.is_done
         ]
         due.sort(key=lambda item: (item.next_attempt, item.arrival))
-        claimed = due[:limit]
+        token = self._tokens()
+        claimed = [replace(item, lease=token) for item in due[:limit]]
         for item in claimed:
-            self._leases[item.queue_id] = now + self._lease
+            self._leases[item.queue_id] = (now + self._lease, token)
         return claimed
+
+    async def renew(self, queue_id: str, lease: str, now: float) -> bool:
+        self._check_open()
+        if queue_id not in self._items or self._leases.get(queue_id, _FREE)[1] != lease:
+            return False
+        self._leases[queue_id] = (now + self._lease, lease)
+        return True
 
     async def record_outcomes(
         self, queue_id: str, outcomes: list[RecipientOutcome], next_attempt: float | None,
-        claimed: QueueItem | None = None,
+        claimed: QueueItem | None = None, lease: str | None = None,
     ) -> None:
         self._check_open()
         item = self._items.get(queue_id)
         if item is None:
             return
+        if lease is not None and self._leases.get(queue_id, _FREE)[1] != lease:
+            raise LeaseLostError(f"{queue_id}: lease {lease} lost; outcomes not recorded")
         self.stats.commits += 1
         recipients = apply_outcomes(item.recipients, outcomes)
         at = max((o.at for o in outcomes), default=self._clock())
@@ -196,6 +221,9 @@ class MemoryQueueStore:
 
     async def events(self, queue_id: str) -> list[QueueEvent]:
         return sorted(self._events.get(queue_id, []), key=lambda e: e.at)
+
+    async def sweep_bodies(self) -> int:
+        return 0
 
     async def close(self) -> None:
         self._closed = True

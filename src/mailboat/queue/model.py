@@ -65,6 +65,9 @@ class QueueItem:
         recipients: every recipient with its state; open ones are what is left to deliver.
         delay_warned: the delay-warning DSN was sent (RFC 3464 Action: delayed): never twice,
             also across restarts, so it is stored with the message.
+        lease: the lease token of the claim that returned this item (claim_due, or enqueue with
+            claim=True), to pass to record_outcomes() and renew(); None from reads (get, list).
+            Not part of the message's state: two items differing only in it compare equal.
     """
 
     queue_id: str
@@ -76,6 +79,7 @@ class QueueItem:
     held: bool = False
     recipients: tuple[QueuedRecipient, ...] = field(default=())
     delay_warned: bool = False
+    lease: str | None = field(default=None, compare=False)
 
     @property
     def open_recipients(self) -> tuple[QueuedRecipient, ...]:

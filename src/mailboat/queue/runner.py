@@ -7,8 +7,8 @@ slots), start one `_process` task per message, then sleep until `wake()` is call
 driver calls it after each enqueue), a slot frees up while work is waiting, or `poll_interval`
 passes (for deferred messages coming due, and for messages queued by another process).
 
-Fresh messages accepted by the process that runs the queue need no claim: the session
-enqueues one already leased (`store.enqueue(claim=True)`) and hands it to `deliver_now()` with
+Fresh messages accepted by the process that runs the queue need no claim: the intake
+(queue/intake.py) enqueues one already leased (`store.enqueue(claim=True)`) and hands it to `deliver_now()` with
 its bytes. The other worker processes' messages, retries, and hand-offs that found no free slot
 go through claim_due().
 
@@ -29,9 +29,9 @@ Processing one message (`_process`):
    `delay_warning` seconds after arrival; the warning is then marked with
    `store.mark_delay_warned()` so a restart never sends it twice. Until it is sent, the next
    attempt is pulled in to the warning time, so the warning is not late by a whole retry step;
-6. `store.record_outcomes()` commits all outcomes atomically (finishing the message when none
-   is open), then one Postfix-style log line per recipient and a journey event each
-   ("delivery", with the next attempt time when deferred).
+6. `store.record_outcomes()` commits all outcomes atomically under the claim's lease token (the
+   message finishes when none is open; nothing is recorded if another runner claimed it since),
+   after a Postfix-style log line and a "delivery" journey event (with the next attempt) each.
 A crash anywhere before step 6 leaves the claim lease to expire: the message is delivered again
 (duplicates possible, loss not). Every exception is contained per message; the loop never dies.
 
@@ -73,7 +73,7 @@ from mailboat.mail.envelope import Envelope, Recipient
 from mailboat.queue import retry
 from mailboat.queue.codec import finished_detail, queued_detail
 from mailboat.queue.model import QueueItem, apply_outcomes, initial_recipients
-from mailboat.queue.store import QueueError, QueueStore
+from mailboat.queue.store import LeaseLostError, QueueError, QueueStore
 from mailboat.routing.route import Discard, Maildir, Refuse, Route
 
 FinalFailureHook = Callable[[QueueItem, list[RecipientOutcome]], Awaitable[None]]
@@ -165,7 +165,7 @@ class QueueRunner:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def wake(self, queue_id: str | None = None) -> None:
-        """Look at the store now. Call after each enqueue (usable as the session's on_enqueued
+        """Look at the store now. Call after each enqueue (the intake's and the bouncer's wake
         callback; `queue_id` is accepted for that and not needed). Cheap and idempotent."""
         self._wakeup.set()
 
@@ -276,8 +276,7 @@ class QueueRunner:
         try:
             await self._record(item, attempt.outcomes, attempt.item.arrival, attempt.timing)
         except Exception:
-            self.log.exception("%s: recording the first delivery run failed; it will be retried after the lease",
-                               item.queue_id)
+            self.log.exception("%s: recording the first delivery run failed; retried after the lease", item.queue_id)
 
     def _release(self, size: int) -> None:
         self._handoff_bytes -= size
@@ -395,9 +394,7 @@ class QueueRunner:
                       timing: Timing, *, queued: bool = True) -> None:
         """Steps 4-6 for one run. queued=False: a message delivered to every recipient before it
         was queued (finish_first): its journey ends with a "finished" event, no record to update."""
-        now = self.clock()
-        next_time = None
-        expired = False
+        now, next_time, expired = self.clock(), None, False
         if any(o.state is RecipientState.DEFERRED for o in outcomes):
             next_time = retry.next_attempt(item.attempts + 1, item.arrival, now, self.schedule, self.max_lifetime)
             if next_time is None:  # max_lifetime reached: the open recipients fail now
@@ -426,7 +423,11 @@ class QueueRunner:
             await self._journal(item.queue_id, detail.pop("at"), "delivery", detail)
         after = apply_outcomes(item.recipients, outcomes)
         if queued:
-            await self.store.record_outcomes(item.queue_id, outcomes, next_time, claimed=item)
+            try:
+                await self.store.record_outcomes(item.queue_id, outcomes, next_time, claimed=item, lease=item.lease)
+            except LeaseLostError:  # it expired and another runner claimed the message: theirs stands
+                self.log.warning("%s: lease lost to another claim; this run's outcomes are not recorded", item.queue_id)
+                return
         else:  # the journey's end (the mail itself is delivered and durable)
             await self._journal(item.queue_id, now, "finished",
                                 finished_detail(replace(item, attempts=1, recipients=after)))

@@ -50,7 +50,15 @@ from mailboat.queue.checkpoint import Checkpointer
 from mailboat.queue.groupcommit import GroupCommitWriter
 from mailboat.queue.model import QueueEvent, QueueItem, apply_outcomes, initial_recipients
 from mailboat.queue.sqlite_schema import SCHEMA_VERSION, migrate
-from mailboat.queue.store import DEFAULT_LEASE, QueueError, QueueSyncError, StoreStats
+from mailboat.queue.store import (
+    DEFAULT_LEASE,
+    LeaseLostError,
+    LeaseTokens,
+    QueueError,
+    QueueSyncError,
+    StoreStats,
+    default_node,
+)
 
 log = logging.getLogger("mailboat.queue")
 T = TypeVar("T")
@@ -78,15 +86,17 @@ class SqliteQueueStore:
             short-lived users such as `mailboat sendmail`); "background": a thread does it off
             the commit path (checkpoint.py; the serving process); "elsewhere": neither, because
             another process's store runs that thread (the other server workers).
-        release_leases: drop every lease at open. The serving process sets this (its previous
-            incarnation's claims died with it); `sendmail`-style enqueue-only users must not.
-            It also removes spooled bodies that a crash left without a record.
+        release_leases: drop this node's leases at open (and those of schema 4, which name no
+            node), never another node's. The serving process sets this (its previous incarnation's
+            claims died with it); `sendmail`-style enqueue-only users must not. It also removes
+            spooled bodies that a crash left without a record.
         spool_min: messages of at least this many bytes are spooled to files (bodies.py).
+        node: the name this store's leases carry (store.py, "Leases"); default the host name.
     """
 
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE,
                  release_leases: bool = False, shared: bool = False, checkpoint: str = "auto",
-                 spool_min: int = SPOOL_MIN) -> None:
+                 spool_min: int = SPOOL_MIN, node: str | None = None) -> None:
         if checkpoint not in ("auto", "background", "elsewhere"):
             raise ValueError(f"checkpoint must be auto, background or elsewhere, not {checkpoint!r}")
         self.stats = StoreStats()
@@ -95,12 +105,15 @@ class SqliteQueueStore:
         self._clock = clock
         self._lease = lease
         self._spool_min = spool_min
+        self._tokens = LeaseTokens(node or default_node())
         try:
             self._conn = self._connect()
             migrate(self._conn, self.path)
             self.spool = BodySpool(self.path + "-bodies")
             if release_leases:
-                self._conn.execute("UPDATE message SET lease_until = 0 WHERE lease_until > 0")
+                self._conn.execute("UPDATE message SET lease_until = 0, lease_token = NULL, lease_node = NULL "
+                                   "WHERE lease_until > 0 AND (lease_node = ? OR lease_node IS NULL)",
+                                   (self._tokens.node,))
                 self.spool.sweep({row[0] for row in self._conn.execute("SELECT queue_id FROM body WHERE spooled")})
         except sqlite3.Error as exc:  # missing directory, not a database, permissions...
             raise QueueError(f"cannot open the queue {self.path}: {exc}") from exc
@@ -182,7 +195,7 @@ class SqliteQueueStore:
         except sqlite3.Error as exc:
             raise QueueError(f"queue read failed: {exc}") from exc
 
-    def _decode_row(self, row: tuple[Any, ...]) -> QueueItem | None:
+    def _decode_row(self, row: tuple[Any, ...], lease: str | None = None) -> QueueItem | None:
         queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status, warned = row
         try:
             env = codec.decode_envelope(envelope)
@@ -191,7 +204,7 @@ class SqliteQueueStore:
             self._set_aside(queue_id, str(exc))
             return None
         return QueueItem(queue_id, env, size, arrival, next_attempt, attempts, status == "held", rcpts,
-                         bool(warned))
+                         bool(warned), lease)
 
     def _set_aside(self, queue_id: str, reason: str) -> None:
         log.warning("%s: corrupt queue record set aside: %s", queue_id, reason)
@@ -212,7 +225,8 @@ class SqliteQueueStore:
         # Encode before the operation: it runs inside the transaction, which other sessions wait for.
         env = codec.encode_envelope(envelope)
         arrival = self._clock()
-        lease_until = arrival + self._lease if claim else 0.0
+        lease_until, token, node = (arrival + self._lease, self._tokens(), self._tokens.node) if claim \
+            else (0.0, None, None)
         event = codec.dumps_text(codec.queued_detail(envelope, len(message), message))
         digest = checksum(message)
         spooled = len(message) >= self._spool_min
@@ -220,8 +234,9 @@ class SqliteQueueStore:
             self.spool.write(queue_id, message)  # before the row: see bodies.py (removed below on failure)
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt, lease_until) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (queue_id, env, len(message), arrival, arrival, lease_until))
+            conn.execute("INSERT INTO message (queue_id, envelope, size, arrival, next_attempt, lease_until, "
+                         "lease_token, lease_node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (queue_id, env, len(message), arrival, arrival, lease_until, token, node))
             conn.execute("INSERT INTO body (queue_id, data, spooled, checksum) VALUES (?, ?, ?, ?)",
                          (queue_id, b"" if spooled else message, spooled, digest))
             conn.execute("INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, 'queued', ?)",
@@ -239,16 +254,18 @@ class SqliteQueueStore:
         if not claim:
             return None
         return QueueItem(queue_id, envelope, len(message), arrival, arrival,
-                         recipients=initial_recipients(envelope))
+                         recipients=initial_recipients(envelope), lease=token)
 
     async def claim_due(self, now: float, limit: int) -> list[QueueItem]:
+        token, node = self._tokens(), self._tokens.node  # one token for the batch: unique per message and claim
+
         def op(conn: sqlite3.Connection) -> list[QueueItem]:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM message WHERE status = 'active' AND next_attempt <= ? "
                 "AND lease_until <= ? ORDER BY next_attempt, arrival LIMIT ?", (now, now, limit)).fetchall()
-            items = [item for item in map(self._decode_row, rows) if item is not None and not item.is_done]
-            conn.executemany("UPDATE message SET lease_until = ? WHERE queue_id = ?",
-                             [(now + self._lease, item.queue_id) for item in items])
+            items = [item for row in rows if (item := self._decode_row(row, token)) is not None and not item.is_done]
+            conn.executemany("UPDATE message SET lease_until = ?, lease_token = ?, lease_node = ? WHERE queue_id = ?",
+                             [(now + self._lease, token, node, item.queue_id) for item in items])
             # The bytes of small messages come with the claim (same transaction, same thread): the
             # runner's load_message() then needs no reader thread hop. Bounded by PREFETCH_BYTES.
             small = [item.queue_id for item in items if item.size <= PREFETCH_MAX_MESSAGE]
@@ -275,13 +292,24 @@ class SqliteQueueStore:
         # A lease lost in a crash is a lease that ended: no fsync.
         return await self._write(op, durable=False)
 
+    async def renew(self, queue_id: str, lease: str, now: float) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("UPDATE message SET lease_until = ? WHERE queue_id = ? AND lease_token = ? "
+                                "AND status != 'corrupt'", (now + self._lease, queue_id, lease)).rowcount > 0
+
+        return await self._write(op, durable=False)
+
     async def record_outcomes(self, queue_id: str, outcomes: list[RecipientOutcome],
-                              next_attempt: float | None, claimed: QueueItem | None = None) -> None:
+                              next_attempt: float | None, claimed: QueueItem | None = None,
+                              lease: str | None = None) -> None:
         at = max((o.at for o in outcomes), default=self._clock())
         self._prefetched.pop(queue_id, None)  # delivered from it (or it was never loaded)
+        # The lease is checked in the WHERE of the write, no read first (see the end of op).
+        check, params = ("", ()) if lease is None else (" AND lease_token = ?", (lease,))
 
-        def op(conn: sqlite3.Connection) -> bool:
-            """Whether the message left the queue with a spooled body (to remove once durable)."""
+        def op(conn: sqlite3.Connection) -> bool | None:
+            """Whether the message left the queue with a spooled body (to remove once durable);
+            None: the lease was lost, nothing written."""
             # A claimed item is current, by the lease: the statements below only need the row to
             # be there still (their WHERE), not read back.
             item: QueueItem | None = claimed
@@ -295,15 +323,25 @@ class SqliteQueueStore:
             if not any(r.state.is_open for r in recipients):
                 done = QueueItem(queue_id, item.envelope, item.size, item.arrival, at,
                                  item.attempts + 1, item.held, recipients)
-                return _finish(conn, done, at)
-            conn.execute("UPDATE message SET recipients = ?, attempts = attempts + 1, next_attempt = ?, "
-                         "lease_until = 0 WHERE queue_id = ? AND status != 'corrupt'",
-                         (codec.encode_recipients(recipients), at if next_attempt is None else next_attempt,
-                          queue_id))
-            return False
+                spooled = _finish(conn, done, at, check, params)
+                if spooled is not None:
+                    return spooled
+            elif conn.execute("UPDATE message SET recipients = ?, attempts = attempts + 1, next_attempt = ?, "
+                              "lease_until = 0, lease_token = NULL, lease_node = NULL "
+                              f"WHERE queue_id = ? AND status != 'corrupt'{check}",
+                              (codec.encode_recipients(recipients), at if next_attempt is None else next_attempt,
+                               queue_id, *params)).rowcount:
+                return False
+            if lease is not None and conn.execute("SELECT 1 FROM message WHERE queue_id = ? AND status != 'corrupt'",
+                                                  (queue_id,)).fetchone():
+                return None  # no row matched, yet there it is: claimed again since, the lease was lost
+            return False  # deleted (or set aside) while it was being delivered
 
         # Lazy: a lost outcome means the message is delivered (or bounced) again, never lost.
-        if await self._write(op, durable=False):
+        spooled = await self._write(op, durable=False)
+        if spooled is None:
+            raise LeaseLostError(f"{queue_id}: lease {lease} lost to another claim; outcomes not recorded")
+        if spooled:
             self._drop_spooled(queue_id)
 
     async def finish(self, queue_id: str, at: float) -> None:
@@ -313,7 +351,7 @@ class SqliteQueueStore:
             row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
                                (queue_id,)).fetchone()
             item = self._decode_row(row) if row is not None else None
-            return item is not None and _finish(conn, item, at)
+            return item is not None and bool(_finish(conn, item, at))
 
         if await self._write(op, durable=False):
             self._drop_spooled(queue_id)
@@ -457,12 +495,14 @@ def _delete_body(conn: sqlite3.Connection, queue_id: str) -> bool:
     return bool(row and row[0])
 
 
-def _finish(conn: sqlite3.Connection, item: QueueItem, at: float) -> bool:
+def _finish(conn: sqlite3.Connection, item: QueueItem, at: float, check: str = "", params: tuple[Any, ...] = ()
+            ) -> bool | None:
     """The message leaves the queue; True when its body file is to be removed (`_drop_spooled`).
-    Nothing happens to a message that is gone, or was set aside as corrupt (it waits for an
-    operator, who deletes it with `queue delete`)."""
-    if not conn.execute("DELETE FROM message WHERE queue_id = ? AND status != 'corrupt'", (item.queue_id,)).rowcount:
-        return False
+    Nothing happens (None) to a message that is gone, was set aside as corrupt (it waits for an
+    operator, who deletes it with `queue delete`), or fails `check` (the caller's lease)."""
+    if not conn.execute(f"DELETE FROM message WHERE queue_id = ? AND status != 'corrupt'{check}",
+                        (item.queue_id, *params)).rowcount:
+        return None
     spooled = _delete_body(conn, item.queue_id)
     _insert_event(conn, item.queue_id, at, "finished", codec.finished_detail(item))
     return spooled

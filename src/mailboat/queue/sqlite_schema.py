@@ -10,7 +10,7 @@ import sqlite3
 
 from mailboat.queue.store import QueueError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _SCHEMA = (
     """CREATE TABLE message (
         queue_id     TEXT PRIMARY KEY,
@@ -20,6 +20,8 @@ _SCHEMA = (
         arrival      REAL NOT NULL,
         next_attempt REAL NOT NULL,
         lease_until  REAL NOT NULL DEFAULT 0,
+        lease_token  TEXT,                       -- the claim's token (store.LeaseTokens); NULL: never claimed
+        lease_node   TEXT,                       -- the node that claimed; NULL: never, or before schema 5
         attempts     INTEGER NOT NULL DEFAULT 0,
         status       TEXT NOT NULL DEFAULT 'active', -- active, held or corrupt
         delay_warned INTEGER NOT NULL DEFAULT 0      -- 1: the delay-warning DSN was sent
@@ -45,6 +47,10 @@ _MIGRATIONS = {
     1: ("ALTER TABLE message ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0",),
     2: ("ALTER TABLE body ADD COLUMN spooled INTEGER NOT NULL DEFAULT 0",),
     3: ("ALTER TABLE body ADD COLUMN checksum BLOB",),
+    # Leases of a queue written before schema 5 have no token and no node: start-up releases
+    # them as its own, and their late outcomes (there are none: that runner is gone) are refused.
+    4: ("ALTER TABLE message ADD COLUMN lease_token TEXT",
+        "ALTER TABLE message ADD COLUMN lease_node TEXT"),
 }
 
 

@@ -20,17 +20,34 @@ Durability contract (the text for docs/architecture.md)
    (the same trade-off as qmail and Postfix; RFC 5321 §6.1 accepts it).
 5. `claim_due()` hands out a lease; until it expires, no other caller gets that message. A
    runner that crashes holding leases loses nothing: the lease expires and the message is
-   claimed again (a serving process may drop its own stale leases at start-up).
+   claimed again (the serving process of a node drops that node's stale leases at start-up,
+   and only those: another node's may be live).
 6. `record_outcomes()` is atomic: all outcomes of one run and the next attempt time commit
    together; when no recipient is left open, the message leaves the queue in the same
-   transaction and a compact "finished" event remains for `mailboat journey`.
+   transaction and a compact "finished" event remains for `mailboat journey`. Given the lease
+   token of the claim, it changes nothing when the message was claimed again since (the lease
+   expired and another runner took it): LeaseLostError, and the other runner's outcomes stand.
 7. A record that cannot be decoded is set aside (never delivered, never fatal) with a log line.
 8. Journey events (`record_event`) are written in the next group commit without making the
    caller wait; an event recorded before an enqueue() by the same task commits no later.
+
+Leases
+------
+Every claim (claim_due, enqueue with claim=True) makes a lease token, unique to that claim, and
+returns it as `QueueItem.lease`; the store keeps it with the message, with the name of the node
+that claimed (`node`, a constructor argument of every backend: the `[cluster] node` name, the
+host name by default). The writes that follow a claim (record_outcomes, renew) name the token,
+and the backend checks it in the same statement that writes (a condition of its UPDATE or
+DELETE, no read first), so a runner that lost its lease cannot overwrite the outcomes of the
+runner that holds it now. A lease that expired but was not claimed again is still its holder's:
+its outcomes are recorded (nobody else delivered meanwhile).
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
+import socket
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,6 +78,29 @@ class QueueSyncError(QueueWriteError):
 
 class DuplicateQueueIdError(QueueError):
     """enqueue() with an id already in the queue; the stored message is left untouched."""
+
+
+class LeaseLostError(QueueError):
+    """A write named a lease that is no longer the message's: it expired and another claim took
+    the message. Nothing was written; the current holder's outcomes stand."""
+
+
+def default_node() -> str:
+    """This node's name when none is configured: the host name (SPEC `[cluster] node = ""`)."""
+    return socket.gethostname() or "localhost"
+
+
+class LeaseTokens:
+    """Lease tokens of one store instance: "NODE/RANDOM/N", unique to each claim (the random part
+    tells this instance from the node's other processes and from its earlier incarnations)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._prefix = f"{node}/{secrets.token_hex(4)}/"
+        self._count = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count)}"
 
 
 @dataclass(slots=True)
@@ -94,7 +134,8 @@ class QueueStore(Protocol):
         transaction.
 
         claim=True stores the message already leased to the caller, exactly as if claim_due()
-        had returned it at its arrival, and returns that QueueItem: the process that accepted
+        had returned it at its arrival, and returns that QueueItem (with its lease token): the
+        process that accepted
         the message delivers it at once from the bytes it still holds (no claim query, no
         re-read), and no other runner takes it while the lease runs. claim=False returns None.
 
@@ -110,15 +151,20 @@ class QueueStore(Protocol):
 
         The lease lasts until `now + lease` (backend setting, default DEFAULT_LEASE) or until
         record_outcomes() for that message. A message is never returned to two callers while a
-        lease runs; after expiry (e.g. the claimer crashed) it is claimable again.
+        lease runs; after expiry (e.g. the claimer crashed) it is claimable again. Each item
+        carries the claim's lease token (`QueueItem.lease`).
         """
         ...
 
     async def record_outcomes(
         self, queue_id: str, outcomes: list[RecipientOutcome], next_attempt: float | None,
-        claimed: QueueItem | None = None,
+        claimed: QueueItem | None = None, lease: str | None = None,
     ) -> None:
         """Record one delivery run atomically and release the lease.
+
+        `lease`: the token of the caller's claim (`QueueItem.lease`). When the message has been
+        claimed again since, nothing is written and LeaseLostError is raised. None: no check (an
+        operator's or a test's write; a runner always names its lease).
 
         `claimed`: the item as the caller claimed it. Its lease means nobody else has written
         outcomes since, so a backend may use its recipients instead of reading and decoding the
@@ -131,6 +177,12 @@ class QueueStore(Protocol):
         the message is finished in the same transaction (see finish()).
         Unknown queue_id: ignored (the message was deleted while being delivered).
         """
+        ...
+
+    async def renew(self, queue_id: str, lease: str, now: float) -> bool:
+        """Extend the lease `lease` on a message to `now` + the backend's lease time (a delivery
+        that runs long). False, and nothing changed, when the lease is no longer the message's
+        (claimed again, recorded, or the message is gone). Lazy like the claim itself."""
         ...
 
     async def finish(self, queue_id: str, at: float) -> None:
@@ -179,6 +231,12 @@ class QueueStore(Protocol):
 
     async def events(self, queue_id: str) -> list[QueueEvent]:
         """All journey events of a message, oldest first, also after it finished."""
+        ...
+
+    async def sweep_bodies(self) -> int:
+        """Remove stored message bodies that no record refers to any more (what a crash between
+        writing a body and its record leaves); returns how many. 0 for backends that keep the
+        bytes in the record's transaction."""
         ...
 
     async def close(self) -> None:

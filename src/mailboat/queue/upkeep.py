@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from mailboat.lifecycle import Background
 from mailboat.queue.runner import QueueRunner
-from mailboat.queue.sqlite import SqliteQueueStore
 from mailboat.queue.store import QueueError, QueueStore
 
 log = logging.getLogger("mailboat.master")
@@ -45,7 +44,7 @@ def journey_pruner(store: QueueStore, keep: float) -> Background:
     return Background("journey pruner", lambda: prune_journeys(store, keep))
 
 
-def body_sweeper(store: SqliteQueueStore) -> Background:
+def body_sweeper(store: QueueStore) -> Background:
     """The service that removes the spooled bodies a crash left behind (sweep_bodies)."""
     return Background("body sweeper", lambda: sweep_bodies(store))
 
@@ -68,7 +67,7 @@ async def prune_journeys(store: QueueStore, keep: float, *, every: float = PRUNE
         await asyncio.sleep(every)
 
 
-async def sweep_bodies(store: SqliteQueueStore, *, every: float = PRUNE_EVERY) -> None:
+async def sweep_bodies(store: QueueStore, *, every: float = PRUNE_EVERY) -> None:
     """Every `every` seconds, remove spooled bodies that a crash left without a queue record
     (queue/bodies.py): a `mailboat sendmail` or a worker killed between a body's write and
     its commit. (The store sweeps at open too; this catches what a crash of another process
