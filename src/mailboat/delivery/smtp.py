@@ -37,7 +37,6 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import fields, replace
 
 from mailboat.delivery.connection import ClientSession, SessionError, SessionPool, Timeouts, reply_text
 from mailboat.delivery.outcome import RecipientOutcome, outcome
@@ -52,20 +51,15 @@ __all__ = ["SmtpTransport", "build_transaction", "TLS_POLICIES"]
 
 log = logging.getLogger("mailboat.smtp")
 TLS_POLICIES = ("opportunistic", "verify", "none")
-_HAS_TLS_FIELD = any(f.name == "tls" for f in fields(RecipientOutcome))
-
-
 def build_transaction(envelope: Envelope, message: OutgoingMessage, recipients: list[Recipient]) -> Transaction:
     """The client transaction for an envelope and the recipients of one delivery."""
     return Transaction(envelope.sender, tuple(OutgoingRecipient(r.address, r.notify, r.orcpt) for r in recipients),
                        message, smtputf8=envelope.smtputf8, ret=envelope.ret, envid=envelope.envid)
 
 
-def make_outcome(rcpt: str, reply: Reply, host: str, at: float, tls: str | None = None,
-                 remote: bool = False) -> RecipientOutcome:
+def make_outcome(rcpt: str, reply: Reply, host: str, at: float, remote: bool = False) -> RecipientOutcome:
     """`remote`: the reply came from the server (else it is ours; see RecipientOutcome.remote)."""
-    result = outcome(rcpt, reply.code, reply_text(reply), host, at, remote=remote)
-    return replace(result, tls=tls) if _HAS_TLS_FIELD and tls else result  # type: ignore[call-arg]
+    return outcome(rcpt, reply.code, reply_text(reply), host, at, remote=remote)
 
 
 class SmtpTransport:
@@ -146,7 +140,7 @@ class SmtpTransport:
             now = self.clock()
             still: list[Recipient] = []
             for rcpt, reply, remote in zip(pending, result.replies, result.remote, strict=True):
-                results[rcpt.address] = make_outcome(rcpt.address, reply, dest.label, now, session.tls, remote)
+                results[rcpt.address] = make_outcome(rcpt.address, reply, dest.label, now, remote)
                 if reply.is_transient:
                     still.append(rcpt)
             if error is not None:
