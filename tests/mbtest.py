@@ -172,6 +172,20 @@ def serving(tmp_path: Path, extra: str = "", **options: Any) -> Iterator[Running
     assert "Traceback" not in log, log[-4000:]
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if re.search(rf"^PPid:\s*{pid}$", status, re.MULTILINE):
+                found.append(int(entry.name))
+    return found
+
+
 def insecure_context() -> ssl.SSLContext:
     """A client context for our self-signed certificates: TLS without verifying the peer."""
     context = ssl.create_default_context()

@@ -3,7 +3,6 @@ processes give is what the benchmark measures, uvloop and one worker process per
 
 import asyncio
 import os
-import re
 import smtplib
 import time
 from pathlib import Path
@@ -11,22 +10,9 @@ from pathlib import Path
 from mailboat.config.load import default_config, parse_config
 from mailboat.daemon import _run_loop, worker_count
 
-from mbtest import NO_DNS, start_config
+from mbtest import NO_DNS, children, start_config
 
 CPUS = len(os.sched_getaffinity(0))
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            if re.search(rf"^PPid:\s*{pid}$", status, re.MULTILINE):
-                found.append(int(entry.name))
-    return found
 
 
 def test_the_embedded_default_and_a_silent_file_run_one_worker_per_cpu(tmp_path):

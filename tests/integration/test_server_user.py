@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mbtest import CONFIG_TEMPLATE, MAILBOAT, NO_DNS, start_config
+from mbtest import CONFIG_TEMPLATE, MAILBOAT, NO_DNS, children, start_config
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it adds a system user and starts "
                                                            "mailboat as root")
@@ -98,19 +98,6 @@ def ids(pid: int) -> dict[str, list[int]]:
     status = Path(f"/proc/{pid}/status").read_text()
     return {key: [int(v) for v in value.split()]
             for key, value in re.findall(r"^(Uid|Gid|Groups):[ \t]*(.*)$", status, re.MULTILINE)}
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            if re.search(rf"^PPid:\s*{pid}$", status, re.MULTILINE):
-                found.append(int(entry.name))
-    return found
 
 
 def not_owned_by(data_dir: Path, user: pwd.struct_passwd) -> list[str]:

@@ -22,6 +22,7 @@ from mailboat.queue.runner import QueueRunner
 from mailboat.queue.upkeep import RunnerService
 from mailboat.routing.route import Maildir
 
+from serverkit import client as _client
 from serverkit import smtp_listener
 
 
@@ -144,16 +145,6 @@ def test_background_service_is_cancelled_at_stop():
 
 
 # -- a real listener ------------------------------------------------------------------------------
-
-async def _client(port):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    assert (await reader.readline()).startswith(b"220 ")
-
-    async def say(line: bytes) -> bytes:
-        writer.write(line + b"\r\n")
-        return await reader.readline()
-
-    return reader, writer, say
 
 
 def test_listener_stop_tells_idle_clients_421_and_drain_lets_a_message_finish():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from serverkit import client as _client
 from serverkit import smtp_listener
 
 
@@ -14,17 +15,6 @@ async def _serve():
     await listener.start()
     port = listener.server.sockets[0].getsockname()[1]
     return listener.ctx, listener, port
-
-
-async def _client(port):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    assert (await reader.readline()).startswith(b"220 ")
-
-    async def say(line: bytes) -> bytes:
-        writer.write(line + b"\r\n")
-        return await reader.readline()
-
-    return reader, writer, say
 
 
 async def _until(predicate, turns=500):
