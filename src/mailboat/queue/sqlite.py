@@ -28,6 +28,8 @@ WAL lets them run beside the writer. A record that fails to decode is set aside
 (status 'corrupt', a "corrupt" event, one warning log line) and never stops the queue.
 
 Schema (sqlite_schema.py) is versioned with PRAGMA user_version; an unknown newer version refuses to open.
+What a write does to the rows (recording outcomes, finishing a message, events) is in
+sqlite_ops.py; this module keeps the store around those statements.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from mailboat.queue import codec
 from mailboat.queue.bodies import BodyMissing, BodySpool, checksum, verify
 from mailboat.queue.checkpoint import Checkpointer
 from mailboat.queue.groupcommit import GroupCommitWriter
-from mailboat.queue.model import QueueEvent, QueueItem, apply_outcomes, initial_recipients
+from mailboat.queue.model import QueueEvent, QueueItem, initial_recipients
+from mailboat.queue.sqlite_ops import COLUMNS, INSERT_EVENT, delete_body, finish_row, insert_event, record
 from mailboat.queue.sqlite_schema import SCHEMA_VERSION, migrate
 from mailboat.queue.store import (
     DEFAULT_LEASE,
@@ -73,7 +76,6 @@ SPOOL_MIN = 128 * 1024
 PREFETCH_MAX_MESSAGE = 1 << 20  # claim_due() reads the bytes of messages up to this size...
 PREFETCH_BYTES = 32 << 20  # ... and of at most this much in one claim
 PREFETCH_ENTRIES = 1000
-_COLUMNS = "queue_id, envelope, recipients, size, arrival, next_attempt, attempts, status, delay_warned"
 
 class SqliteQueueStore:
     """QueueStore in one SQLite file. See store.QueueStore for the meaning of every method.
@@ -211,7 +213,7 @@ class SqliteQueueStore:
 
         def mark(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE message SET status = 'corrupt' WHERE queue_id = ?", (queue_id,))
-            _insert_event(conn, queue_id, self._clock(), "corrupt", {"reason": reason})
+            insert_event(conn, queue_id, self._clock(), "corrupt", {"reason": reason})
 
         if self._writer.in_writer_thread():
             mark(self._conn)  # already inside the writer's transaction
@@ -261,7 +263,7 @@ class SqliteQueueStore:
 
         def op(conn: sqlite3.Connection) -> list[QueueItem]:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM message WHERE status = 'active' AND next_attempt <= ? "
+                f"SELECT {COLUMNS} FROM message WHERE status = 'active' AND next_attempt <= ? "
                 "AND lease_until <= ? ORDER BY next_attempt, arrival LIMIT ?", (now, now, limit)).fetchall()
             items = [item for row in rows if (item := self._decode_row(row, token)) is not None and not item.is_done]
             conn.executemany("UPDATE message SET lease_until = ?, lease_token = ?, lease_node = ? WHERE queue_id = ?",
@@ -308,34 +310,7 @@ class SqliteQueueStore:
         check, params = ("", ()) if lease is None else (" AND lease_token = ?", (lease,))
 
         def op(conn: sqlite3.Connection) -> bool | None:
-            """Whether the message left the queue with a spooled body (to remove once durable);
-            None: the lease was lost, nothing written."""
-            # A claimed item is current, by the lease: the statements below only need the row to
-            # be there still (their WHERE), not read back.
-            item: QueueItem | None = claimed
-            if item is None:
-                row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
-                                   (queue_id,)).fetchone()
-                item = self._decode_row(row) if row is not None else None
-                if item is None:
-                    return False  # deleted (or set aside) while it was being delivered
-            recipients = apply_outcomes(item.recipients, outcomes)
-            if not any(r.state.is_open for r in recipients):
-                done = QueueItem(queue_id, item.envelope, item.size, item.arrival, at,
-                                 item.attempts + 1, item.held, recipients)
-                spooled = _finish(conn, done, at, check, params)
-                if spooled is not None:
-                    return spooled
-            elif conn.execute("UPDATE message SET recipients = ?, attempts = attempts + 1, next_attempt = ?, "
-                              "lease_until = 0, lease_token = NULL, lease_node = NULL "
-                              f"WHERE queue_id = ? AND status != 'corrupt'{check}",
-                              (codec.encode_recipients(recipients), at if next_attempt is None else next_attempt,
-                               queue_id, *params)).rowcount:
-                return False
-            if lease is not None and conn.execute("SELECT 1 FROM message WHERE queue_id = ? AND status != 'corrupt'",
-                                                  (queue_id,)).fetchone():
-                return None  # no row matched, yet there it is: claimed again since, the lease was lost
-            return False  # deleted (or set aside) while it was being delivered
+            return record(conn, queue_id, claimed, self._decode_row, outcomes, at, next_attempt, check, params)
 
         # Lazy: a lost outcome means the message is delivered (or bounced) again, never lost.
         spooled = await self._write(op, durable=False)
@@ -348,10 +323,10 @@ class SqliteQueueStore:
         self._prefetched.pop(queue_id, None)
 
         def op(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
+            row = conn.execute(f"SELECT {COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'",
                                (queue_id,)).fetchone()
             item = self._decode_row(row) if row is not None else None
-            return item is not None and bool(_finish(conn, item, at))
+            return item is not None and bool(finish_row(conn, item, at))
 
         if await self._write(op, durable=False):
             self._drop_spooled(queue_id)
@@ -397,7 +372,7 @@ class SqliteQueueStore:
 
     async def get(self, queue_id: str) -> QueueItem | None:
         row = await self._read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'", (queue_id,)).fetchone())
+            f"SELECT {COLUMNS} FROM message WHERE queue_id = ? AND status != 'corrupt'", (queue_id,)).fetchone())
         return self._decode_row(row) if row is not None else None
 
     async def delete(self, queue_id: str, at: float) -> bool:
@@ -406,8 +381,8 @@ class SqliteQueueStore:
             """None: no such message; else whether its body was a spooled file."""
             if conn.execute("DELETE FROM message WHERE queue_id = ?", (queue_id,)).rowcount == 0:
                 return None
-            spooled = _delete_body(conn, queue_id)
-            _insert_event(conn, queue_id, at, "deleted", {})
+            spooled = delete_body(conn, queue_id)
+            insert_event(conn, queue_id, at, "deleted", {})
             return spooled
 
         spooled = await self._write(op)
@@ -431,7 +406,7 @@ class SqliteQueueStore:
             # hold on a held message, release of an active one: a no-op that still reports found.
             if conn.execute(f"UPDATE message SET {assignment} WHERE queue_id = ? AND {condition}",
                             (*params, queue_id)).rowcount:
-                _insert_event(conn, queue_id, at, kind, {})
+                insert_event(conn, queue_id, at, kind, {})
                 return True
             row = conn.execute("SELECT status FROM message WHERE queue_id = ?", (queue_id,)).fetchone()
             return row is not None and kind != "retry" and row[0] != "corrupt"
@@ -445,7 +420,7 @@ class SqliteQueueStore:
         return await self._write(op)
 
     async def record_event(self, queue_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
-        self._writer.append(_INSERT_EVENT, (queue_id, at, kind, codec.dumps_text(detail)))
+        self._writer.append(INSERT_EVENT, (queue_id, at, kind, codec.dumps_text(detail)))
 
     async def prune_events(self, before: float, limit: int = 1000) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -479,30 +454,5 @@ class SqliteQueueStore:
     # Last in the class so that `list[...]` annotations above mean the builtin.
     async def list(self) -> list[QueueItem]:
         rows = await self._read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM message WHERE status != 'corrupt' ORDER BY arrival, queue_id").fetchall())
+            f"SELECT {COLUMNS} FROM message WHERE status != 'corrupt' ORDER BY arrival, queue_id").fetchall())
         return [item for item in map(self._decode_row, rows) if item is not None]
-
-_INSERT_EVENT = "INSERT INTO event (queue_id, at, kind, detail) VALUES (?, ?, ?, ?)"
-
-
-def _insert_event(conn: sqlite3.Connection, queue_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
-    conn.execute(_INSERT_EVENT, (queue_id, at, kind, codec.dumps_text(detail)))
-
-
-def _delete_body(conn: sqlite3.Connection, queue_id: str) -> bool:
-    """Delete the body row; True when its bytes are a spooled file (to remove once durable)."""
-    row = conn.execute("DELETE FROM body WHERE queue_id = ? RETURNING spooled", (queue_id,)).fetchone()
-    return bool(row and row[0])
-
-
-def _finish(conn: sqlite3.Connection, item: QueueItem, at: float, check: str = "", params: tuple[Any, ...] = ()
-            ) -> bool | None:
-    """The message leaves the queue; True when its body file is to be removed (`_drop_spooled`).
-    Nothing happens (None) to a message that is gone, was set aside as corrupt (it waits for an
-    operator, who deletes it with `queue delete`), or fails `check` (the caller's lease)."""
-    if not conn.execute(f"DELETE FROM message WHERE queue_id = ? AND status != 'corrupt'{check}",
-                        (item.queue_id, *params)).rowcount:
-        return None
-    spooled = _delete_body(conn, item.queue_id)
-    _insert_event(conn, item.queue_id, at, "finished", codec.finished_detail(item))
-    return spooled
