@@ -91,7 +91,11 @@ fn tcp_info(s: &str) -> Option<(&str, &str)> {
 /// The IP group of ``\[?(?:IPv6:)?(IP)\]?\Z`` (re.I) matched from the start of `token`.
 fn bracketed_ip(token: &str) -> Option<&str> {
     let body = token.strip_prefix('[').unwrap_or(token);
-    let body = body.strip_suffix(']').unwrap_or(body);
+    tagged_ip(body.strip_suffix(']').unwrap_or(body))
+}
+
+/// The address `body` is, with an optional ``IPv6:`` tag: ``(?:IPv6:)?(IP)\Z`` (re.I).
+fn tagged_ip(body: &str) -> Option<&str> {
     if ipv6_tag(body) && is_ip(&body[5..]) {
         Some(&body[5..])
     } else if is_ip(body) {
@@ -148,14 +152,7 @@ fn without_login(s: &str) -> &str {
 
 /// `hop._BRACKETED.match(word)`'s address: ``\[(?:IPv6:)?(IP)\]\Z`` (re.I).
 fn bracketed_only(word: &str) -> Option<&str> {
-    let body = word.strip_prefix('[')?.strip_suffix(']')?;
-    if ipv6_tag(body) && is_ip(&body[5..]) {
-        Some(&body[5..])
-    } else if is_ip(body) {
-        Some(body)
-    } else {
-        None
-    }
+    tagged_ip(word.strip_prefix('[')?.strip_suffix(']')?)
 }
 
 /// `hop._address_words`: the address in the words after the from word when they are ``[IP]``,
