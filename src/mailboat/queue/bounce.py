@@ -40,6 +40,7 @@ from mailboat.mail.ids import new_queue_id
 from mailboat.mail.received import format_local_received
 from mailboat.queue.model import QueuedRecipient, QueueItem
 from mailboat.queue.store import QueueStore
+from mailboat.routing.router import normalize
 
 _LOG_WORDS = {"failed": "non-delivery", "delayed": "delay", "delivered": "delivery status"}
 _LOCAL_HOSTS = ("local", "none", "")
@@ -100,8 +101,9 @@ class Bouncer:
             original = await self.store.load_message(item.queue_id)
         except KeyError:
             return  # deleted by the operator meanwhile: nothing left to report on
-        to, why = item.envelope.sender, None
-        if item.envelope.is_bounce or dsn.is_delivery_report(original):
+        to, why = item.envelope.sender, None  # why: set when the report goes to the postmaster instead
+        is_report = dsn.is_delivery_report(original)
+        if item.envelope.is_bounce or is_report:
             if kind != "failed":
                 await self._suppressed(item, now, kind, "the message is itself a delivery report")
                 return
@@ -109,12 +111,11 @@ class Bouncer:
             if not reports:
                 return
             to = self.postmaster
-            why = ("it is itself a delivery report" if dsn.is_delivery_report(original)
-                   else "the message has no return address")
+            why = "it is itself a delivery report" if is_report else "the message has no return address"
         report = dsn.DeliveryReport(
             reporting_mta=self.hostname, queue_id=item.queue_id, sender=item.envelope.sender,
             arrival=item.arrival, recipients=tuple(reports), envid=item.envelope.envid,
-            ret=item.envelope.ret, to=to if to != item.envelope.sender else None, why=why)
+            ret=item.envelope.ret, to=to if why else None, why=why)
         new_id = new_queue_id()
         body = dsn.build_dsn(report, original, message_id=f"<{new_id}@{self.hostname}>", at=now)
         data = format_local_received(self.hostname, new_id) + body
@@ -129,7 +130,7 @@ class Bouncer:
         await self.store.record_event(item.queue_id, now, "dsn", {
             "action": kind, "dsn_id": new_id, "to": to,
             "recipients": [r.final_recipient for r in reports]})
-        whom = "sender" if to == item.envelope.sender else "postmaster"
+        whom = "postmaster" if why else "sender"
         self.log.info("%s: %s %s notification: %s", item.queue_id, whom, _LOG_WORDS.get(kind, kind), new_id)
         self.qmgr_log.info("%s: from=<>, size=%d, nrcpt=1 (queue active)", new_id, len(data))
         if self.on_enqueued is not None:
@@ -139,8 +140,10 @@ class Bouncer:
                                  reports: list[dsn.RecipientReport]) -> list[dsn.RecipientReport]:
         """The reports that may go to the postmaster: a failure of mail to the postmaster itself
         (directly or through its alias) is logged and dropped, never reported (it would loop)."""
+        postmaster = normalize(self.postmaster)
+
         def is_postmaster(address: str | None) -> bool:
-            return address is not None and address.lower() == self.postmaster.lower()
+            return address is not None and normalize(address) == postmaster
 
         keep = [r for r in reports if not (is_postmaster(r.final_recipient) or is_postmaster(r.alias))]
         for r in reports:
