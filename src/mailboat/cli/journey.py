@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mailboat.cli.errors import FAILURE, CliError
-from mailboat.cli.queue import queue_db, with_store
+from mailboat.cli.queue import queue_config, with_store
 from mailboat.cli.serve import add_config_option
 from mailboat.services.journey import Journey, assemble_journey, journey_json
 from mailboat.services.queue import UnknownMessage
@@ -72,13 +71,13 @@ def render(journey: Journey, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = queue_db(args)
+    config, exists = queue_config(args)
     unknown = CliError(f"journey: no record of a message {args.queue_id} (check the id in the logs or "
                        "'mailboat queue list')", FAILURE)
-    if not os.path.exists(path):
+    if not exists:
         raise unknown
     try:
-        journey = with_store(args, lambda store: assemble_journey(store, args.queue_id))
+        journey = with_store(config, lambda store: assemble_journey(store, args.queue_id))
     except UnknownMessage:
         raise unknown from None
     if args.json:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -23,8 +22,9 @@ from typing import Any
 
 from mailboat.cli.errors import FAILURE, CliError
 from mailboat.cli.serve import add_config_option, config_from
+from mailboat.config import Config
 from mailboat.queue import open_store
-from mailboat.queue.backend import queue_location
+from mailboat.queue.backend import queue_exists
 from mailboat.queue.model import QueueItem
 from mailboat.queue.store import QueueError, QueueStore
 from mailboat.services import queue as service
@@ -60,14 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     mailq.set_defaults(func=run_list)
 
 
-def queue_db(args: argparse.Namespace) -> str:
+def queue_config(args: argparse.Namespace) -> tuple[Config, bool]:
+    """The configuration (read once per command) and whether its queue was ever made (so that
+    reading it need not create one)."""
     config = config_from(args)
-    return queue_location(config.queue, config.data_dir)
+    return config, queue_exists(config.queue, config.data_dir)
 
 
-def with_store(args: argparse.Namespace, work: Callable[[QueueStore], Awaitable[Any]]) -> Any:
+def with_store(config: Config, work: Callable[[QueueStore], Awaitable[Any]]) -> Any:
     """Open the queue, run `work(store)` on an event loop, close. QueueError -> one-line CliError."""
-    config = config_from(args)
 
     async def main() -> Any:
         store = open_store(config.queue, config.data_dir)
@@ -113,8 +114,8 @@ def mailq_text(items: list[QueueItem], now: float) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    path = queue_db(args)
-    items = with_store(args, service.list_queue) if os.path.exists(path) else []
+    config, exists = queue_config(args)
+    items = with_store(config, service.list_queue) if exists else []
     if args.json:
         sys.stdout.write(json.dumps([service.item_json(i) for i in items], indent=2, ensure_ascii=False) + "\n")
     else:
@@ -147,11 +148,11 @@ def show_text(detail: service.MessageDetail) -> str:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    path = queue_db(args)
-    if not os.path.exists(path):
+    config, exists = queue_config(args)
+    if not exists:
         raise _unknown(args.queue_id)
     try:
-        detail = with_store(args, lambda store: service.get_message(store, args.queue_id))
+        detail = with_store(config, lambda store: service.get_message(store, args.queue_id))
     except service.UnknownMessage:
         raise _unknown(args.queue_id) from None
     if args.json:
@@ -165,15 +166,15 @@ def run_action(args: argparse.Namespace) -> int:
     verb, queue_id = args.verb, args.queue_id
     if verb == "retry" and getattr(args, "all", False) == (queue_id is not None):
         raise CliError("queue retry: give one queue ID or --all", 2)
-    path = queue_db(args)
+    config, exists = queue_config(args)
     if verb == "retry" and args.all:
-        count = with_store(args, lambda store: service.retry_all(store, time.time())) if os.path.exists(path) else 0
+        count = with_store(config, lambda store: service.retry_all(store, time.time())) if exists else 0
         print(f"{count} message{'s' if count != 1 else ''} due for delivery now")
         return 0
-    if not os.path.exists(path):
+    if not exists:
         raise _unknown(queue_id)
     try:
-        with_store(args, lambda store: service.act(store, verb, queue_id, time.time()))
+        with_store(config, lambda store: service.act(store, verb, queue_id, time.time()))
     except service.UnknownMessage:
         raise _unknown(queue_id) from None
     except ValueError as exc:
