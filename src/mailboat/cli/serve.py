@@ -84,13 +84,16 @@ def run_serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         raise CliError(f"cannot start: {exc}", USAGE) from None
     except OSError as exc:
-        raise CliError(f"cannot start: {exc.strerror or exc} ({_where(exc)}): "
-                       "is another server using the port? change [[listener]].address") from None
+        raise CliError(f"cannot start: {_start_failure(exc)}") from None
     return 0
 
 
-def _where(exc: OSError) -> str:
-    return str(exc.filename) if exc.filename else "listener"
+def _start_failure(exc: OSError) -> str:
+    """A file names itself (the data directory, a key); otherwise it was a listener's bind."""
+    if exc.filename:
+        return f"{exc.strerror or exc} ({exc.filename}): check that path and its permissions"
+    return (f"{exc.strerror or exc} (listener): is another server using the port? "
+            "change [[listener]].address")
 
 
 def run_check(args: argparse.Namespace) -> int:
