@@ -70,18 +70,20 @@ class Pipeline:
                 raise ValueError(f"filter {f.name}: on_error must be one of {ON_ERROR_MODES}, not {f.on_error!r}")
             if f.timeout is not None and not f.timeout > 0:
                 raise ValueError(f"filter {f.name}: timeout must be positive or None, not {f.timeout!r}")
-        self._by_hook = {hook: _overriding(self.filters, hook) for hook in Filter.HOOKS}
+        # Per hook, the filters that implement it with their bound method (looked up once here).
+        self._by_hook = {hook: tuple((f, getattr(f, hook)) for f in _overriding(self.filters, hook))
+                         for hook in Filter.HOOKS}
         self._traced: set[str] = set()  # filters whose error traceback was logged once already
 
     async def _run(self, hook: str, args: tuple[Any, ...]) -> tuple[Verdict | None, list[Verdict] | None]:
         """(the final verdict or None, the other verdicts that said something, or None)."""
         kept: list[Verdict] | None = None
-        for f in self._by_hook[hook]:
+        for f, method in self._by_hook[hook]:
             try:
                 if f.timeout is None:
-                    verdict = await getattr(f, hook)(*args)
+                    verdict = await method(*args)
                 else:
-                    coro = getattr(f, hook)(*args)
+                    coro = method(*args)
                     try:
                         waiting = coro.send(None)  # most calls finish here, without waiting: no timer
                     except StopIteration as done:
