@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from mbtest import MAILBOAT, one_process, start_config
+from mbtest import MAILBOAT, NO_DNS, insecure_context, one_process, start_config
 from security_support import MESSAGE, Raw, need_tool, wait_until
 
 BODY = (b"EHLO attacker.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
@@ -32,10 +32,7 @@ address = "127.0.0.1:0"
 local = ["example.com"]
 [limits]
 error_sleep = "0.01s"
-[dns]
-nameservers = ["127.0.0.1:9"]
-timeout = "2s"
-"""
+""" + NO_DNS
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +153,7 @@ def test_101_noops_get_421(server):
 # -- TLS 1.2: ECDHE + AEAD only ----------------------------------------------------------------------
 
 def tls12_client(ciphers: str) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = insecure_context()
     context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(ciphers)
     return context
