@@ -65,7 +65,8 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path):
 def test_serve_with_an_unusable_data_dir_names_it_not_the_port(tmp_path):
     (tmp_path / "file").write_text("a file where a directory should be")
     path = tmp_path / "data.toml"
-    path.write_text(f'data_dir = "{tmp_path / "file" / "data"}"\n[[listener]]\nkind = "smtp"\naddress = "127.0.0.1:0"\n')
+    path.write_text(f'data_dir = "{tmp_path / "file" / "data"}"\n'
+                    '[[listener]]\nkind = "smtp"\naddress = "127.0.0.1:0"\n')
     result = run("serve", "--config", str(path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
